@@ -1,0 +1,166 @@
+"""The ``stseg`` command line: one verb per job (SPEC section 4).
+
+Heavy imports (ROS, Open3D, PyTorch) happen inside each verb, so ``--help``
+answers instantly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from stseg_ros import __version__
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from stseg_ros.ros.demo import run_demo
+
+    return run_demo(timeout=args.timeout)
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from stseg_ros.ros.map_server import main
+
+    ros_args = ["--ros-args", "-p", f"epoch_period:={args.epoch_period}",
+                "-p", f"loop:={str(args.loop).lower()}"]
+    if args.snapshot:
+        ros_args += ["-p", f"snapshot:={args.snapshot}"]
+    return main(["stseg"] + ros_args)
+
+
+def _spin_client(args: argparse.Namespace, **callbacks):
+    import rclpy
+
+    from stseg_ros.ros.map_client import MapClient
+
+    rclpy.init()
+    return rclpy, MapClient(args.node, name="stseg_cli", **callbacks)
+
+
+def _cmd_watch(args: argparse.Namespace) -> int:
+    from stseg_ros.core.report import format_changes, format_objects
+
+    def show_instances(epoch, objects):
+        print(f"\n=== epoch {epoch}: {len(objects)} known object(s) ===\n{format_objects(objects)}",
+              flush=True)
+
+    def show_changes(epoch, changes):
+        print(f"--- epoch {epoch}: changes ---\n{format_changes(changes)}", flush=True)
+
+    rclpy, client = _spin_client(args, on_instances=show_instances, on_changes=show_changes)
+    try:
+        client.spin_until(lambda: False, args.duration if args.duration > 0 else float("inf"))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        client.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+def _cmd_query(args: argparse.Namespace) -> int:
+    from stseg_ros.core.report import format_objects
+    from stseg_ros.ros.conversions import object_from_msg
+
+    region = None
+    if args.region:
+        region = (tuple(args.region[:3]), tuple(args.region[3:]))
+    rclpy, client = _spin_client(args)
+    try:
+        answer = client.query(class_names=args.class_name, ids=args.id, states=args.state,
+                              region=region, timeout=args.timeout)
+    except TimeoutError as err:
+        print(f"stseg query: {err}", file=sys.stderr)
+        return 1
+    finally:
+        client.destroy_node()
+        rclpy.try_shutdown()
+    if not answer.success:
+        print(f"stseg query: {answer.message}", file=sys.stderr)
+        return 1
+    print(f"{answer.message}\n{format_objects(object_from_msg(m) for m in answer.instances)}")
+    return 0
+
+
+def _not_yet(verb: str):
+    def run(_: argparse.Namespace) -> int:
+        print(f"stseg {verb}: not available in stseg_ros {__version__}", file=sys.stderr)
+        return 2
+
+    return run
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="stseg", description="Long-term object-level mapping with 4D instance segmentation.")
+    parser.add_argument("--version", action="version", version=f"stseg_ros {__version__}")
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    p = verbs.add_parser("demo", help="run the main job on the embedded defaults",
+                         description="Start the map node and a subscriber as separate ROS "
+                                     "processes, print each epoch's objects and changes, and "
+                                     "query the chairs through the service.")
+    p.add_argument("--timeout", type=float, default=60.0, help="give up after this many seconds")
+    p.set_defaults(func=_cmd_demo)
+
+    p = verbs.add_parser("serve", help="publish a stored map snapshot (map_server node)",
+                         description="Run the map_server node in the foreground: publishes the "
+                                     "epochs of a snapshot file on ~/instances, ~/markers and "
+                                     "~/changes and serves ~/query_objects.")
+    p.add_argument("--snapshot", default="", help="snapshot JSON (default: the shipped example)")
+    p.add_argument("--epoch-period", type=float, default=1.0,
+                   help="seconds between epochs; 0 publishes only the latest (default 1)")
+    p.add_argument("--loop", action="store_true", help="start again after the last epoch")
+    p.set_defaults(func=_cmd_serve)
+
+    p = verbs.add_parser("watch", help="print the objects and changes a map node publishes")
+    p.add_argument("--node", default="/map_server", help="map node to follow (default /map_server)")
+    p.add_argument("--duration", type=float, default=0.0,
+                   help="stop after this many seconds (default: until Ctrl-C)")
+    p.set_defaults(func=_cmd_watch)
+
+    p = verbs.add_parser("query", help="query the objects of a running map node",
+                         description="Call <node>/query_objects; filters combine with AND.")
+    p.add_argument("--node", default="/map_server", help="map node to ask (default /map_server)")
+    p.add_argument("--class", dest="class_name", action="append", default=[],
+                   help="NYU40 class name, repeatable")
+    p.add_argument("--id", type=int, action="append", default=[], help="object id, repeatable")
+    p.add_argument("--state", type=int, action="append", default=[],
+                   help="0 present, 1 removed, 2 unobserved; repeatable")
+    p.add_argument("--region", type=float, nargs=6, metavar=("XMIN", "YMIN", "ZMIN", "XMAX",
+                                                              "YMAX", "ZMAX"),
+                   help="axis-aligned box in the map frame (m)")
+    p.add_argument("--timeout", type=float, default=10.0)
+    p.set_defaults(func=_cmd_query)
+
+    p = verbs.add_parser("generate", help="write an evolving-room dataset")
+    p.add_argument("--out", required=True, help="dataset directory to create")
+    p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--revisits", type=int, default=3, help="revisits T per scene")
+    p.add_argument("--rooms", type=int, default=1, help="independent scenes K")
+    p.add_argument("--frames", type=int, default=300, help="frames per revisit")
+    p.set_defaults(func=_not_yet("generate"))
+
+    p = verbs.add_parser("run", help="map the revisits of a dataset offline")
+    p.add_argument("dataset")
+    p.add_argument("--out", required=True, help="prediction directory")
+    p.add_argument("--db", help="object memory SQLite file")
+    p.add_argument("--segmenter", default="geometric")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.set_defaults(func=_not_yet("run"))
+
+    p = verbs.add_parser("eval", help="score predictions against a dataset's ground truth")
+    p.add_argument("dataset")
+    p.add_argument("predictions")
+    p.add_argument("--json", help="also write the metrics to this JSON file")
+    p.set_defaults(func=_not_yet("eval"))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Thin ROS 2 layer: message conversion, nodes and scheduling around the core."""

@@ -1,0 +1,76 @@
+"""Conversions between core records and the typed interfaces of ``msg/``.
+
+Only field copying lives here; every decision is made in the core library.
+"""
+
+from __future__ import annotations
+
+from geometry_msgs.msg import Point, Quaternion, Vector3
+from geometry_msgs.msg import Pose as PoseMsg
+
+from stseg_ros.core.query import ObjectQuery
+from stseg_ros.core.records import ChangeKind, ChangeRecord, ObjectRecord, ObjectState, Pose
+from stseg_ros.msg import ChangeEvent, ObjectInstance
+
+
+def pose_to_msg(pose: Pose) -> PoseMsg:
+    x, y, z = pose.position
+    qx, qy, qz, qw = pose.orientation
+    return PoseMsg(position=Point(x=float(x), y=float(y), z=float(z)),
+                   orientation=Quaternion(x=float(qx), y=float(qy), z=float(qz), w=float(qw)))
+
+
+def pose_from_msg(msg: PoseMsg) -> Pose:
+    p, q = msg.position, msg.orientation
+    return Pose((p.x, p.y, p.z), (q.x, q.y, q.z, q.w))
+
+
+def object_to_msg(obj: ObjectRecord) -> ObjectInstance:
+    ex, ey, ez = obj.extents
+    return ObjectInstance(
+        id=int(obj.id), class_id=int(obj.class_id), class_name=obj.class_name,
+        score=float(obj.score), pose=pose_to_msg(obj.pose),
+        extents=Vector3(x=float(ex), y=float(ey), z=float(ez)),
+        num_points=int(obj.num_points), epoch_first_seen=int(obj.epoch_first_seen),
+        epoch_last_seen=int(obj.epoch_last_seen), state=int(obj.state))
+
+
+def object_from_msg(msg: ObjectInstance) -> ObjectRecord:
+    return ObjectRecord(
+        id=msg.id, class_id=msg.class_id, class_name=msg.class_name, score=msg.score,
+        pose=pose_from_msg(msg.pose), extents=(msg.extents.x, msg.extents.y, msg.extents.z),
+        num_points=msg.num_points, epoch_first_seen=msg.epoch_first_seen,
+        epoch_last_seen=msg.epoch_last_seen, state=ObjectState(msg.state))
+
+
+def change_to_msg(change: ChangeRecord) -> ChangeEvent:
+    return ChangeEvent(
+        kind=int(change.kind), object_id=int(change.object_id), class_id=int(change.class_id),
+        class_name=change.class_name, previous_class_id=int(change.previous_class_id),
+        epoch=int(change.epoch), previous_pose=pose_to_msg(change.previous_pose),
+        current_pose=pose_to_msg(change.current_pose),
+        displacement=float(change.displacement), rotation=float(change.rotation),
+        confidence=float(change.confidence))
+
+
+def change_from_msg(msg: ChangeEvent) -> ChangeRecord:
+    return ChangeRecord(
+        kind=ChangeKind(msg.kind), object_id=msg.object_id, class_id=msg.class_id,
+        class_name=msg.class_name, epoch=msg.epoch,
+        previous_pose=pose_from_msg(msg.previous_pose),
+        current_pose=pose_from_msg(msg.current_pose),
+        previous_class_id=msg.previous_class_id, confidence=msg.confidence)
+
+
+def query_from_request(request) -> ObjectQuery:
+    """ObjectQuery from a QueryObjects request; raises ValueError on a bad request."""
+    region = None
+    if request.use_region:
+        lo, hi = request.region_min, request.region_max
+        region = ((lo.x, lo.y, lo.z), (hi.x, hi.y, hi.z))
+    states = set(bytes(request.states)) if request.states else set()
+    unknown = states - {int(s) for s in ObjectState}
+    if unknown:
+        raise ValueError(f"unknown state value(s) {sorted(unknown)}")
+    return ObjectQuery(class_ids=set(request.class_ids), class_names=set(request.class_names),
+                       ids=set(request.ids), states=states, region=region)

@@ -1,0 +1,13 @@
+"""ROS environment defaults for processes the CLI starts itself."""
+
+from __future__ import annotations
+
+import os
+
+
+def localhost_ros_env(base: dict[str, str] | None = None) -> dict[str, str]:
+    """Copy of the environment where DDS discovery stays on this machine unless
+    the user chose otherwise (multicast discovery otherwise leaks off the host)."""
+    env = dict(os.environ if base is None else base)
+    env.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    return env
