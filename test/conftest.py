@@ -1,0 +1,29 @@
+"""Shared test set-up: ROS traffic stays on this machine, in a domain of its own."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+os.environ.setdefault("ROS_DOMAIN_ID", str(20 + os.getpid() % 200))
+
+
+@pytest.fixture
+def rclpy_context():
+    """An initialised rclpy for one test, shut down afterwards."""
+    import rclpy
+
+    rclpy.init()
+    yield rclpy
+    rclpy.try_shutdown()
+
+
+@pytest.fixture
+def python() -> str:
+    return sys.executable
