@@ -38,16 +38,11 @@ def _spin_client(args: argparse.Namespace, **callbacks):
 
 
 def _cmd_watch(args: argparse.Namespace) -> int:
-    from stseg_ros.core.report import format_changes, format_objects
+    from stseg_ros.core.report import format_epoch_changes, format_epoch_objects
 
-    def show_instances(epoch, objects):
-        print(f"\n=== epoch {epoch}: {len(objects)} known object(s) ===\n{format_objects(objects)}",
-              flush=True)
-
-    def show_changes(epoch, changes):
-        print(f"--- epoch {epoch}: changes ---\n{format_changes(changes)}", flush=True)
-
-    rclpy, client = _spin_client(args, on_instances=show_instances, on_changes=show_changes)
+    rclpy, client = _spin_client(
+        args, on_instances=lambda e, objs: print(format_epoch_objects(e, objs), flush=True),
+        on_changes=lambda e, chs: print(format_epoch_changes(e, chs), flush=True))
     try:
         client.spin_until(lambda: False, args.duration if args.duration > 0 else float("inf"))
     except KeyboardInterrupt:

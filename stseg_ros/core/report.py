@@ -40,3 +40,13 @@ def format_changes(changes: Iterable[ChangeRecord]) -> str:
             what = f"relabelled from class {c.previous_class_id}"
         rows.append(f"epoch {c.epoch}: {who:<16} {what}")
     return "\n".join(rows) if rows else "(no changes)"
+
+
+def format_epoch_objects(epoch: int, objects: list[ObjectRecord]) -> str:
+    """A titled table of the objects known after ``epoch``."""
+    return f"\n=== epoch {epoch}: {len(objects)} known object(s) ===\n{format_objects(objects)}"
+
+
+def format_epoch_changes(epoch: int, changes: list[ChangeRecord]) -> str:
+    """A titled list of the changes detected in ``epoch``."""
+    return f"--- epoch {epoch}: changes ---\n{format_changes(changes)}"

@@ -18,6 +18,8 @@ Format (``format`` must be ``stseg_ros.snapshot``, ``version`` 1)::
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -74,8 +76,21 @@ def _pose(entry: dict, prefix: str, what: str) -> Pose:
     return Pose.from_xyz_yaw(x, y, z, float(entry.get(f"{prefix}yaw", 0.0)))
 
 
-def _object(entry: dict, epoch: int, what: str) -> ObjectRecord:
+@contextmanager
+def _field_errors(what: str) -> Iterator[None]:
+    """Turn a bad or missing field into a SnapshotError that says where it is."""
     try:
+        yield
+    except SnapshotError:
+        raise
+    except KeyError as err:
+        raise SnapshotError(f"{what}: missing field {err}") from None
+    except (TypeError, ValueError) as err:
+        raise SnapshotError(f"{what}: {err}") from None
+
+
+def _object(entry: dict, epoch: int, what: str) -> ObjectRecord:
+    with _field_errors(what):
         cid = int(entry.get("class_id", 0))
         return ObjectRecord(
             id=int(entry["id"]),
@@ -89,16 +104,10 @@ def _object(entry: dict, epoch: int, what: str) -> ObjectRecord:
             epoch_last_seen=int(entry.get("epoch_last_seen", epoch)),
             state=_enum(ObjectState, entry.get("state", "present"), f"{what}.state"),
         )
-    except KeyError as err:
-        raise SnapshotError(f"{what}: missing field {err}") from None
-    except (TypeError, ValueError) as err:
-        if isinstance(err, SnapshotError):
-            raise
-        raise SnapshotError(f"{what}: {err}") from None
 
 
 def _change(entry: dict, epoch: int, what: str) -> ChangeRecord:
-    try:
+    with _field_errors(what):
         cid = int(entry.get("class_id", 0))
         return ChangeRecord(
             kind=_enum(ChangeKind, entry["kind"], f"{what}.kind"),
@@ -111,12 +120,6 @@ def _change(entry: dict, epoch: int, what: str) -> ChangeRecord:
             previous_class_id=int(entry.get("previous_class_id", cid)),
             confidence=float(entry.get("confidence", 1.0)),
         )
-    except KeyError as err:
-        raise SnapshotError(f"{what}: missing field {err}") from None
-    except (TypeError, ValueError) as err:
-        if isinstance(err, SnapshotError):
-            raise
-        raise SnapshotError(f"{what}: {err}") from None
 
 
 def parse_snapshot(data: object, source: str = "snapshot") -> MapSnapshot:

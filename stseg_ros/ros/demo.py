@@ -11,7 +11,7 @@ import sys
 
 import rclpy
 
-from stseg_ros.core.report import format_changes, format_objects
+from stseg_ros.core.report import format_epoch_changes, format_epoch_objects
 from stseg_ros.core.snapshot import example_snapshot
 from stseg_ros.ros.env import localhost_ros_env
 from stseg_ros.ros.map_client import MapClient
@@ -44,17 +44,11 @@ def run_demo(timeout: float = 60.0) -> int:
     expected = len(example_snapshot().epochs)
     server = start_map_server(epoch_period=1.0)
 
-    def show_instances(epoch: int, objects) -> None:
-        print(f"\n=== epoch {epoch}: {len(objects)} known object(s) ===")
-        print(format_objects(objects))
-
-    def show_changes(epoch: int, changes) -> None:
-        print(f"--- epoch {epoch}: changes ---")
-        print(format_changes(changes))
-
     rclpy.init()
-    client = MapClient("/map_server", name="stseg_demo",
-                       on_instances=show_instances, on_changes=show_changes)
+    client = MapClient(
+        "/map_server", name="stseg_demo",
+        on_instances=lambda e, objs: print(format_epoch_objects(e, objs), flush=True),
+        on_changes=lambda e, chs: print(format_epoch_changes(e, chs), flush=True))
     try:
         print(f"map_server started (pid {server.pid}); waiting for {expected} epochs ...")
         ok = client.spin_until(

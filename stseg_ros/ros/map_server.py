@@ -14,6 +14,7 @@ from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 
+from stseg_ros.core.records import ObjectState
 from stseg_ros.core.snapshot import SnapshotError, example_snapshot, load_snapshot
 from stseg_ros.ros.map_publisher import MapPublisher
 
@@ -58,7 +59,7 @@ class MapServer(Node):
             self._next = 0
         state = epochs[self._next]
         self._publisher.publish(state)
-        present = sum(1 for o in state.objects if o.state.name == "PRESENT")
+        present = sum(1 for o in state.objects if o.state == ObjectState.PRESENT)
         self.get_logger().info(
             f"epoch {state.epoch} ({state.label or 'unlabelled'}): {present} present object(s), "
             f"{len(state.changes)} change(s)")
