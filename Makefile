@@ -17,7 +17,7 @@ export ROS_AUTOMATIC_DISCOVERY_RANGE ?= LOCALHOST
 all: test
 
 system-deps:
-	@tools/install_system_deps.sh
+	@tools/install_system_deps.sh $(PYTHON)
 
 $(PY): | system-deps
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found (set PYTHON=...)"; exit 1; }
