@@ -19,13 +19,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    from stseg_ros.ros.map_server import main
+    from stseg_ros.ros.map_server import main, ros_arguments
 
-    ros_args = ["--ros-args", "-p", f"epoch_period:={args.epoch_period}",
-                "-p", f"loop:={str(args.loop).lower()}"]
-    if args.snapshot:
-        ros_args += ["-p", f"snapshot:={args.snapshot}"]
-    return main(["stseg"] + ros_args)
+    return main(["stseg", *ros_arguments(args.epoch_period, args.snapshot, args.loop)])
 
 
 def _spin_client(args: argparse.Namespace, **callbacks):

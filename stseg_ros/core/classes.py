@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-UNKNOWN_CLASS_ID = 0
-
 NYU40_CLASSES: dict[int, str] = {
     1: "wall", 2: "floor", 3: "cabinet", 4: "bed", 5: "chair", 6: "sofa",
     7: "table", 8: "door", 9: "window", 10: "bookshelf", 11: "picture",

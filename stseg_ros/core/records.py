@@ -7,8 +7,13 @@ only converts and never decides anything.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from enum import IntEnum
+
+
+def yaw_difference(a: float, b: float) -> float:
+    """Absolute difference of two yaw angles (rad), wrapped to [0, pi]."""
+    return abs(math.atan2(math.sin(b - a), math.cos(b - a)))
 
 
 class ObjectState(IntEnum):
@@ -94,14 +99,5 @@ class ChangeRecord:
         """Absolute yaw change (rad) wrapped to [0, pi]; 0 unless the object moved."""
         if self.kind != ChangeKind.MOVED:
             return 0.0
-        delta = self.current_pose.yaw - self.previous_pose.yaw
-        return abs(math.atan2(math.sin(delta), math.cos(delta)))
+        return yaw_difference(self.previous_pose.yaw, self.current_pose.yaw)
 
-
-def record_to_dict(record: ObjectRecord | ChangeRecord) -> dict:
-    """JSON-ready dict of a record (enums as their names)."""
-    data = asdict(record)
-    for key in ("state", "kind"):
-        if key in data:
-            data[key] = getattr(record, key).name.lower()
-    return data

@@ -36,12 +36,6 @@ class Style:
         return class_id(self.class_name)
 
     @property
-    def footprint(self) -> tuple[float, float]:
-        """(length along x, width along y) of the bounding box (m)."""
-        lo, hi = self.bounds()
-        return float(hi[0] - lo[0]), float(hi[1] - lo[1])
-
-    @property
     def height(self) -> float:
         return float(self.bounds()[1][2])
 

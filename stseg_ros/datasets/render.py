@@ -82,7 +82,7 @@ class SceneRaycaster:
         add([floor], np.eye(4), 0, class_id("floor"), "wood")
         add([ceiling], np.eye(4), 0, class_id("ceiling"), "plain")
         for i in range(len(poly)):
-            p0, p1 = poly[i], poly[(i + 1) % len(poly)]
+            p0, p1 = room.wall(i)
             edge = p1 - p0
             length = float(np.linalg.norm(edge))
             yaw = math.atan2(edge[1], edge[0])

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from stseg_ros.core.records import yaw_difference
 from stseg_ros.datasets.furniture import AGAINST_WALL, FAMILIES, Part, Style
 
 FIXTURES = ("door", "window")  # instances that never move or change identity
@@ -64,6 +65,10 @@ class Room:
     window_offset: float
     window_width: float
 
+    def wall(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """Start and end of outline edge ``i`` (the room's inside is to its left)."""
+        return self.polygon[i], self.polygon[(i + 1) % len(self.polygon)]
+
 
 @dataclass(frozen=True)
 class TrueChange:
@@ -108,10 +113,6 @@ class Scenario:
                 members.setdefault(o.style, set()).add(o.id)
         return {s: sorted(ids) for s, ids in members.items() if len(ids) > 1}
 
-    def group_of(self) -> dict[int, int]:
-        """Object id -> identical-group id (the style index), for grouped objects only."""
-        return {i: s for s, ids in self.groups().items() for i in ids}
-
 
 # --- geometry helpers ---------------------------------------------------------
 
@@ -141,7 +142,7 @@ def fits(obj: Placed, others: list[Placed], room: Room, styles: list[Style]) -> 
     quad = obj.corners(styles)
     if not all(_point_in_polygon(c, room.polygon) for c in obj.corners(styles, 0.02)):
         return False
-    p0, p1 = room.polygon[room.door_wall], room.polygon[(room.door_wall + 1) % len(room.polygon)]
+    p0, p1 = room.wall(room.door_wall)
     hinge = p0 + (p1 - p0) / np.linalg.norm(p1 - p0) * room.door_offset
     if np.linalg.norm(quad.mean(0) - hinge) < 1.2:
         return False
@@ -183,8 +184,7 @@ def make_room(rng: np.random.Generator) -> Room:
 def _random_pose(rng, room: Room, style: Style) -> tuple[float, float, float]:
     poly = room.polygon
     if style.class_name in AGAINST_WALL:
-        i = int(rng.integers(len(poly)))
-        p0, p1 = poly[i], poly[(i + 1) % len(poly)]
+        p0, p1 = room.wall(int(rng.integers(len(poly))))
         edge = p1 - p0
         length = float(np.linalg.norm(edge))
         t = rng.uniform(0.0, 1.0) * length
@@ -317,18 +317,16 @@ MOVE_ANGLE = math.radians(15.0)  # rad; a yaw change above this is "moved"
 def is_moved(a: tuple[float, float, float], b: tuple[float, float, float]) -> bool:
     """The benchmark's definition of a move between two (x, y, yaw) poses."""
     d = math.hypot(b[0] - a[0], b[1] - a[1])
-    dyaw = abs(math.atan2(math.sin(b[2] - a[2]), math.cos(b[2] - a[2])))
-    return d > MOVE_DISTANCE or dyaw > MOVE_ANGLE
+    return d > MOVE_DISTANCE or yaw_difference(a[2], b[2]) > MOVE_ANGLE
 
 
 def fixture_parts(room: Room, door_angle: float) -> dict[str, list[tuple[np.ndarray, Part]]]:
     """World-frame boxes of the door and window: (4x4 pose, part) pairs."""
-    poly = room.polygon
     out: dict[str, list[tuple[np.ndarray, Part]]] = {}
     for name, wall, offset, width in (("door", room.door_wall, room.door_offset, 0.9),
                                       ("window", room.window_wall, room.window_offset,
                                        room.window_width)):
-        p0, p1 = poly[wall], poly[(wall + 1) % len(poly)]
+        p0, p1 = room.wall(wall)
         edge = (p1 - p0) / np.linalg.norm(p1 - p0)
         yaw = math.atan2(edge[1], edge[0])
         hinge = p0 + edge * offset

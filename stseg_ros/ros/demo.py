@@ -15,15 +15,14 @@ from stseg_ros.core.report import format_epoch_changes, format_epoch_objects
 from stseg_ros.core.snapshot import example_snapshot
 from stseg_ros.ros.env import localhost_ros_env
 from stseg_ros.ros.map_client import MapClient
+from stseg_ros.ros.map_server import ros_arguments
 
 
 def start_map_server(epoch_period: float, snapshot: str = "",
                      env: dict[str, str] | None = None) -> subprocess.Popen:
     """Start the map_server node as a child process."""
-    cmd = [sys.executable, "-m", "stseg_ros.ros.map_server", "--ros-args",
-           "-p", f"epoch_period:={epoch_period}"]
-    if snapshot:
-        cmd += ["-p", f"snapshot:={snapshot}"]
+    cmd = [sys.executable, "-m", "stseg_ros.ros.map_server",
+           *ros_arguments(epoch_period, snapshot)]
     return subprocess.Popen(cmd, env=env or localhost_ros_env())
 
 

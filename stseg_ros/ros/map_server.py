@@ -66,6 +66,16 @@ class MapServer(Node):
         self._next += 1
 
 
+def ros_arguments(epoch_period: float = 1.0, snapshot: str = "", loop: bool = False) -> list[str]:
+    """``--ros-args`` setting this node's parameters (an empty snapshot is left
+    out: rcl cannot parse an empty parameter value)."""
+    args = ["--ros-args", "-p", f"epoch_period:={float(epoch_period)}",
+            "-p", f"loop:={str(bool(loop)).lower()}"]
+    if snapshot:
+        args += ["-p", f"snapshot:={snapshot}"]
+    return args
+
+
 def main(args: list[str] | None = None) -> int:
     rclpy.init(args=args)
     try:
