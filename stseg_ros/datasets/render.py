@@ -7,6 +7,7 @@ angles, on dark surfaces and beyond range, and flying pixels at depth edges.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -51,6 +52,7 @@ class Frame:
     depth: np.ndarray      # (H, W) float32 metres, 0 = missing
     instance: np.ndarray   # (H, W) int32, 0 = structure or no return
     semantic: np.ndarray   # (H, W) int32 NYU40 id, 0 = no return
+    flying: np.ndarray     # (H, W) bool, depth mixed across an edge (label unreliable)
 
 
 class SceneRaycaster:
@@ -102,76 +104,118 @@ class SceneRaycaster:
             style = scenario.styles[obj.style]
             add(list(style.parts), object_pose(obj), obj.id, style.class_id, style.texture)
 
-        self.instance = np.array(instances, dtype=np.int32)
-        self.semantic = np.array(semantics, dtype=np.int32)
-        self.color = np.array(colors, dtype=np.float32)
-        self.texture = np.array(textures, dtype=np.int32)
+        # one extra entry past the last geometry stands for "no hit": no labels, black
+        self.miss = len(instances)
+        self.instance = np.array([*instances, 0], dtype=np.int32)
+        self.semantic = np.array([*semantics, 0], dtype=np.int32)
+        self.color = np.array([*colors, (0.0, 0.0, 0.0)], dtype=np.float32)
+        self.luminance = self.color.mean(1)
+        self.texture = np.array([*textures, TEXTURES["plain"]], dtype=np.int32)
 
     def cast(self, camera_to_world: np.ndarray, intr: Intrinsics):
-        """Hit points (H, W, 3, world), normals, geometry ids and view rays."""
+        """Normals (H, W, 3), geometry ids (``miss`` where nothing was hit), |cos|
+        of the incidence angle, hit mask and depth (z in the camera frame, 0 = no hit)."""
         extrinsic = np.linalg.inv(camera_to_world)
         rays = self.scene.create_rays_pinhole(
             o3d.core.Tensor(intr.matrix), o3d.core.Tensor(extrinsic), intr.width, intr.height)
         ans = self.scene.cast_rays(rays)
         rays = rays.numpy()
         t = ans["t_hit"].numpy()
-        geom = ans["geometry_ids"].numpy().astype(np.int64)
+        hit = np.isfinite(t)
+        geom = ans["geometry_ids"].numpy()
+        geom[~hit] = self.miss
+        # pinhole rays have z = 1 in the camera, so the ray parameter is the depth
+        z = np.where(hit, t, np.float32(0.0))
         normals = ans["primitive_normals"].numpy()
-        points = rays[..., :3] + rays[..., 3:] * t[..., None]
-        return points, normals, geom, rays[..., 3:], np.isfinite(t)
+        cos_inc = np.abs(np.einsum("...k,...k->...", normals, rays[..., 3:]))
+        cos_inc *= _inverse_ray_length(intr)
+        return normals, geom, cos_inc, hit, z
 
 
-def _texture(kind: np.ndarray, p: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    x, y, z = p[..., 0], p[..., 1], p[..., 2]
-    out = np.ones(kind.shape, dtype=np.float32)
-    wood = kind == TEXTURES["wood"]
-    out[wood] = 1 + 0.12 * np.sin(35 * x[wood] + 6 * np.sin(3 * y[wood]) + 9 * z[wood])
-    fabric = kind == TEXTURES["fabric"]
-    out[fabric] = 1 + 0.05 * np.sin(120 * x[fabric]) * np.sin(120 * y[fabric] + 80 * z[fabric])
-    leaf = kind == TEXTURES["leaf"]
-    out[leaf] = 1 + 0.25 * np.sin(25 * x[leaf]) * np.sin(25 * y[leaf] + 17 * z[leaf])
-    return out
+@functools.lru_cache(maxsize=4)
+def _camera_rays(intr: Intrinsics) -> np.ndarray:
+    """(H, W, 3) pinhole ray directions in the camera frame, scaled to z = 1."""
+    v, u = np.mgrid[0:intr.height, 0:intr.width]
+    x, y = (u - intr.cx) / intr.fx, (v - intr.cy) / intr.fy
+    return np.stack([x, y, np.ones_like(x)], -1).astype(np.float32)
+
+
+@functools.lru_cache(maxsize=4)
+def _inverse_ray_length(intr: Intrinsics) -> np.ndarray:
+    return (1.0 / np.linalg.norm(_camera_rays(intr), axis=-1)).astype(np.float32)
+
+
+# procedural patterns per texture id: brightness 1 + amplitude * sin(frequency . p)
+PATTERN_AMPLITUDE = np.array([0.0, 0.12, 0.05, 0.25, 0.0], dtype=np.float32)
+PATTERN_FREQUENCY = np.array([(0, 0, 0), (35, 6, 9), (120, 120, 80), (25, 31, 17), (0, 0, 0)],
+                             dtype=np.float32)   # rad/m: wood grain, fabric weave, leaves
+
+
+def _texture(kind: np.ndarray, camera_to_world: np.ndarray, intr: Intrinsics,
+             depth: np.ndarray) -> np.ndarray:
+    """Brightness factor of the procedural patterns at the hit points.
+
+    The phase ``f . (o + depth * d)`` splits into ``f . o + depth * (f . d)``, and
+    ``f . d`` for every pattern is one small matrix product over the cached rays.
+    """
+    rotation, origin = camera_to_world[:3, :3], camera_to_world[:3, 3]
+    per_pattern = _camera_rays(intr) @ (rotation.T @ PATTERN_FREQUENCY.T).astype(np.float32)
+    slope = np.take_along_axis(per_pattern, kind[..., None], axis=-1)[..., 0]
+    offset = (PATTERN_FREQUENCY @ origin).astype(np.float32)
+    phase = np.take(offset, kind) + depth * slope
+    return 1 + np.take(PATTERN_AMPLITUDE, kind) * np.sin(phase)
+
+
+class NoiseBank:
+    """Pre-drawn Gaussian noise, read at random offsets: per-frame noise without
+    drawing a million normals per frame (the slowest part of a render otherwise)."""
+
+    def __init__(self, rng: np.random.Generator, size: int = 1 << 22) -> None:
+        self.values = rng.standard_normal(size, dtype=np.float32)
+
+    def draw(self, shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
+        n = int(np.prod(shape))
+        if n > len(self.values):
+            return rng.standard_normal(shape, dtype=np.float32)
+        start = int(rng.integers(len(self.values) - n + 1))
+        return self.values[start:start + n].reshape(shape)
 
 
 def render_frame(caster: SceneRaycaster, camera_to_world: np.ndarray, intr: Intrinsics,
-                 epoch: Epoch, rng: np.random.Generator) -> Frame:
+                 epoch: Epoch, rng: np.random.Generator,
+                 noise: NoiseBank | None = None) -> Frame:
     """Render one view with the sensor model (noise from ``rng``)."""
-    points, normals, geom, dirs, hit = caster.cast(camera_to_world, intr)
-    g = np.where(hit, geom, 0)
-    # depth = z in the camera frame
-    world_to_cam = np.linalg.inv(camera_to_world)
-    z = points @ world_to_cam[2, :3] + world_to_cam[2, 3]
-    z = np.where(hit, z, 0.0)
-    # colour: albedo * texture * Lambert shading * exposure + noise
-    light = -np.array(epoch.light)
+    noise = noise or NoiseBank(rng, 1)
+    normals, g, cos_inc, hit, z = caster.cast(camera_to_world, intr)
+    # colour: albedo * texture * Lambert shading * exposure + noise (black where no hit)
+    light = -np.asarray(epoch.light, dtype=np.float32)
     shade = 0.35 + 0.65 * np.clip(np.abs(normals @ light), 0, 1)
-    albedo = caster.color[g] * _texture(caster.texture[g], points, rng)[..., None]
-    rgb = albedo * shade[..., None] * epoch.exposure
-    rgb += rng.normal(0, 0.012, rgb.shape)
-    rgb = np.where(hit[..., None], rgb, 0.0)
-    color = (np.clip(rgb, 0, 1) * 255).astype(np.uint8)
+    texture = _texture(caster.texture[g], camera_to_world, intr, z)
+    albedo = np.take(caster.color, g, axis=0) * texture[..., None]
+    rgb = albedo * (shade * (255.0 * epoch.exposure))[..., None]
+    rgb += (0.012 * 255.0) * noise.draw(rgb.shape, rng)
+    rgb *= hit[..., None]
+    color = np.clip(rgb, 0, 255, out=rgb).astype(np.uint8)
 
     # depth sensor model
     sigma = 0.0012 + 0.0019 * (z - 0.4) ** 2
-    depth = z + rng.normal(0, 1, z.shape) * sigma
+    depth = z + noise.draw(z.shape, rng) * sigma
     step = 0.0025 * depth ** 2 + 0.001            # disparity-like quantisation
     depth = np.round(depth / step) * step
-    cos_inc = np.abs(np.sum(normals * dirs, -1)) / np.maximum(np.linalg.norm(dirs, axis=-1), 1e-9)
-    luminance = albedo.mean(-1)
+    luminance = caster.luminance[g]
+    u = rng.random(z.shape, dtype=np.float32)
     missing = ~hit | (z < MIN_RANGE) | (z > MAX_RANGE) | (cos_inc < 0.12)
-    missing |= (luminance < 0.09) & (rng.random(z.shape) < 0.7)
-    missing |= rng.random(z.shape) < 0.01
+    missing |= (luminance < 0.09) & (u < 0.7)
+    missing |= u > 0.99
     # flying pixels: mixed depth at discontinuities
     jump = np.zeros_like(z, dtype=bool)
     jump[:, 1:] |= np.abs(np.diff(z, axis=1)) > 0.15
     jump[1:, :] |= np.abs(np.diff(z, axis=0)) > 0.15
-    flying = jump & (rng.random(z.shape) < 0.5) & ~missing
-    depth[flying] *= rng.uniform(0.85, 1.15, int(flying.sum()))
+    flying = jump & (u < 0.5) & ~missing
+    depth[flying] *= rng.uniform(0.85, 1.15, int(flying.sum())).astype(np.float32)
     depth = np.where(missing, 0.0, depth).astype(np.float32)
 
-    instance = np.where(hit, caster.instance[g], 0).astype(np.int32)
-    semantic = np.where(hit, caster.semantic[g], 0).astype(np.int32)
-    return Frame(color, depth, instance, semantic)
+    return Frame(color, depth, caster.instance[g], caster.semantic[g], flying)
 
 
 def backproject(depth: np.ndarray, intr: Intrinsics, camera_to_world: np.ndarray,

@@ -1,0 +1,198 @@
+"""Files of a dataset and of a prediction directory (README, "Dataset layout").
+
+Both share one per-epoch format, so a dataset's ground truth is itself a valid
+prediction directory::
+
+    DIR/scene_000/epoch_00/labels.npz       class_id, instance_id per cloud point
+    DIR/scene_000/epoch_00/instances.json   id, class_id, score per instance
+    DIR/scene_000/epoch_00/changes.json     change events since the previous epoch
+    DIR/scene_000/epoch_00/transform.json   4x4 map_from_odom of the revisit
+
+A dataset adds ``dataset.json``, ``scene.json``, and per epoch the evaluation
+cloud ``cloud.npz`` (xyz in the revisit's odom frame, rgb), ``epoch.json`` and,
+unless generated in fast mode, the revisit's rosbag2 in ``bag/``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+DATASET_FORMAT = "stseg_ros.dataset"
+DATASET_VERSION = 1
+CHANGE_KINDS = ("added", "removed", "moved")
+
+
+class FormatError(ValueError):
+    """A dataset or prediction file is missing, malformed or inconsistent."""
+
+
+@dataclass
+class InstanceEntry:
+    """One instance of an epoch. Ground truth adds its pose, size and point count."""
+
+    id: int
+    class_id: int
+    score: float = 1.0
+    class_name: str | None = None
+    num_points: int | None = None
+    pose: dict | None = None           # x, y, yaw in the map frame
+    extents: list[float] | None = None
+
+
+@dataclass
+class ChangeEntry:
+    """A change since the previous epoch; ``ambiguous`` marks swaps of identical objects."""
+
+    kind: str
+    object_id: int
+    class_id: int = 0
+    ambiguous: bool = False
+    previous: dict | None = None
+    current: dict | None = None
+
+
+@dataclass
+class EpochResult:
+    """What a prediction (or the ground truth) says about one epoch."""
+
+    class_id: np.ndarray               # (N,) int32 per cloud point, 0 = none
+    instance_id: np.ndarray            # (N,) int32 per cloud point, 0 = no instance
+    instances: dict[int, InstanceEntry]
+    changes: list[ChangeEntry]
+    map_from_odom: np.ndarray          # (4, 4)
+    extra: dict = field(default_factory=dict)
+
+
+def _drop_none(d: dict) -> dict:
+    return {k: v for k, v in d.items() if v is not None}
+
+
+def write_json(path: Path, data) -> None:
+    path.write_text(json.dumps(data, indent=1) + "\n")
+
+
+def read_json(path: Path):
+    if not path.is_file():
+        raise FormatError(f"{path}: missing")
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise FormatError(f"{path}: not valid JSON ({err})") from None
+
+
+def write_epoch_result(epoch_dir: Path, result: EpochResult) -> None:
+    epoch_dir.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(epoch_dir / "labels.npz", class_id=result.class_id.astype(np.int32),
+                        instance_id=result.instance_id.astype(np.int32))
+    write_json(epoch_dir / "instances.json",
+               {"instances": [_drop_none(asdict(i)) for i in result.instances.values()]})
+    write_json(epoch_dir / "changes.json",
+               {"changes": [_drop_none(asdict(c)) for c in result.changes]})
+    write_json(epoch_dir / "transform.json",
+               {"map_from_odom": np.asarray(result.map_from_odom, dtype=float).tolist()})
+
+
+def _array(npz, name: str, path: Path, n: int | None) -> np.ndarray:
+    if name not in npz:
+        raise FormatError(f"{path}: no array '{name}'")
+    a = np.asarray(npz[name])
+    if a.ndim != 1 or not np.issubdtype(a.dtype, np.integer):
+        raise FormatError(f"{path}: '{name}' must be a 1-D integer array, got {a.dtype}{a.shape}")
+    if n is not None and len(a) != n:
+        raise FormatError(f"{path}: '{name}' has {len(a)} entries, the cloud has {n} points")
+    return a.astype(np.int64)
+
+
+def read_epoch_result(epoch_dir: Path, num_points: int | None = None) -> EpochResult:
+    """Read and check one epoch of a prediction directory (or of ground truth)."""
+    path = epoch_dir / "labels.npz"
+    if not path.is_file():
+        raise FormatError(f"{path}: missing")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            cls = _array(npz, "class_id", path, num_points)
+            inst = _array(npz, "instance_id", path, len(cls))
+    except (OSError, ValueError) as err:
+        if isinstance(err, FormatError):
+            raise
+        raise FormatError(f"{path}: not a readable .npz ({err})") from None
+    instances: dict[int, InstanceEntry] = {}
+    ipath = epoch_dir / "instances.json"
+    data = read_json(ipath)
+    try:
+        for item in data["instances"]:
+            entry = InstanceEntry(**item)
+            instances[int(entry.id)] = entry
+    except (KeyError, TypeError) as err:
+        raise FormatError(f"{ipath}: expected {{'instances': [{{id, class_id, score}}]}} "
+                          f"({err})") from None
+    unknown = sorted(set(np.unique(inst).tolist()) - set(instances) - {0})
+    if unknown:
+        raise FormatError(f"{ipath}: instance ids {unknown[:5]} label points but are not listed")
+    cpath = epoch_dir / "changes.json"
+    try:
+        changes = [ChangeEntry(**c) for c in read_json(cpath)["changes"]]
+    except (KeyError, TypeError) as err:
+        raise FormatError(f"{cpath}: expected {{'changes': [{{kind, object_id}}]}} "
+                          f"({err})") from None
+    tpath = epoch_dir / "transform.json"
+    if not tpath.is_file():
+        raise FormatError(f"{tpath}: missing (predictions must carry the revisit-to-map "
+                          "transform)")
+    try:
+        pose = np.asarray(read_json(tpath)["map_from_odom"], dtype=float)
+    except (KeyError, TypeError, ValueError) as err:
+        raise FormatError(f"{tpath}: expected {{'map_from_odom': 4x4}} ({err})") from None
+    if pose.shape != (4, 4) or not np.isfinite(pose).all():
+        raise FormatError(f"{tpath}: map_from_odom must be a finite 4x4 matrix")
+    return EpochResult(cls, inst, instances, changes, pose)
+
+
+def write_cloud(epoch_dir: Path, xyz: np.ndarray, rgb: np.ndarray) -> None:
+    # noisy float coordinates barely compress; storing them raw is 10x faster
+    np.savez(epoch_dir / "cloud.npz", xyz=xyz.astype(np.float32),
+                        rgb=rgb.astype(np.uint8))
+
+
+def read_cloud(epoch_dir: Path) -> tuple[np.ndarray, np.ndarray]:
+    path = epoch_dir / "cloud.npz"
+    if not path.is_file():
+        raise FormatError(f"{path}: missing")
+    with np.load(path, allow_pickle=False) as npz:
+        return np.asarray(npz["xyz"]), np.asarray(npz["rgb"])
+
+
+def cloud_size(epoch_dir: Path) -> int:
+    """Number of points of an epoch's evaluation cloud, without loading colours."""
+    return len(read_cloud(epoch_dir)[0])
+
+
+@dataclass
+class DatasetIndex:
+    """The scenes of a dataset and their epoch folders, as ``dataset.json`` lists them."""
+
+    root: Path
+    info: dict
+    scenes: list[str]
+
+    def epochs(self, scene: str) -> list[str]:
+        return [f"epoch_{t:02d}" for t in range(int(self.scene_info(scene)["epochs"]))]
+
+    def scene_info(self, scene: str) -> dict:
+        return read_json(self.root / scene / "scene.json")
+
+
+def open_dataset(root: Path) -> DatasetIndex:
+    """Read ``dataset.json``; a foreign or missing file is a FormatError."""
+    root = Path(root)
+    info = read_json(root / "dataset.json")
+    if not isinstance(info, dict) or info.get("format") != DATASET_FORMAT:
+        raise FormatError(f"{root / 'dataset.json'}: not a {DATASET_FORMAT} file")
+    if int(info.get("version", -1)) > DATASET_VERSION:
+        raise FormatError(f"{root}: dataset version {info['version']} is newer than this "
+                          f"stseg_ros reads ({DATASET_VERSION})")
+    return DatasetIndex(root, info, list(info["scenes"]))
