@@ -73,6 +73,45 @@ def _cmd_query(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_generate(args: argparse.Namespace) -> int:
+    from stseg_ros.datasets.generate import GenerateConfig, generate_dataset
+
+    cfg = GenerateConfig(seed=args.seed, revisits=args.revisits, rooms=args.rooms,
+                         frames=args.frames, preview=args.preview, workers=args.workers)
+    try:
+        cfg.check()
+        index = generate_dataset(args.out, cfg, progress=not args.quiet)
+    except (ValueError, FileExistsError) as err:
+        print(f"stseg generate: {err}", file=sys.stderr)
+        return 2
+    epochs = len(index.scenes) * cfg.revisits
+    mode = "fast mode, scans only" if cfg.frames == 0 else f"{cfg.frames} frames per revisit"
+    print(f"wrote {len(index.scenes)} scene(s) x {cfg.revisits} revisits ({mode}) to "
+          f"{index.root} ({epochs} epochs)")
+    if cfg.preview:
+        print(f"previews: {index.root}/scene_*/epoch_*/preview.png")
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    import json
+
+    from stseg_ros.datasets.layout import FormatError
+    from stseg_ros.metrics.evaluate import evaluate, format_metrics, json_ready
+
+    try:
+        metrics = evaluate(args.dataset, args.predictions, progress=not args.quiet)
+    except (FormatError, ValueError) as err:
+        print(f"stseg eval: {err}", file=sys.stderr)
+        return 2
+    print(format_metrics(metrics))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(json_ready(metrics), f, indent=1)
+            f.write("\n")
+    return 0
+
+
 def _not_yet(verb: str):
     def run(_: argparse.Namespace) -> int:
         print(f"stseg {verb}: not available in stseg_ros {__version__}", file=sys.stderr)
@@ -124,13 +163,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=10.0)
     p.set_defaults(func=_cmd_query)
 
-    p = verbs.add_parser("generate", help="write an evolving-room dataset")
-    p.add_argument("--out", required=True, help="dataset directory to create")
+    p = verbs.add_parser("generate", help="write an evolving-room dataset",
+                         description="Procedural rooms revisited T times: per revisit a "
+                                     "rosbag2 (MCAP) of RGB-D, camera_info, /tf and /odom, and "
+                                     "ground truth in the prediction format (README, "
+                                     "'Dataset layout'). Same seed, same dataset.")
+    p.add_argument("--out", required=True, help="dataset directory to create (must not exist)")
     p.add_argument("--seed", type=int, required=True)
-    p.add_argument("--revisits", type=int, default=3, help="revisits T per scene")
-    p.add_argument("--rooms", type=int, default=1, help="independent scenes K")
-    p.add_argument("--frames", type=int, default=300, help="frames per revisit")
-    p.set_defaults(func=_not_yet("generate"))
+    p.add_argument("--revisits", type=int, default=3, help="revisits T per scene (default 3)")
+    p.add_argument("--rooms", type=int, default=1, help="independent scenes K (default 1)")
+    p.add_argument("--frames", type=int, default=300,
+                   help="frames per revisit (default 300); 0 = fast mode: scans sampled "
+                        "without frames or bags, about a second per scene, for training")
+    p.add_argument("--preview", action="store_true",
+                   help="also write a top-view preview.png per epoch")
+    p.add_argument("--workers", type=int, default=2,
+                   help="rendering processes (default 2; 0 renders in this process)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_generate)
 
     p = verbs.add_parser("run", help="map the revisits of a dataset offline")
     p.add_argument("dataset")
@@ -140,11 +190,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.set_defaults(func=_not_yet("run"))
 
-    p = verbs.add_parser("eval", help="score predictions against a dataset's ground truth")
-    p.add_argument("dataset")
-    p.add_argument("predictions")
+    p = verbs.add_parser("eval", help="score predictions against a dataset's ground truth",
+                         description="Per-epoch instance AP (ScanNet protocol), t-mAP "
+                                     "(ReScene4D), change detection, identity switches and "
+                                     "registration errors (README, 'Metrics'). A dataset "
+                                     "scored against itself gives 1.0.")
+    p.add_argument("dataset", help="dataset directory (from stseg generate)")
+    p.add_argument("predictions", help="prediction directory (README, 'Prediction format')")
     p.add_argument("--json", help="also write the metrics to this JSON file")
-    p.set_defaults(func=_not_yet("eval"))
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_eval)
     return parser
 
 

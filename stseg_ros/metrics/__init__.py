@@ -1,0 +1,1 @@
+"""Benchmark metrics: ScanNet instance AP, ReScene4D t-mAP, change detection, registration."""

@@ -1,0 +1,153 @@
+"""Score a prediction directory against a dataset (``stseg eval``).
+
+Reads each epoch's ground truth and prediction (``datasets/layout.py``), reduces
+them to point-overlap tables, and computes the keys of the package contract:
+per-epoch instance AP (every scene epoch is a scan), t-mAP (every scene is a 4D
+scan), change precision/recall/F1, identity switches and registration errors.
+Structure classes (wall, floor, ceiling) are not instance classes and are not
+scored.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from stseg_ros.core.classes import class_id, class_name
+from stseg_ros.datasets.layout import EpochResult, FormatError, open_dataset, read_epoch_result
+from stseg_ros.metrics.changes import ChangeCounts, score_epoch_changes
+from stseg_ros.metrics.instance_ap import class_aps, summarize
+from stseg_ros.metrics.overlap import EpochOverlap, pair_counts
+from stseg_ros.metrics.registration import relative_error
+from stseg_ros.metrics.temporal import id_switches, relabel_identical_groups, temporal_scan
+
+STRUCTURE_CLASSES = {class_id("wall"), class_id("floor"), class_id("ceiling")}
+METRIC_KEYS = ("mAP", "AP50", "AP25", "t_mAP", "t_AP50", "t_AP25", "change_precision",
+               "change_recall", "change_f1", "id_switches", "reg_rot_err_deg",
+               "reg_trans_err_m")
+
+
+@dataclass
+class SceneEvaluation:
+    """Everything the metrics need of one scene."""
+
+    name: str
+    epochs: list[EpochOverlap]
+    truth: list[EpochResult]
+    predicted: list[EpochResult]
+    groups: list[list[int]] = field(default_factory=list)
+
+
+def epoch_overlap(truth: EpochResult, predicted: EpochResult) -> EpochOverlap:
+    return EpochOverlap(
+        pair_counts(truth.instance_id, predicted.instance_id),
+        {i: e.class_id for i, e in truth.instances.items()},
+        {i: int(e.class_id) for i, e in predicted.instances.items()},
+        {i: float(e.score) for i, e in predicted.instances.items()})
+
+
+def load_scene(dataset: Path, predictions: Path, scene: str, index) -> SceneEvaluation:
+    info = index.scene_info(scene)
+    epochs, truths, preds = [], [], []
+    for name in index.epochs(scene):
+        truth = read_epoch_result(dataset / scene / name)
+        pred_dir = predictions / scene / name
+        if not pred_dir.is_dir():
+            raise FormatError(f"{pred_dir}: missing (the prediction must cover every epoch "
+                              "of the dataset)")
+        pred = read_epoch_result(pred_dir, num_points=len(truth.instance_id))
+        epochs.append(epoch_overlap(truth, pred))
+        truths.append(truth)
+        preds.append(pred)
+    return SceneEvaluation(scene, epochs, truths, preds,
+                           [list(map(int, g)) for g in info.get("identical_groups", [])])
+
+
+def evaluate(dataset: Path, predictions: Path, progress: bool = False) -> dict:
+    """All metrics of a prediction directory, plus per-class and per-revisit details."""
+    from tqdm import tqdm
+
+    dataset, predictions = Path(dataset), Path(predictions)
+    index = open_dataset(dataset)
+    if not predictions.is_dir():
+        raise FormatError(f"{predictions}: not a directory")
+    scans, temporal, changes = [], [], ChangeCounts()
+    switches = 0
+    registration = []
+    for scene in tqdm(index.scenes, desc="scoring", unit="scene", disable=not progress):
+        s = load_scene(dataset, predictions, scene, index)
+        scans.extend(e.scan() for e in s.epochs)
+        tracked = relabel_identical_groups(s.epochs, s.groups)
+        temporal.append(temporal_scan(tracked))
+        switches += id_switches(tracked)
+        for t in range(1, len(s.epochs)):
+            changes.add(score_epoch_changes(s.truth[t].changes, s.predicted[t].changes,
+                                            s.epochs[t - 1], s.epochs[t]))
+            rot, trans = relative_error(s.truth[t].map_from_odom, s.truth[0].map_from_odom,
+                                        s.predicted[t].map_from_odom,
+                                        s.predicted[0].map_from_odom)
+            registration.append({"scene": scene, "epoch": t, "rot_deg": round(rot, 4),
+                                 "trans_m": round(trans, 4)})
+    classes = sorted({i.class_id for scan in scans + temporal for i in scan.gt + scan.pred}
+                     - STRUCTURE_CLASSES - {0})
+    per_epoch, per_4d = class_aps(scans, classes), class_aps(temporal, classes)
+    flat, flat_t = summarize(per_epoch), summarize(per_4d)
+    metrics = {
+        "mAP": flat["mAP"], "AP50": flat["AP50"], "AP25": flat["AP25"],
+        "t_mAP": flat_t["mAP"], "t_AP50": flat_t["AP50"], "t_AP25": flat_t["AP25"],
+        "change_precision": changes.precision, "change_recall": changes.recall,
+        "change_f1": changes.f1, "id_switches": switches,
+        "reg_rot_err_deg": max((r["rot_deg"] for r in registration), default=0.0),
+        "reg_trans_err_m": max((r["trans_m"] for r in registration), default=0.0),
+    }
+    per_class = {}
+    for c in classes:
+        row = {**summarize({c: per_epoch[c]}), **{f"t_{k}": v for k, v in
+                                                   summarize({c: per_4d[c]}).items()}}
+        if not all(math.isnan(v) for v in row.values()):
+            per_class[class_name(c)] = row
+    metrics["details"] = {
+        "scenes": len(index.scenes), "epochs": len(scans),
+        "changes": {"true_positives": changes.true_positives,
+                    "false_positives": changes.false_positives,
+                    "false_negatives": changes.false_negatives},
+        "per_class": per_class, "registration": registration}
+    return metrics
+
+
+def json_ready(value):
+    """NaN becomes null (JSON has no NaN); floats are rounded for people."""
+    if isinstance(value, dict):
+        return {k: json_ready(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [json_ready(v) for v in value]
+    if isinstance(value, float | np.floating):
+        return None if math.isnan(value) else round(float(value), 6)
+    return value
+
+
+def format_metrics(metrics: dict) -> str:
+    """A table for the terminal: the contract keys, then AP per class."""
+    def num(v) -> str:
+        return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else (
+            f"{v:.4f}" if isinstance(v, float) else str(v))
+
+    lines = [f"{k:<18} {num(metrics[k])}" for k in METRIC_KEYS]
+    details = metrics.get("details", {})
+    per_class = details.get("per_class", {})
+    if per_class:
+        lines += ["", f"{'class':<16} {'AP':>7} {'AP50':>7} {'AP25':>7} {'t_AP':>7} "
+                      f"{'t_AP50':>7} {'t_AP25':>7}"]
+        for name, row in per_class.items():
+            lines.append(f"{name:<16} " + " ".join(
+                f"{num(row[k]):>7}" for k in ("mAP", "AP50", "AP25", "t_mAP", "t_AP50",
+                                              "t_AP25")))
+    if "changes" in details:
+        c = details["changes"]
+        lines.append(f"\nchanges: {c['true_positives']} found, {c['false_positives']} false, "
+                     f"{c['false_negatives']} missed over {details['epochs']} epochs in "
+                     f"{details['scenes']} scene(s)")
+    return "\n".join(lines)

@@ -1,0 +1,25 @@
+"""Registration error of each revisit's transform into the map.
+
+The map frame of a prediction is its own choice (typically the first
+revisit's odom frame), so transforms are compared relative to epoch 0:
+``inv(T_0) @ T_t`` takes revisit t's odom frame into revisit 0's, for the
+truth and for the prediction alike. The rotation error is the angle of the
+rotation between them; the translation error is the distance between where
+they put revisit t's odom origin (its start pose), in metres.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+def relative_error(true_t: np.ndarray, true_0: np.ndarray, pred_t: np.ndarray,
+                   pred_0: np.ndarray) -> tuple[float, float]:
+    """(rotation error in degrees, translation error in metres) of one revisit."""
+    truth = np.linalg.inv(true_0) @ true_t
+    pred = np.linalg.inv(pred_0) @ pred_t
+    delta = truth[:3, :3].T @ pred[:3, :3]
+    cos = max(-1.0, min(1.0, (float(np.trace(delta)) - 1.0) / 2.0))
+    return math.degrees(math.acos(cos)), float(np.linalg.norm(pred[:3, 3] - truth[:3, 3]))
