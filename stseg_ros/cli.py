@@ -112,6 +112,26 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench(args: argparse.Namespace) -> int:
+    import json
+
+    from stseg_ros.bench.generation import bench_generation
+
+    result = bench_generation(frames=args.frames, revisits=args.revisits,
+                              fast_scenes=args.fast_scenes, workers=args.workers,
+                              progress=not args.quiet)
+    f, q = result["frame_mode"], result["fast_mode"]
+    target = f" (target {f['target_seconds']:.0f} s)" if f["target_seconds"] else ""
+    print(f"frame mode: {f['revisits']} revisits x {f['frames_per_revisit']} frames in "
+          f"{f['seconds']:.1f} s{target}, {f['frames_per_second']:.1f} frames/s")
+    print(f"fast mode:  {q['seconds_per_scene']:.2f} s per scene of {q['revisits']} revisits")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(result, fh, indent=1)
+            fh.write("\n")
+    return 0
+
+
 def _not_yet(verb: str):
     def run(_: argparse.Namespace) -> int:
         print(f"stseg {verb}: not available in stseg_ros {__version__}", file=sys.stderr)
@@ -181,6 +201,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="rendering processes (default 2; 0 renders in this process)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_generate)
+
+    p = verbs.add_parser("bench", help="measure dataset generation speed",
+                         description="Generate one frame-mode room and a few fast-mode scenes "
+                                     "into a temporary directory and report wall-clock times.")
+    p.add_argument("--frames", type=int, default=300, help="frames per revisit (default 300)")
+    p.add_argument("--revisits", type=int, default=3, help="revisits (default 3)")
+    p.add_argument("--fast-scenes", type=int, default=5, help="fast-mode scenes (default 5)")
+    p.add_argument("--workers", type=int, default=2, help="rendering processes (default 2)")
+    p.add_argument("--json", help="also write the figures to this JSON file")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_bench)
 
     p = verbs.add_parser("run", help="map the revisits of a dataset offline")
     p.add_argument("dataset")

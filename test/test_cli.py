@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from stseg_ros.cli import build_parser
+from stseg_ros.cli import build_parser, main
 
-VERBS = ["demo", "serve", "watch", "query", "generate", "run", "eval"]
+VERBS = ["demo", "serve", "watch", "query", "generate", "run", "eval", "bench"]
 
 
 def test_every_verb_has_help(capsys):
@@ -38,3 +39,13 @@ def test_map_server_refuses_a_foreign_file_and_exits_nonzero(tmp_path, python):
     assert out.returncode == 1
     assert "not a stseg_ros.snapshot file" in out.stderr
     assert bad.read_text() == '{"hello": "world"}'
+
+
+def test_bench_reports_both_generation_modes(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    assert main(["bench", "--frames", "2", "--revisits", "1", "--fast-scenes", "1",
+                 "--workers", "0", "--quiet", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["frame_mode"]["frames_per_second"] > 0
+    assert result["fast_mode"]["seconds_per_scene"] > 0
+    assert "frames/s" in capsys.readouterr().out

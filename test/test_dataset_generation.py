@@ -92,6 +92,15 @@ def test_generation_is_deterministic_per_seed(tmp_path, fast_dataset):
     assert a.shape != c.shape or not np.array_equal(a, c)
 
 
+def test_frames_do_not_depend_on_the_number_of_workers(tmp_path):
+    for workers in (0, 2):
+        generate_dataset(tmp_path / f"w{workers}", GenerateConfig(
+            seed=9, revisits=1, frames=3, workers=workers), progress=False)
+    a, _ = read_cloud(tmp_path / "w0" / "scene_000" / "epoch_00")
+    b, _ = read_cloud(tmp_path / "w2" / "scene_000" / "epoch_00")
+    assert np.array_equal(a, b)
+
+
 def test_refuses_to_overwrite_and_rejects_bad_arguments(tmp_path, capsys):
     (tmp_path / "taken").mkdir()
     (tmp_path / "taken" / "keep.txt").write_text("mine")

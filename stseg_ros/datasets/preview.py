@@ -2,8 +2,8 @@
 
 Points are drawn in the map frame, coloured by persistent instance id (the
 same colours as the RViz markers); moves are arrows from the old to the new
-pose, removals red crosses, additions green rings, and the robot's drive a
-thin line from its start (triangle).
+pose (purple for swaps of identical objects), removals red crosses, additions
+green rings, and the robot's drive a thin line from its start (triangle).
 """
 
 from __future__ import annotations
@@ -65,8 +65,8 @@ def write_epoch_preview(path: Path, scenario: Scenario, epoch: Epoch, points: La
         prev, cur = change.previous, change.current
         if change.kind == "moved":
             ax.annotate("", (cur["x"], cur["y"]), (prev["x"], prev["y"]),
-                        arrowprops={"arrowstyle": "->", "lw": 1.4, "color": "tab:blue",
-                                    "linestyle": "--" if change.ambiguous else "-"})
+                        arrowprops={"arrowstyle": "->", "lw": 1.4,
+                                    "color": "tab:purple" if change.ambiguous else "tab:blue"})
         elif change.kind == "removed":
             ax.plot(prev["x"], prev["y"], "x", color="tab:red", ms=10, mew=2)
         elif change.kind == "added":

@@ -1,0 +1,1 @@
+"""Benchmarks behind the speed targets (``stseg bench``), kept out of unit tests."""
