@@ -79,7 +79,6 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     cfg = GenerateConfig(seed=args.seed, revisits=args.revisits, rooms=args.rooms,
                          frames=args.frames, preview=args.preview, workers=args.workers)
     try:
-        cfg.check()
         index = generate_dataset(args.out, cfg, progress=not args.quiet)
     except (ValueError, FileExistsError) as err:
         print(f"stseg generate: {err}", file=sys.stderr)

@@ -235,3 +235,18 @@ def test_unlisted_instance_ids_are_rejected(dataset, prediction):
     _edit(prediction / "epoch_00", unlisted)
     with pytest.raises(FormatError, match="999"):
         evaluate(dataset, prediction.parent)
+
+
+def test_changes_nobody_could_see_are_not_expected(tmp_path):
+    """Partial coverage hides some changes; the ground truth still scores 1.0."""
+    out = tmp_path / "long"
+    generate_dataset(out, GenerateConfig(seed=3, revisits=10, frames=0), progress=False)
+    hidden = 0
+    for t in range(1, 10):
+        truth = read_epoch_result(out / "scene_000" / f"epoch_{t:02d}")
+        hidden += sum(1 for c in truth.changes if c.kind in ("added", "moved")
+                      and not truth.instances[c.object_id].num_points)
+    assert hidden > 0, "the scenario must hide a change from the robot"
+    m = evaluate(out, out)
+    assert (m["change_precision"], m["change_recall"]) == (1.0, 1.0)
+    assert all(m[k] == 1.0 for k in AP_KEYS)

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from stseg_ros import __version__
-from stseg_ros.core.classes import class_name
+from stseg_ros.core.classes import class_id, class_name
 from stseg_ros.core.pointcloud import voxel_downsample
 from stseg_ros.datasets.bag import FRAMES, TOPICS, RevisitBagWriter
 from stseg_ros.datasets.layout import (
@@ -154,9 +154,7 @@ def ground_truth(scenario: Scenario, epoch: Epoch, points: LabelledPoints,
     counts = dict(zip(*np.unique(points.instance_id, return_counts=True), strict=True))
     instances: dict[int, InstanceEntry] = {}
     for fid, name in ((scenario.door_id, "door"), (scenario.window_id, "window")):
-        cid = int(np.bincount(points.class_id[points.instance_id == fid]).argmax()) \
-            if fid in counts else (8 if name == "door" else 9)
-        instances[fid] = InstanceEntry(fid, cid, 1.0, name, int(counts.get(fid, 0)))
+        instances[fid] = InstanceEntry(fid, class_id(name), 1.0, name, int(counts.get(fid, 0)))
     for o in epoch.objects:
         style = scenario.styles[o.style]
         lo, hi = style.bounds()

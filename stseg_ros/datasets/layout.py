@@ -166,11 +166,6 @@ def read_cloud(epoch_dir: Path) -> tuple[np.ndarray, np.ndarray]:
         return np.asarray(npz["xyz"]), np.asarray(npz["rgb"])
 
 
-def cloud_size(epoch_dir: Path) -> int:
-    """Number of points of an epoch's evaluation cloud, without loading colours."""
-    return len(read_cloud(epoch_dir)[0])
-
-
 @dataclass
 class DatasetIndex:
     """The scenes of a dataset and their epoch folders, as ``dataset.json`` lists them."""

@@ -116,12 +116,15 @@ class Scenario:
 
 # --- geometry helpers ---------------------------------------------------------
 
-def _point_in_polygon(p: np.ndarray, poly: np.ndarray) -> bool:
-    x, y = p
-    inside = False
+def inside_polygon(points: np.ndarray, poly: np.ndarray) -> np.ndarray:
+    """Whether each of (N, 2) points lies inside a polygon (even-odd rule)."""
+    x, y = points[:, 0], points[:, 1]
+    inside = np.zeros(len(points), dtype=bool)
     for (x0, y0), (x1, y1) in zip(poly, np.roll(poly, -1, axis=0), strict=True):
-        if (y0 > y) != (y1 > y) and x < x0 + (y - y0) * (x1 - x0) / (y1 - y0):
-            inside = not inside
+        crosses = (y0 > y) != (y1 > y)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            xc = x0 + (y - y0) * (x1 - x0) / (y1 - y0)
+        inside ^= crosses & (x < xc)
     return inside
 
 
@@ -140,7 +143,7 @@ def _overlap(a: np.ndarray, b: np.ndarray) -> bool:
 def fits(obj: Placed, others: list[Placed], room: Room, styles: list[Style]) -> bool:
     """Inside the room and free of collisions (5 cm clearance), door swing kept clear."""
     quad = obj.corners(styles)
-    if not all(_point_in_polygon(c, room.polygon) for c in obj.corners(styles, 0.02)):
+    if not inside_polygon(obj.corners(styles, 0.02), room.polygon).all():
         return False
     p0, p1 = room.wall(room.door_wall)
     hinge = p0 + (p1 - p0) / np.linalg.norm(p1 - p0) * room.door_offset

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from stseg_ros.datasets.scene import Epoch, Scenario, fixture_parts
+from stseg_ros.datasets.scene import Epoch, Scenario, fixture_parts, inside_polygon
 
 GRID = 0.1                 # m, free-space grid resolution
 ROBOT_RADIUS = 0.35        # m, clearance kept from furniture
@@ -77,17 +77,6 @@ def planar_pose(x: float, y: float, yaw: float) -> np.ndarray:
 
 # --- free space -----------------------------------------------------------------
 
-def _inside_polygon(points: np.ndarray, poly: np.ndarray) -> np.ndarray:
-    x, y = points[:, 0], points[:, 1]
-    inside = np.zeros(len(points), dtype=bool)
-    for (x0, y0), (x1, y1) in zip(poly, np.roll(poly, -1, axis=0), strict=True):
-        crosses = (y0 > y) != (y1 > y)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            xc = x0 + (y - y0) * (x1 - x0) / (y1 - y0)
-        inside ^= crosses & (x < xc)
-    return inside
-
-
 def _distance_to_outline(points: np.ndarray, poly: np.ndarray) -> np.ndarray:
     best = np.full(len(points), np.inf)
     for p0, p1 in zip(poly, np.roll(poly, -1, axis=0), strict=True):
@@ -128,7 +117,7 @@ def free_cells(scenario: Scenario, epoch: Epoch, clearance: float = ROBOT_RADIUS
                               np.arange(int((hi[1] - lo[1]) / GRID) + 1), indexing="ij"),
                   -1).reshape(-1, 2)
     xy = lo + (ij + 0.5) * GRID
-    ok = _inside_polygon(xy, room.polygon)
+    ok = inside_polygon(xy, room.polygon)
     ok &= _distance_to_outline(xy, room.polygon) >= max(WALL_CLEARANCE, clearance)
     ok[ok] &= ~_inside_quads(xy[ok], _obstacles(scenario, epoch, clearance))
     return xy[ok], ij[ok]

@@ -1,15 +1,19 @@
 """Change detection scored over (epoch, object, kind) triples.
 
 Matching rule: a predicted event names a predicted id; it refers to the
-ground-truth object that id matches with IoU above 0.5 in the epoch where the
-object is visible - the event's epoch for ``added`` and ``moved``, the epoch
-before for ``removed``. It is a true positive when the ground truth holds the
-same kind of event for that object in that epoch (each true event counts
-once), and a false positive otherwise. Ground-truth swaps of identical objects
-are ambiguous (nobody can see them happen): they count as neither missed nor
-found, and predicted ``moved`` events on the swapped objects are ignored.
-Epoch 0 has no previous epoch and is not scored; kinds other than added,
-removed and moved are ignored.
+ground-truth object that id matches with IoU above 0.5 where the object is
+visible - in the event's epoch for ``added`` and ``moved``, and for
+``removed`` in the last earlier epoch in which the predicted id has points.
+It is a true positive when the ground truth holds the same kind of event for
+that object in that epoch (each true event counts once), and a false
+positive otherwise. An event whose id has no points where it would be
+matched names nothing checkable and is ignored. Ground-truth events nobody
+could see are not expected: an addition or move of an object without points
+in that epoch, a removal of an object never seen before. Swaps of identical
+objects are ambiguous (nobody can see them happen): they count as neither
+missed nor found, and predicted ``moved`` events on the swapped objects are
+ignored. Epoch 0 has no previous epoch and is not scored; kinds other than
+added, removed and moved are ignored.
 """
 
 from __future__ import annotations
@@ -48,25 +52,41 @@ class ChangeCounts:
 
 
 def score_epoch_changes(truth: list[ChangeEntry], predicted: list[ChangeEntry],
-                        before: EpochOverlap, now: EpochOverlap) -> ChangeCounts:
-    """Counts for one epoch t >= 1; ``before``/``now`` are epochs t-1 and t."""
-    real = {(c.kind, c.object_id) for c in truth if c.kind in CHANGE_KINDS and not c.ambiguous}
+                        history: list[EpochOverlap]) -> ChangeCounts:
+    """Counts for the last epoch t >= 1 of ``history`` (epochs 0..t of a scene)."""
+    t = len(history) - 1
+    now = history[t]
+    refers = [{p: g for g, p in e.best_match(0.5).items()} for e in history]
+
+    def observable(kind: str, g: int) -> bool:
+        if kind == "removed":
+            return any(g in e.gt_size for e in history[:t])
+        return g in now.gt_size
+
+    def referent(kind: str, p: int) -> int | None | bool:
+        """Ground-truth id the predicted id refers to; None: no match; False: the id
+        has no points where it would be matched, so the event names nothing."""
+        epochs = range(t - 1, -1, -1) if kind == "removed" else (t,)
+        for s in epochs:
+            if p in history[s].pred_size:
+                return refers[s].get(p)
+        return False
+
+    real = {(c.kind, c.object_id) for c in truth
+            if c.kind in CHANGE_KINDS and not c.ambiguous and observable(c.kind, c.object_id)}
     ambiguous = {c.object_id for c in truth if c.ambiguous}
-    # predicted id -> ground-truth id, in the epoch before and in this one
-    refers = {"before": {p: g for g, p in before.best_match(0.5).items()},
-              "now": {p: g for g, p in now.best_match(0.5).items()}}
     counts = ChangeCounts()
     found: set[tuple[str, int]] = set()
     for event in predicted:
         if event.kind not in CHANGE_KINDS:
             continue
-        g = refers["before" if event.kind == "removed" else "now"].get(int(event.object_id))
+        g = referent(event.kind, int(event.object_id))
+        if g is False or (event.kind == "moved" and g in ambiguous):
+            continue
         key = (event.kind, g)
         if g is not None and key in real and key not in found:
             found.add(key)
             counts.true_positives += 1
-        elif g is not None and event.kind == "moved" and g in ambiguous:
-            continue
         else:
             counts.false_positives += 1
     counts.false_negatives = len(real - found)

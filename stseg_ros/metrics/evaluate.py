@@ -85,7 +85,7 @@ def evaluate(dataset: Path, predictions: Path, progress: bool = False) -> dict:
         switches += id_switches(tracked)
         for t in range(1, len(s.epochs)):
             changes.add(score_epoch_changes(s.truth[t].changes, s.predicted[t].changes,
-                                            s.epochs[t - 1], s.epochs[t]))
+                                            s.epochs[:t + 1]))
             rot, trans = relative_error(s.truth[t].map_from_odom, s.truth[0].map_from_odom,
                                         s.predicted[t].map_from_odom,
                                         s.predicted[0].map_from_odom)
