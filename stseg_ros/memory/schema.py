@@ -1,0 +1,80 @@
+"""The object memory's SQLite schema, its version, and migrations between versions.
+
+Tables (schema version 1):
+
+- ``meta``: key/value pairs; ``format`` = ``stseg_ros.memory``, ``schema_version``.
+- ``epochs``: one row per revisit: index, label, stamp, whether it was registered,
+  its ``map_from_odom`` transform (16 floats, row-major JSON), registration
+  fitness and inlier RMSE, point count.
+- ``objects``: the latest state of every persistent object (id, class, score,
+  pose as position + quaternion in the map frame, extents, points, first/last
+  epoch seen, state 0 present / 1 removed / 2 unobserved).
+- ``observations``: the same fields per (epoch, object) for objects seen in an epoch.
+- ``changes``: change events (kind 0 added / 1 removed / 2 moved / 3 relabelled)
+  with previous and current poses.
+- ``epoch_points``: per epoch, the segmented point cloud in the map frame
+  (xyz float32, rgb uint8, instance_id and class_id int32, as raw little-endian
+  blobs) that 4D segmentation re-reads.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+
+MEMORY_FORMAT = "stseg_ros.memory"
+SCHEMA_VERSION = 1
+
+_POSE = ("x REAL, y REAL, z REAL, qx REAL, qy REAL, qz REAL, qw REAL")
+_OBJECT = (f"class_id INTEGER NOT NULL, class_name TEXT NOT NULL, score REAL, {_POSE}, "
+           "extent_x REAL, extent_y REAL, extent_z REAL, num_points INTEGER, "
+           "epoch_first_seen INTEGER, epoch_last_seen INTEGER, state INTEGER NOT NULL")
+
+SCHEMA_V1 = f"""
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE epochs (
+    id INTEGER PRIMARY KEY, label TEXT, stamp_ns INTEGER, registered INTEGER NOT NULL,
+    map_from_odom TEXT NOT NULL, fitness REAL, inlier_rmse REAL, num_points INTEGER,
+    committed_at TEXT NOT NULL);
+CREATE TABLE objects (id INTEGER PRIMARY KEY, {_OBJECT});
+CREATE TABLE observations (
+    epoch INTEGER NOT NULL REFERENCES epochs(id), object_id INTEGER NOT NULL, {_OBJECT},
+    PRIMARY KEY (epoch, object_id));
+CREATE TABLE changes (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, epoch INTEGER NOT NULL REFERENCES epochs(id),
+    object_id INTEGER NOT NULL, kind INTEGER NOT NULL, class_id INTEGER, class_name TEXT,
+    previous_class_id INTEGER, prev_x REAL, prev_y REAL, prev_z REAL, prev_qx REAL,
+    prev_qy REAL, prev_qz REAL, prev_qw REAL, {_POSE}, confidence REAL);
+CREATE TABLE epoch_points (
+    epoch INTEGER PRIMARY KEY REFERENCES epochs(id), num_points INTEGER NOT NULL,
+    xyz BLOB NOT NULL, rgb BLOB NOT NULL, instance_id BLOB NOT NULL, class_id BLOB NOT NULL);
+CREATE INDEX observations_by_object ON observations(object_id, epoch);
+CREATE INDEX changes_by_object ON changes(object_id, epoch);
+"""
+
+# version -> function upgrading a database from that version to the next one.
+# Each runs inside the transaction that also bumps ``schema_version``.
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {}
+
+
+def create(conn: sqlite3.Connection, created_with: str) -> None:
+    """Lay out an empty database (one transaction)."""
+    conn.executescript("BEGIN;" + SCHEMA_V1 + "COMMIT;")
+    with conn:
+        conn.executemany("INSERT INTO meta(key, value) VALUES (?, ?)", [
+            ("format", MEMORY_FORMAT), ("schema_version", str(SCHEMA_VERSION)),
+            ("created_with", created_with)])
+
+
+def migrate(conn: sqlite3.Connection, version: int) -> int:
+    """Upgrade from ``version`` to ``SCHEMA_VERSION``, one atomic step per version."""
+    while version < SCHEMA_VERSION:
+        step = MIGRATIONS.get(version)
+        if step is None:
+            raise RuntimeError(f"no migration from object-memory schema v{version}")
+        with conn:
+            step(conn)
+            conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'",
+                         (str(version + 1),))
+        version += 1
+    return version

@@ -1,0 +1,265 @@
+"""SQLite object memory: epochs, persistent objects, observations, change events
+and per-epoch point data, written one epoch per transaction.
+
+The file is opened in WAL mode, and everything one epoch adds is committed in
+a single transaction, so a process killed in the middle of an epoch leaves the
+previous epochs intact and a restart continues from there. A file that is not
+an object memory (another SQLite database, a corrupt file, a newer schema) is
+refused before anything is written to it.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from sqlite_utils import Database
+
+from stseg_ros import __version__
+from stseg_ros.core.classes import class_name
+from stseg_ros.core.query import ObjectQuery, filter_objects
+from stseg_ros.core.records import ChangeKind, ChangeRecord, ObjectRecord, ObjectState, Pose
+from stseg_ros.memory.schema import MEMORY_FORMAT, SCHEMA_VERSION, create, migrate
+
+
+class MemoryFileError(RuntimeError):
+    """The file cannot be used as an object memory; it was left untouched."""
+
+
+@dataclass
+class EpochEntry:
+    """What the memory keeps about one revisit besides its objects."""
+
+    index: int
+    registered: bool
+    map_from_odom: np.ndarray            # (4, 4)
+    label: str = ""
+    stamp_ns: int = 0
+    fitness: float = 0.0
+    inlier_rmse: float = 0.0
+    num_points: int = 0
+
+
+@dataclass
+class EpochPoints:
+    """An epoch's segmented cloud in the map frame."""
+
+    xyz: np.ndarray                      # (N, 3) float32
+    rgb: np.ndarray                      # (N, 3) uint8
+    instance_id: np.ndarray              # (N,) int32
+    class_id: np.ndarray                 # (N,) int32
+
+    def __post_init__(self) -> None:
+        n = len(self.xyz)
+        if self.xyz.shape != (n, 3) or self.rgb.shape != (n, 3) or \
+                self.instance_id.shape != (n,) or self.class_id.shape != (n,):
+            raise ValueError("epoch points need xyz (N,3), rgb (N,3), instance_id (N,), "
+                             "class_id (N,)")
+
+
+def _pose_columns(pose: Pose, prefix: str = "") -> dict:
+    (x, y, z), (qx, qy, qz, qw) = pose.position, pose.orientation
+    return {f"{prefix}x": x, f"{prefix}y": y, f"{prefix}z": z, f"{prefix}qx": qx,
+            f"{prefix}qy": qy, f"{prefix}qz": qz, f"{prefix}qw": qw}
+
+
+def _pose_from(row: dict, prefix: str = "") -> Pose:
+    return Pose(tuple(row[f"{prefix}{k}"] for k in "xyz"),
+                tuple(row[f"{prefix}q{k}"] for k in "xyzw"))
+
+
+def _object_row(obj: ObjectRecord) -> dict:
+    return {"id": obj.id, "class_id": obj.class_id, "class_name": obj.class_name,
+            "score": obj.score, **_pose_columns(obj.pose), "extent_x": obj.extents[0],
+            "extent_y": obj.extents[1], "extent_z": obj.extents[2],
+            "num_points": obj.num_points, "epoch_first_seen": obj.epoch_first_seen,
+            "epoch_last_seen": obj.epoch_last_seen, "state": int(obj.state)}
+
+
+def _object_from(row: dict) -> ObjectRecord:
+    return ObjectRecord(
+        int(row["id"]), int(row["class_id"]), row["class_name"], float(row["score"]),
+        _pose_from(row), (row["extent_x"], row["extent_y"], row["extent_z"]),
+        int(row["num_points"]), int(row["epoch_first_seen"]), int(row["epoch_last_seen"]),
+        ObjectState(row["state"]))
+
+
+def _change_row(change: ChangeRecord) -> dict:
+    return {"epoch": change.epoch, "object_id": change.object_id, "kind": int(change.kind),
+            "class_id": change.class_id, "class_name": change.class_name,
+            "previous_class_id": change.previous_class_id,
+            **_pose_columns(change.previous_pose, "prev_"),
+            **_pose_columns(change.current_pose), "confidence": change.confidence}
+
+
+def _change_from(row: dict) -> ChangeRecord:
+    return ChangeRecord(ChangeKind(row["kind"]), int(row["object_id"]), int(row["class_id"]),
+                        row["class_name"] or class_name(row["class_id"]), int(row["epoch"]),
+                        _pose_from(row, "prev_"), _pose_from(row),
+                        int(row["previous_class_id"] or 0), float(row["confidence"]))
+
+
+def _inspect(path: Path) -> int | None:
+    """Schema version of an existing memory file (read-only look); None if empty."""
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    except sqlite3.Error as err:
+        raise MemoryFileError(f"{path}: cannot open ({err})") from None
+    try:
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master "
+                                             "WHERE type = 'table'")}
+        if not tables:
+            return None
+        if "meta" not in tables:
+            raise MemoryFileError(f"{path}: not a {MEMORY_FORMAT} database (tables: "
+                                  f"{', '.join(sorted(tables)[:5])}); refusing to touch it")
+        meta = dict(conn.execute("SELECT key, value FROM meta"))
+    except sqlite3.DatabaseError as err:
+        if isinstance(err, MemoryFileError):
+            raise
+        raise MemoryFileError(f"{path}: not a readable SQLite database ({err}); "
+                              "refusing to touch it") from None
+    finally:
+        conn.close()
+    if meta.get("format") != MEMORY_FORMAT:
+        raise MemoryFileError(f"{path}: not a {MEMORY_FORMAT} database "
+                              f"(format {meta.get('format')!r}); refusing to touch it")
+    version = int(meta.get("schema_version", "0"))
+    if version > SCHEMA_VERSION:
+        raise MemoryFileError(f"{path}: object-memory schema v{version} is newer than this "
+                              f"stseg_ros {__version__} reads (v{SCHEMA_VERSION}); "
+                              "upgrade stseg_ros")
+    return version
+
+
+class ObjectMemory:
+    """Persistent object memory in one SQLite file, created if missing."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        version = _inspect(self.path) if self.path.is_file() else None
+        self.db = Database(self.path)
+        self.db.enable_wal()
+        self.db.execute("PRAGMA synchronous=NORMAL")   # durable at each WAL commit
+        if version is None:
+            create(self.db.conn, f"stseg_ros {__version__}")
+        else:
+            migrate(self.db.conn, version)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> ObjectMemory:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # --- writing ----------------------------------------------------------------
+
+    def commit_epoch(self, entry: EpochEntry, objects: list[ObjectRecord] = (),
+                     changes: list[ChangeRecord] = (), points: EpochPoints | None = None,
+                     on_stage: Callable[[str], None] | None = None) -> None:
+        """Store one epoch atomically: its row, the objects' new states, the
+        observations of objects present in it, its changes and its points.
+
+        An unregistered revisit is recorded with its row only: it must not
+        touch objects, changes or points. ``on_stage`` is told what is being
+        written (for progress output).
+        """
+        if entry.index in self.epoch_indices():
+            raise ValueError(f"epoch {entry.index} is already stored")
+        if not entry.registered and (objects or changes or points is not None):
+            raise ValueError("an unregistered revisit must not change objects or points")
+        transform = np.asarray(entry.map_from_odom, dtype=float)
+        if transform.shape != (4, 4) or not np.isfinite(transform).all():
+            raise ValueError("map_from_odom must be a finite 4x4 matrix")
+        stage = on_stage or (lambda _: None)
+        with self.db.atomic():
+            stage("epoch")
+            self.db["epochs"].insert({
+                "id": entry.index, "label": entry.label, "stamp_ns": entry.stamp_ns,
+                "registered": int(entry.registered),
+                "map_from_odom": json.dumps(transform.reshape(-1).tolist()),
+                "fitness": entry.fitness, "inlier_rmse": entry.inlier_rmse,
+                "num_points": entry.num_points,
+                "committed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+            if points is not None:
+                stage("points")
+                self.db["epoch_points"].insert({
+                    "epoch": entry.index, "num_points": len(points.xyz),
+                    "xyz": np.ascontiguousarray(points.xyz, "<f4").tobytes(),
+                    "rgb": np.ascontiguousarray(points.rgb, np.uint8).tobytes(),
+                    "instance_id": np.ascontiguousarray(points.instance_id, "<i4").tobytes(),
+                    "class_id": np.ascontiguousarray(points.class_id, "<i4").tobytes()})
+            stage("objects")
+            rows = [_object_row(o) for o in objects]
+            if rows:
+                self.db["objects"].upsert_all(rows, pk="id")
+                seen = [{"epoch": entry.index, "object_id": r.pop("id"), **r} for r in rows
+                        if r["state"] == ObjectState.PRESENT]
+                if seen:
+                    self.db["observations"].insert_all(seen)
+            stage("changes")
+            if changes:
+                self.db["changes"].insert_all(_change_row(c) for c in changes)
+            stage("commit")
+
+    # --- reading ----------------------------------------------------------------
+
+    def epoch_indices(self) -> list[int]:
+        return [r["id"] for r in self.db.query("SELECT id FROM epochs ORDER BY id")]
+
+    def epochs(self) -> list[EpochEntry]:
+        return [EpochEntry(r["id"], bool(r["registered"]),
+                           np.array(json.loads(r["map_from_odom"])).reshape(4, 4),
+                           r["label"] or "", r["stamp_ns"] or 0, r["fitness"] or 0.0,
+                           r["inlier_rmse"] or 0.0, r["num_points"] or 0)
+                for r in self.db.query("SELECT * FROM epochs ORDER BY id")]
+
+    def next_epoch(self) -> int:
+        indices = self.epoch_indices()
+        return indices[-1] + 1 if indices else 0
+
+    def objects(self, query: ObjectQuery | None = None) -> list[ObjectRecord]:
+        """Latest state of the objects matching ``query`` (all if None), by id."""
+        objs = [_object_from(r) for r in self.db.query("SELECT * FROM objects")]
+        return filter_objects(objs, query or ObjectQuery())
+
+    def observations(self, epoch: int) -> list[ObjectRecord]:
+        rows = self.db.query("SELECT * FROM observations WHERE epoch = ? ORDER BY object_id",
+                             [epoch])
+        return [_object_from({**r, "id": r["object_id"]}) for r in rows]
+
+    def changes(self, epoch: int | None = None) -> list[ChangeRecord]:
+        if epoch is None:
+            rows = self.db.query("SELECT * FROM changes ORDER BY epoch, id")
+        else:
+            rows = self.db.query("SELECT * FROM changes WHERE epoch = ? ORDER BY id", [epoch])
+        return [_change_from(r) for r in rows]
+
+    def history(self, object_id: int) -> tuple[list[ObjectRecord], list[ChangeRecord]]:
+        """Every observation of one object (by epoch) and every change it went through."""
+        obs = self.db.query("SELECT * FROM observations WHERE object_id = ? ORDER BY epoch",
+                            [object_id])
+        chs = self.db.query("SELECT * FROM changes WHERE object_id = ? ORDER BY epoch, id",
+                            [object_id])
+        return ([_object_from({**r, "id": r["object_id"]}) for r in obs],
+                [_change_from(r) for r in chs])
+
+    def points(self, epoch: int) -> EpochPoints | None:
+        """The segmented cloud stored for an epoch, or None (unregistered or absent)."""
+        rows = list(self.db.query("SELECT * FROM epoch_points WHERE epoch = ?", [epoch]))
+        if not rows:
+            return None
+        r = rows[0]
+        n = r["num_points"]
+        return EpochPoints(np.frombuffer(r["xyz"], "<f4").reshape(n, 3).copy(),
+                           np.frombuffer(r["rgb"], np.uint8).reshape(n, 3).copy(),
+                           np.frombuffer(r["instance_id"], "<i4").copy(),
+                           np.frombuffer(r["class_id"], "<i4").copy())

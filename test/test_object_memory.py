@@ -1,0 +1,157 @@
+"""The SQLite object memory: round trips, queries, history, atomic epochs that
+survive a real kill, and refusal of files that are not an object memory."""
+
+from __future__ import annotations
+
+import hashlib
+import signal
+import sqlite3
+import subprocess
+import textwrap
+
+import numpy as np
+import pytest
+
+from stseg_ros.core.query import ObjectQuery
+from stseg_ros.core.records import ChangeKind, ChangeRecord, ObjectRecord, ObjectState, Pose
+from stseg_ros.memory import EpochEntry, EpochPoints, MemoryFileError, ObjectMemory
+
+
+def _obj(i, cls, name, x, y, epoch, state=ObjectState.PRESENT, first=0):
+    return ObjectRecord(i, cls, name, 0.9, Pose.from_xyz_yaw(x, y, 0.4, 0.3),
+                        (0.5, 0.5, 0.9), 800, first, epoch, state)
+
+
+def _points(n, seed):
+    rng = np.random.default_rng(seed)
+    return EpochPoints(rng.random((n, 3), dtype=np.float32),
+                       rng.integers(0, 255, (n, 3), dtype=np.uint8),
+                       rng.integers(0, 5, n, dtype=np.int32), rng.integers(0, 40, n,
+                                                                           dtype=np.int32))
+
+
+def _two_epochs(memory):
+    objs0 = [_obj(1, 5, "chair", 1, 1, 0), _obj(2, 7, "table", 3, 2, 0),
+             _obj(3, 29, "box", 4, 4, 0)]
+    memory.commit_epoch(EpochEntry(0, True, np.eye(4), "day 1", num_points=100),
+                        objs0, [ChangeRecord(ChangeKind.ADDED, o.id, o.class_id, o.class_name,
+                                             0, current_pose=o.pose) for o in objs0],
+                        _points(100, 0))
+    moved = _obj(1, 5, "chair", 2.5, 1, 1)
+    memory.commit_epoch(
+        EpochEntry(1, True, np.diag([1.0, 1, 1, 1]), "day 8", fitness=0.8, num_points=120),
+        [moved, _obj(2, 7, "table", 3, 2, 0, ObjectState.REMOVED),
+         _obj(3, 29, "box", 4, 4, 0, ObjectState.UNOBSERVED)],
+        [ChangeRecord(ChangeKind.MOVED, 1, 5, "chair", 1, objs0[0].pose, moved.pose),
+         ChangeRecord(ChangeKind.REMOVED, 2, 7, "table", 1, objs0[1].pose)],
+        _points(120, 1))
+
+
+def test_epochs_objects_history_and_points_round_trip(tmp_path):
+    path = tmp_path / "map.db"
+    with ObjectMemory(path) as memory:
+        _two_epochs(memory)
+    with ObjectMemory(path) as memory:                      # a restart reads it all back
+        assert memory.epoch_indices() == [0, 1] and memory.next_epoch() == 2
+        assert memory.epochs()[1].label == "day 8" and memory.epochs()[1].fitness == 0.8
+        states = {o.id: o.state for o in memory.objects()}
+        assert states == {1: ObjectState.PRESENT, 2: ObjectState.REMOVED,
+                          3: ObjectState.UNOBSERVED}
+        assert [o.id for o in memory.objects(ObjectQuery(class_names={"chair"}))] == [1]
+        assert [o.id for o in memory.objects(ObjectQuery(
+            region=((2.0, 0.0, 0.0), (2.9, 2.0, 1.0))))] == [1]
+        observations, changes = memory.history(1)
+        assert [o.epoch_last_seen for o in observations] == [0, 1]
+        assert observations[1].pose.position[0] == pytest.approx(2.5)
+        assert [c.kind for c in changes] == [ChangeKind.ADDED, ChangeKind.MOVED]
+        assert changes[1].displacement == pytest.approx(1.5)
+        assert [o.id for o in memory.observations(1)] == [1]   # only what was seen
+        stored = memory.points(1)
+        expected = _points(120, 1)
+        assert np.array_equal(stored.xyz, expected.xyz)
+        assert np.array_equal(stored.instance_id, expected.instance_id)
+
+
+def test_unregistered_revisit_is_recorded_without_touching_objects(tmp_path):
+    with ObjectMemory(tmp_path / "map.db") as memory:
+        _two_epochs(memory)
+        before = memory.objects()
+        with pytest.raises(ValueError, match="unregistered"):
+            memory.commit_epoch(EpochEntry(2, False, np.eye(4)), [_obj(9, 5, "chair", 0, 0, 2)])
+        memory.commit_epoch(EpochEntry(2, False, np.eye(4), "lost"))
+        assert memory.epoch_indices() == [0, 1, 2] and not memory.epochs()[2].registered
+        assert memory.objects() == before and memory.points(2) is None
+        with pytest.raises(ValueError, match="already stored"):
+            memory.commit_epoch(EpochEntry(1, True, np.eye(4)))
+
+
+def _digest(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_foreign_corrupt_and_newer_files_are_refused_untouched(tmp_path):
+    foreign = tmp_path / "other.db"
+    conn = sqlite3.connect(foreign)
+    conn.execute("CREATE TABLE photos (id INTEGER PRIMARY KEY, name TEXT)")
+    conn.commit()
+    conn.close()
+    corrupt = tmp_path / "corrupt.db"
+    corrupt.write_bytes(b"SQLite format 3\x00" + bytes(range(256)) * 20)
+    newer = tmp_path / "newer.db"
+    ObjectMemory(newer).close()
+    conn = sqlite3.connect(newer)
+    conn.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
+    conn.commit()
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    for path, reason in ((foreign, "not a stseg_ros.memory"), (corrupt, "SQLite"),
+                         (newer, "v99 is newer")):
+        digest = _digest(path)
+        with pytest.raises(MemoryFileError, match=reason):
+            ObjectMemory(path)
+        assert _digest(path) == digest
+        assert not path.with_name(path.name + "-wal").exists() or path == newer
+
+
+WRITER = textwrap.dedent("""
+    import sys, time
+    import numpy as np
+    sys.path.insert(0, {test_dir!r})
+    from test_object_memory import _obj, _points
+    from stseg_ros.memory import EpochEntry, ObjectMemory
+
+    memory = ObjectMemory({path!r})
+    if not memory.epoch_indices():
+        memory.commit_epoch(EpochEntry(0, True, np.eye(4)), [_obj(1, 5, "chair", 1, 1, 0)],
+                            points=_points(1000, 0))
+
+    def stage(name):
+        if name == "changes":                  # points and objects are written, not committed
+            print("WRITING", flush=True)
+            time.sleep(60)
+
+    memory.commit_epoch(EpochEntry(1, True, np.eye(4)), [_obj(1, 5, "chair", 3, 3, 1)],
+                        points=_points(200_000, 1), on_stage=stage)
+""")
+
+
+def test_a_process_killed_mid_epoch_leaves_the_previous_state(tmp_path, python):
+    path = tmp_path / "map.db"
+    script = WRITER.format(test_dir=str(__import__("pathlib").Path(__file__).parent),
+                           path=str(path))
+    proc = subprocess.Popen([python, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "WRITING"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == -signal.SIGKILL
+    with ObjectMemory(path) as memory:
+        assert memory.epoch_indices() == [0]
+        assert memory.objects()[0].pose.position[:2] == (1.0, 1.0)
+        assert memory.points(1) is None and len(memory.points(0).xyz) == 1000
+        assert memory.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        # the restart carries on with the epoch that was lost
+        memory.commit_epoch(EpochEntry(1, True, np.eye(4)), [_obj(1, 5, "chair", 3, 3, 1)])
+        assert memory.epoch_indices() == [0, 1]
