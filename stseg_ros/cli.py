@@ -114,16 +114,31 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 def _cmd_bench(args: argparse.Namespace) -> int:
     import json
 
-    from stseg_ros.bench.generation import bench_generation
+    if args.what == "registration":
+        from stseg_ros.bench.registration import bench_registration
 
-    result = bench_generation(frames=args.frames, revisits=args.revisits,
-                              fast_scenes=args.fast_scenes, workers=args.workers,
-                              progress=not args.quiet)
-    f, q = result["frame_mode"], result["fast_mode"]
-    target = f" (target {f['target_seconds']:.0f} s)" if f["target_seconds"] else ""
-    print(f"frame mode: {f['revisits']} revisits x {f['frames_per_revisit']} frames in "
-          f"{f['seconds']:.1f} s{target}, {f['frames_per_second']:.1f} frames/s")
-    print(f"fast mode:  {q['seconds_per_scene']:.2f} s per scene of {q['revisits']} revisits")
+        result = bench_registration(range(args.seeds), args.revisits, progress=not args.quiet)
+        r, t = result["rot_err_deg"], result["trans_err_m"]
+        print(f"registration: {result['revisits']} revisits, {result['accepted']} accepted, "
+              f"{result['within_target']} within 2 deg / 5 cm, "
+              f"{result['accepted_but_wrong']} accepted but wrong, "
+              f"{result['rejected_but_right']} rejected but right")
+        print(f"rotation error deg: median {r['median']:.2f}, p90 {r['p90']:.2f}, "
+              f"max {r['max']:.2f}; translation error m: median {t['median']:.3f}, "
+              f"p90 {t['p90']:.3f}, max {t['max']:.3f}; "
+              f"seconds: median {result['seconds']['median']:.1f}")
+    else:
+        from stseg_ros.bench.generation import bench_generation
+
+        result = bench_generation(frames=args.frames, revisits=args.revisits,
+                                  fast_scenes=args.fast_scenes, workers=args.workers,
+                                  progress=not args.quiet)
+        f, q = result["frame_mode"], result["fast_mode"]
+        target = f" (target {f['target_seconds']:.0f} s)" if f["target_seconds"] else ""
+        print(f"frame mode: {f['revisits']} revisits x {f['frames_per_revisit']} frames in "
+              f"{f['seconds']:.1f} s{target}, {f['frames_per_second']:.1f} frames/s")
+        print(f"fast mode:  {q['seconds_per_scene']:.2f} s per scene of {q['revisits']} "
+              "revisits")
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(result, fh, indent=1)
@@ -201,9 +216,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_generate)
 
-    p = verbs.add_parser("bench", help="measure dataset generation speed",
-                         description="Generate one frame-mode room and a few fast-mode scenes "
-                                     "into a temporary directory and report wall-clock times.")
+    p = verbs.add_parser("bench", help="measure generation speed or registration accuracy",
+                         description="generation: generate one frame-mode room and a few "
+                                     "fast-mode scenes into a temporary directory and report "
+                                     "wall-clock times. registration: register every revisit "
+                                     "of generated seeds to the first and report the error "
+                                     "distribution.")
+    p.add_argument("what", nargs="?", choices=("generation", "registration"),
+                   default="generation")
+    p.add_argument("--seeds", type=int, default=10, help="registration: seeds 0..N-1 (10)")
     p.add_argument("--frames", type=int, default=300, help="frames per revisit (default 300)")
     p.add_argument("--revisits", type=int, default=3, help="revisits (default 3)")
     p.add_argument("--fast-scenes", type=int, default=5, help="fast-mode scenes (default 5)")

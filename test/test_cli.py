@@ -49,3 +49,13 @@ def test_bench_reports_both_generation_modes(tmp_path, capsys):
     assert result["frame_mode"]["frames_per_second"] > 0
     assert result["fast_mode"]["seconds_per_scene"] > 0
     assert "frames/s" in capsys.readouterr().out
+
+
+def test_bench_reports_the_registration_error_distribution(tmp_path, capsys):
+    out = tmp_path / "reg.json"
+    assert main(["bench", "registration", "--seeds", "1", "--revisits", "2", "--quiet",
+                 "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["revisits"] == 1 and len(result["rows"]) == 1
+    assert result["rot_err_deg"]["max"] < 2.0           # seed 0 registers well
+    assert "rotation error" in capsys.readouterr().out

@@ -74,7 +74,7 @@ def test_cloud_is_in_odom_frame_and_agrees_with_the_map_after_the_true_offset(fa
         walls = truth.class_id == 1
         clouds.append(transform_points(truth.map_from_odom, xyz[walls].astype(float)))
     dist, _ = cKDTree(clouds[0]).query(clouds[1])
-    assert np.median(dist) < 0.05          # odometry drift stays a few centimetres
+    assert np.median(dist) < 0.03          # the same walls, up to 3 cm voxels and noise
     raw1, _ = read_cloud(scene / "epoch_01")
     dist_raw, _ = cKDTree(clouds[0]).query(raw1[::50])
     assert np.median(dist_raw) > 0.1       # without the offset they do not

@@ -2,10 +2,11 @@
 
 Per revisit the robot drives a loop (``trajectory.py``) and either renders RGB-D
 frames into a rosbag2 (frame mode), or, in fast mode (``frames=0``), ray-casts
-60 low-resolution views with the same sensor model and odometry and keeps only
-the scan, which is about a second per scene and meant for training. Either way
-the evaluation cloud is the revisit's scan as its own drifting odometry places
-it, voxelised at 3 cm, in the revisit's odom frame, labelled per point.
+60 low-resolution views with the same sensor model and keeps only the scan,
+which is about a second per scene and meant for training. Either way the
+evaluation cloud is what the revisit's camera saw, placed with the true poses
+(so free of odometry drift, as a fusion that corrects drift would place it) in
+the revisit's odom frame, voxelised at 3 cm and labelled per point.
 
 Everything derives from ``numpy.random.default_rng([seed, scene, epoch, ...])``,
 so a seed gives the same dataset on any machine and with any number of workers.
@@ -94,14 +95,15 @@ class LabelledPoints:
 
 @dataclass(frozen=True)
 class RenderJob:
-    """Frames of one revisit for a worker: true poses to render, odometry poses to place."""
+    """Frames of one revisit for a worker: camera poses in the map to render from,
+    and the same poses in the revisit's odom frame to place the points with."""
 
     key: tuple[int, ...]
     scenario: Scenario
     epoch: int
     intr: Intrinsics
     true_poses: np.ndarray
-    odom_poses: np.ndarray
+    cloud_poses: np.ndarray
     first_frame: int
     stride: int
     keep_images: bool
@@ -121,11 +123,12 @@ def render_job(job: RenderJob) -> list[tuple[np.ndarray | None, np.ndarray | Non
     caster, bank = _CACHE[job.key]
     epoch = job.scenario.epochs[job.epoch]
     out = []
-    for k, (true_pose, odom_pose) in enumerate(zip(job.true_poses, job.odom_poses, strict=True)):
+    for k, (true_pose, cloud_pose) in enumerate(zip(job.true_poses, job.cloud_poses,
+                                                         strict=True)):
         rng = np.random.default_rng([*job.key, 11, job.first_frame + k])
         frame = render_frame(caster, true_pose, job.intr, epoch, rng, bank)
         depth = np.where(frame.flying, 0.0, frame.depth)
-        xyz, flat = backproject(depth, job.intr, odom_pose, job.stride)
+        xyz, flat = backproject(depth, job.intr, cloud_pose, job.stride)
         points = LabelledPoints(xyz.astype(np.float32), frame.color.reshape(-1, 3)[flat],
                                 frame.semantic.reshape(-1)[flat],
                                 frame.instance.reshape(-1)[flat])
@@ -137,9 +140,9 @@ def render_job(job: RenderJob) -> list[tuple[np.ndarray | None, np.ndarray | Non
     return out
 
 
-def _jobs(key, scenario, epoch, intr, true_poses, odom_poses, stride, keep) -> list[RenderJob]:
+def _jobs(key, scenario, epoch, intr, true_poses, cloud_poses, stride, keep) -> list[RenderJob]:
     return [RenderJob(key, scenario, epoch, intr, true_poses[i:i + CHUNK],
-                      odom_poses[i:i + CHUNK], i, stride, keep)
+                      cloud_poses[i:i + CHUNK], i, stride, keep)
             for i in range(0, len(true_poses), CHUNK)]
 
 
@@ -232,9 +235,9 @@ class DatasetWriter:
             traj = plan_trajectory(scenario, epoch, cfg.frames * ODOM_PER_FRAME, rng)
             frame_samples = np.arange(cfg.frames) * ODOM_PER_FRAME + ODOM_PER_FRAME // 2
         true_poses = traj.camera_poses()[frame_samples]
-        odom_poses = traj.camera_poses(estimated=True)[frame_samples]
+        cloud_poses = np.linalg.inv(traj.map_from_odom) @ true_poses
         stride = 1 if self.fast else CLOUD_STRIDE
-        jobs = _jobs(key, scenario, epoch.index, self.intr, true_poses, odom_poses, stride,
+        jobs = _jobs(key, scenario, epoch.index, self.intr, true_poses, cloud_poses, stride,
                      not self.fast)
         if self.fast:
             parts = [p for _, _, p in self._map(jobs)]

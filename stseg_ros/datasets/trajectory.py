@@ -237,12 +237,12 @@ def plan_trajectory(scenario: Scenario, epoch: Epoch, samples: int,
 def drifting_odometry(base: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Integrate noisy increments of the true poses from zero (the odom frame).
 
-    Per revisit: scale error N(0, 0.3 %), yaw bias N(0, 0.08 deg/m); per step white
-    noise of 0.4 % of the step and 0.02 deg. Over a 20 m loop that is typically
-    5-10 cm and 1-2 degrees, like good wheel odometry.
+    Per revisit: scale error N(0, 0.2 %), yaw bias N(0, 0.04 deg/m); per step white
+    noise of 0.3 % of the step and 0.02 deg. Over a 20 m loop that is typically
+    2-10 cm and under a degree, like wheel odometry fused with a gyro.
     """
-    scale = 1.0 + rng.normal(0, 0.003)
-    yaw_bias = math.radians(rng.normal(0, 0.08))
+    scale = 1.0 + rng.normal(0, 0.002)
+    yaw_bias = math.radians(rng.normal(0, 0.04))
     out = np.zeros_like(base)
     for k in range(1, len(base)):
         x0, y0, a0 = base[k - 1]
@@ -251,7 +251,7 @@ def drifting_odometry(base: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         dx, dy = c * (x1 - x0) + s * (y1 - y0), -s * (x1 - x0) + c * (y1 - y0)
         da = math.atan2(math.sin(a1 - a0), math.cos(a1 - a0))
         dist = math.hypot(dx, dy)
-        dx, dy = dx * scale + rng.normal(0, 0.004 * dist), dy * scale + rng.normal(0, 0.004 * dist)
+        dx, dy = dx * scale + rng.normal(0, 0.003 * dist), dy * scale + rng.normal(0, 0.003 * dist)
         da += yaw_bias * dist + rng.normal(0, math.radians(0.02))
         ex, ey, ea = out[k - 1]
         c, s = math.cos(ea), math.sin(ea)

@@ -1,0 +1,62 @@
+"""Registration of a revisit to the map: accurate on generated revisits, and
+honest about failure."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from stseg_ros.datasets.generate import GenerateConfig, generate_dataset
+from stseg_ros.datasets.layout import read_cloud, read_epoch_result
+from stseg_ros.mapping.registration import assess_alignment, register_scan
+from stseg_ros.metrics.registration import relative_error
+
+
+@pytest.fixture(scope="module")
+def rooms(tmp_path_factory):
+    out = tmp_path_factory.mktemp("reg")
+    for seed in (0, 2):
+        generate_dataset(out / str(seed), GenerateConfig(seed=seed, revisits=2, frames=0),
+                         progress=False)
+    return out
+
+
+def _epoch(rooms, seed, t):
+    path = rooms / str(seed) / "scene_000" / f"epoch_{t:02d}"
+    return read_cloud(path)[0], read_epoch_result(path).map_from_odom
+
+
+def test_revisit_registers_to_the_first_within_2_degrees_and_5_cm(rooms):
+    for seed in (0, 2):
+        map_xyz, first = _epoch(rooms, seed, 0)
+        scan_xyz, truth = _epoch(rooms, seed, 1)
+        assert not np.allclose(first, truth)           # each revisit has its own odom frame
+        result = register_scan(scan_xyz, map_xyz)
+        assert result.success, result.reason
+        rot, trans = relative_error(truth, first, result.map_from_scan, np.eye(4))
+        assert rot < 2.0 and trans < 0.05
+
+
+def test_wrong_alignments_are_judged_failures(rooms):
+    map_xyz, first = _epoch(rooms, 0, 0)
+    scan_xyz, truth = _epoch(rooms, 0, 1)
+    result = register_scan(scan_xyz, map_xyz)
+    for degrees in (90, 180):               # a symmetric room's classic wrong answers
+        a = math.radians(degrees)
+        turn = np.eye(4)
+        turn[:2, :2] = [[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]]
+        centre = scan_xyz.mean(0) @ result.map_from_scan[:3, :3].T + result.map_from_scan[:3, 3]
+        turn[:2, 3] = centre[:2] - turn[:2, :2] @ centre[:2]
+        fitness, _, reason = assess_alignment(scan_xyz, map_xyz, turn @ result.map_from_scan)
+        assert reason.startswith("fitness") and fitness < result.fitness / 3
+    tilted = result.map_from_scan.copy()
+    tilted[2, 3] += 0.5
+    assert "floor-plane" in assess_alignment(scan_xyz, map_xyz, tilted)[2] or \
+        "fitness" in assess_alignment(scan_xyz, map_xyz, tilted)[2]
+
+
+def test_too_few_points_fail_cleanly():
+    result = register_scan(np.zeros((10, 3)), np.random.default_rng(0).random((5000, 3)))
+    assert not result.success and "too few" in result.reason
