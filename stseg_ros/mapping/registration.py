@@ -117,12 +117,14 @@ def register_scan(scan_xyz: np.ndarray, map_xyz: np.ndarray,
     candidates = []   # each RANSAC result and its quarter turns, after coarse ICP
     for attempt in range(cfg.ransac_attempts):
         o3d.utility.random.seed(cfg.seed + attempt)
-        coarse = reg.registration_ransac_based_on_feature_matching(
-            scan.coarse, target.coarse, *features, True, cfg.coarse_voxel * 1.5,
-            reg.TransformationEstimationPointToPoint(False), 3,
-            [reg.CorrespondenceCheckerBasedOnEdgeLength(0.9),
-             reg.CorrespondenceCheckerBasedOnDistance(cfg.coarse_voxel * 1.5)],
-            reg.RANSACConvergenceCriteria(cfg.ransac_iterations, cfg.ransac_confidence))
+        # the mutual filter may fall back to all matches; that is fine, and not news
+        with o3d.utility.VerbosityContextManager(o3d.utility.VerbosityLevel.Error):
+            coarse = reg.registration_ransac_based_on_feature_matching(
+                scan.coarse, target.coarse, *features, True, cfg.coarse_voxel * 1.5,
+                reg.TransformationEstimationPointToPoint(False), 3,
+                [reg.CorrespondenceCheckerBasedOnEdgeLength(0.9),
+                 reg.CorrespondenceCheckerBasedOnDistance(cfg.coarse_voxel * 1.5)],
+                reg.RANSACConvergenceCriteria(cfg.ransac_iterations, cfg.ransac_confidence))
         candidates += [_icp(scan, target, _turned(coarse.transformation, turn, centre),
                             slice(0, 1)) for turn in range(4)]
         best, margin = _best(candidates)
