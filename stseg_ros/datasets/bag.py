@@ -20,17 +20,8 @@ from rosbags.interfaces import QosTime as Time
 from rosbags.rosbag2 import CompressionFormat, CompressionMode, StoragePlugin, Writer, storage_mcap
 from rosbags.typesys import Stores, get_typestore
 
-from stseg_ros.datasets.render import Intrinsics
-
-TOPICS = {
-    "color": "/camera/color/image_raw",
-    "depth": "/camera/depth/image_raw",
-    "camera_info": "/camera/color/camera_info",
-    "odometry": "/odom",
-    "tf": "/tf",
-    "tf_static": "/tf_static",
-}
-FRAMES = {"odom": "odom", "base": "base_link", "camera": "camera_color_optical_frame"}
+from stseg_ros.core.camera import Intrinsics
+from stseg_ros.core.topics import FRAMES, TOPICS
 
 _TS = get_typestore(Stores.ROS2_KILTED)
 _M = _TS.types

@@ -14,34 +14,14 @@ from dataclasses import dataclass
 import numpy as np
 import open3d as o3d
 
+from stseg_ros.core.camera import Intrinsics
 from stseg_ros.core.classes import class_id
 from stseg_ros.datasets.furniture import Part
 from stseg_ros.datasets.scene import Epoch, Scenario, fixture_parts, object_pose
 
-WIDTH, HEIGHT = 640, 480
-FX = FY = 525.0
 MAX_RANGE = 5.0     # m; farther returns are missing
 MIN_RANGE = 0.3
 TEXTURES = {"plain": 0, "wood": 1, "fabric": 2, "leaf": 3, "screen": 4}
-
-
-@dataclass(frozen=True)
-class Intrinsics:
-    width: int
-    height: int
-    fx: float
-    fy: float
-    cx: float
-    cy: float
-
-    @classmethod
-    def default(cls, scale: float = 1.0) -> Intrinsics:
-        w, h = int(WIDTH * scale), int(HEIGHT * scale)
-        return cls(w, h, FX * scale, FY * scale, (w - 1) / 2, (h - 1) / 2)
-
-    @property
-    def matrix(self) -> np.ndarray:
-        return np.array([[self.fx, 0, self.cx], [0, self.fy, self.cy], [0, 0, 1.0]])
 
 
 @dataclass

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from stseg_ros.datasets.bag import TOPICS
-from stseg_ros.datasets.render import Intrinsics
+from stseg_ros.core.camera import Intrinsics
+from stseg_ros.core.topics import TOPICS
 
 MAX_PAIR_GAP_NS = 20_000_000      # colour and depth further apart than this do not pair
 MAX_POSE_GAP_NS = 200_000_000     # no odometry within this of an image: no pose
