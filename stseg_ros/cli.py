@@ -146,6 +146,32 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_run(args: argparse.Namespace) -> int:
+    import time
+
+    from stseg_ros.datasets.layout import FormatError
+    from stseg_ros.mapping.offline import run_dataset
+    from stseg_ros.memory import MemoryFileError
+
+    if args.device == "cuda" and args.segmenter == "geometric":
+        print("stseg run: the geometric segmenter runs on the CPU; --device cuda ignored",
+              file=sys.stderr)
+    start = time.perf_counter()
+    try:
+        summary = run_dataset(args.dataset, args.out, args.db, args.segmenter,
+                              log=lambda line: print(line, flush=True))
+    except (FormatError, MemoryFileError, ValueError, RuntimeError) as err:
+        print(f"stseg run: {err}", file=sys.stderr)
+        return 2
+    changes = ", ".join(f"{n} {k}" for k, n in sorted(summary.changes.items())) or "none"
+    stages = ", ".join(f"{k} {v:.1f} s" for k, v in summary.seconds.items())
+    print(f"mapped {summary.epochs} epochs ({summary.unregistered} unregistered) in "
+          f"{time.perf_counter() - start:.1f} s: {summary.objects} objects, changes: {changes}")
+    print(f"time per stage: {stages}")
+    print(f"predictions in {args.out}; score them with: stseg eval {args.dataset} {args.out}")
+    return 0
+
+
 def _not_yet(verb: str):
     def run(_: argparse.Namespace) -> int:
         print(f"stseg {verb}: not available in stseg_ros {__version__}", file=sys.stderr)
@@ -233,13 +259,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_bench)
 
-    p = verbs.add_parser("run", help="map the revisits of a dataset offline")
-    p.add_argument("dataset")
+    p = verbs.add_parser("run", help="map the revisits of a dataset offline",
+                         description="Fuse (bags) or read (fast mode) each revisit's scan, "
+                                     "register it to the map, segment it, keep identities, "
+                                     "detect changes, store everything in the object memory "
+                                     "and write predictions for stseg eval. Epochs already in "
+                                     "the memory are kept, so an interrupted run continues.")
+    p.add_argument("dataset", help="dataset directory (from stseg generate)")
     p.add_argument("--out", required=True, help="prediction directory")
-    p.add_argument("--db", help="object memory SQLite file")
-    p.add_argument("--segmenter", default="geometric")
+    p.add_argument("--db", help="object memory SQLite file (default PRED/scene_XXX/memory.db; "
+                                "with several scenes, one file per scene next to it)")
+    p.add_argument("--segmenter", default="geometric", help="segmenter (default geometric)")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    p.set_defaults(func=_not_yet("run"))
+    p.set_defaults(func=_cmd_run)
 
     p = verbs.add_parser("eval", help="score predictions against a dataset's ground truth",
                          description="Per-epoch instance AP (ScanNet protocol), t-mAP "

@@ -1,0 +1,189 @@
+"""The long-term mapper: one revisit's scan in, the map's new state out.
+
+Per revisit: register the scan to the map (the first revisit defines the map
+frame), segment it, give segments persistent identities, detect changes, and
+commit everything to the object memory in one transaction. A revisit that
+cannot be registered is recorded as such and changes nothing else. The ROS
+mapper node and ``stseg run`` both drive this class.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from stseg_ros.core.classes import class_name
+from stseg_ros.core.pointcloud import transform_points
+from stseg_ros.core.records import ChangeKind, ChangeRecord, ObjectRecord, ObjectState, Pose
+from stseg_ros.mapping.association import (
+    AssociationConfig,
+    Known,
+    associate,
+    place_observed,
+)
+from stseg_ros.mapping.geometric import Segment, describe, estimate_normals
+from stseg_ros.mapping.registration import RegistrationConfig, register_scan
+from stseg_ros.memory import EpochEntry, EpochPoints, ObjectMemory
+
+
+@dataclass
+class EpochOutcome:
+    """What one revisit did to the map, with per-stage timings (seconds)."""
+
+    epoch: int
+    registered: bool
+    map_from_odom: np.ndarray
+    reason: str
+    instance_id: np.ndarray          # per scan point, persistent id (0 = none)
+    class_id: np.ndarray             # per scan point
+    objects: list[ObjectRecord] = field(default_factory=list)
+    changes: list[ChangeRecord] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+class Mapper:
+    def __init__(self, memory: ObjectMemory, segmenter,
+                 registration: RegistrationConfig | None = None,
+                 association: AssociationConfig | None = None) -> None:
+        self.memory, self.segmenter = memory, segmenter
+        self.reg_cfg = registration or RegistrationConfig()
+        self.assoc_cfg = association or AssociationConfig()
+        self._known: dict[int, Known] | None = None
+
+    # --- what the map knows ---------------------------------------------------------
+
+    def _reference(self) -> np.ndarray | None:
+        """Map points to register against: the first registered epoch's cloud."""
+        for entry in self.memory.epochs():
+            if entry.registered:
+                points = self.memory.points(entry.index)
+                if points is not None:
+                    return points.xyz
+        return None
+
+    def known(self) -> dict[int, Known]:
+        """Each object's last seen segment, rebuilt from stored epoch points on start."""
+        if self._known is None:
+            self._known = {}
+            objects = {o.id: o for o in self.memory.objects()}
+            for entry in self.memory.epochs():
+                points = self.memory.points(entry.index)
+                if points is None:
+                    continue
+                normals = estimate_normals(points.xyz, 0.08)
+                for oid in np.unique(points.instance_id[points.instance_id > 0]):
+                    members = np.flatnonzero(points.instance_id == oid)
+                    if int(oid) in objects:
+                        self._known[int(oid)] = Known(
+                            int(oid), describe(points.xyz, points.rgb, normals, members),
+                            objects[int(oid)].class_id, points.xyz[members])
+        return self._known
+
+    # --- one revisit -----------------------------------------------------------------
+
+    def process(self, xyz_odom: np.ndarray, rgb: np.ndarray, label: str = "",
+                stamp_ns: int = 0) -> EpochOutcome:
+        epoch = self.memory.next_epoch()
+        timings: dict[str, float] = {}
+        start = time.perf_counter()
+        reference = self._reference()
+        if reference is None:
+            transform, ok, fitness, rmse, reason = np.eye(4), True, 1.0, 0.0, "defines the map"
+        else:
+            result = register_scan(xyz_odom, reference, self.reg_cfg)
+            transform, ok = result.map_from_scan, result.success
+            fitness, rmse, reason = result.fitness, result.inlier_rmse, result.reason
+        timings["registration"] = time.perf_counter() - start
+        empty = np.zeros(len(xyz_odom), dtype=np.int32)
+        entry = EpochEntry(epoch, ok, transform, label, stamp_ns, fitness, rmse, len(xyz_odom))
+        if not ok:
+            self.memory.commit_epoch(entry)
+            return EpochOutcome(epoch, False, transform, reason, empty, empty.copy(),
+                                timings=timings)
+
+        xyz = transform_points(transform, xyz_odom.astype(np.float64)).astype(np.float32)
+        start = time.perf_counter()
+        seg = self.segmenter.segment(xyz, rgb)
+        timings["segmentation"] = time.perf_counter() - start
+
+        start = time.perf_counter()
+        objects, changes, ids = self._update(epoch, xyz, seg)
+        instance_id = empty.copy()
+        class_id = seg.structure.copy()
+        for segment, oid, cid in zip(seg.segments, ids, seg.class_ids, strict=True):
+            instance_id[segment.points] = oid
+            class_id[segment.points] = cid
+        timings["association"] = time.perf_counter() - start
+
+        start = time.perf_counter()
+        self.memory.commit_epoch(entry, objects, changes,
+                                 EpochPoints(xyz, rgb, instance_id, class_id))
+        timings["memory"] = time.perf_counter() - start
+        return EpochOutcome(epoch, True, transform, reason, instance_id, class_id,
+                            objects, changes, timings)
+
+    def _seen_before(self) -> np.ndarray | None:
+        """Every point earlier registered revisits saw (map frame), or None at the start."""
+        clouds = [p.xyz for e in self.memory.epochs() if e.registered
+                  and (p := self.memory.points(e.index)) is not None]
+        return np.concatenate(clouds) if clouds else None
+
+    def _update(self, epoch: int, xyz: np.ndarray, seg):
+        """New object states, change events, and the persistent id of each segment."""
+        known = self.known()
+        stored = {o.id: o for o in self.memory.objects()}
+        active = [k for k in known.values()
+                  if stored.get(k.id) and stored[k.id].state != ObjectState.REMOVED]
+        assoc = associate(seg.segments, seg.class_ids, xyz, active, self.assoc_cfg)
+        seen_before = self._seen_before()
+        next_id = max([*stored, 0]) + 1
+        ids: list[int] = []
+        objects, changes = [], []
+        for i, (segment, cid, score) in enumerate(zip(seg.segments, seg.class_ids, seg.scores,
+                                                      strict=True)):
+            if i in assoc.matched:
+                oid = assoc.matched[i]
+                before = stored[oid]
+                first = before.epoch_first_seen
+                if assoc.matched[i] in assoc.moved:
+                    changes.append(ChangeRecord(ChangeKind.MOVED, oid, cid, class_name(cid), epoch,
+                                                before.pose, _pose(segment), confidence=score))
+                if cid != before.class_id and score < 0.6:
+                    cid = before.class_id           # not sure enough to relabel
+                elif cid != before.class_id:
+                    changes.append(ChangeRecord(ChangeKind.RELABELLED, oid, cid, class_name(cid),
+                                                epoch, before.pose, _pose(segment),
+                                                before.class_id, score))
+            else:
+                oid, first = next_id, epoch
+                next_id += 1
+                # an addition only where an earlier revisit saw the place empty; elsewhere
+                # the object is simply seen for the first time
+                if seen_before is None or place_observed(segment, seen_before, self.assoc_cfg):
+                    changes.append(ChangeRecord(ChangeKind.ADDED, oid, cid, class_name(cid),
+                                                epoch, current_pose=_pose(segment),
+                                                confidence=score))
+            ids.append(oid)
+            objects.append(ObjectRecord(oid, cid, class_name(cid), score, _pose(segment),
+                                        tuple(float(e) for e in segment.extents),
+                                        len(segment.points), first, epoch))
+            known[oid] = Known(oid, segment, cid, xyz[segment.points])
+        for oid in assoc.missing:
+            before = stored[oid]
+            if place_observed(known[oid].segment, xyz, self.assoc_cfg):
+                state = ObjectState.REMOVED
+                changes.append(ChangeRecord(ChangeKind.REMOVED, oid, before.class_id,
+                                            before.class_name, epoch, before.pose))
+            else:
+                state = ObjectState.UNOBSERVED
+            objects.append(ObjectRecord(before.id, before.class_id, before.class_name,
+                                        before.score, before.pose, before.extents,
+                                        before.num_points, before.epoch_first_seen,
+                                        before.epoch_last_seen, state))
+        return objects, changes, ids
+
+
+def _pose(segment: Segment) -> Pose:
+    return Pose.from_xyz_yaw(*segment.centroid, segment.yaw)

@@ -1,0 +1,68 @@
+"""Segmenters behind one interface (``stseg run --segmenter NAME``).
+
+A segmenter turns one registered scan (map frame) into structure labels and
+object segments with a class and a score. Identities across epochs are the
+association stage's job unless a segmenter provides them (a 4D model can).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from stseg_ros.mapping.classifier import ClusterClassifier
+from stseg_ros.mapping.geometric import (
+    GeometricConfig,
+    Segment,
+    cluster_objects,
+    describe,
+    estimate_normals,
+    split_structure,
+)
+
+
+@dataclass
+class Segmentation:
+    structure: np.ndarray               # (N,) NYU40 id of floor/wall/ceiling, 0 = object
+    segments: list[Segment]
+    class_ids: list[int]
+    scores: list[float]
+    normals: np.ndarray | None = None
+    identities: list[int] | None = None   # persistent ids, if the segmenter tracks them
+    extra: dict = field(default_factory=dict)
+
+
+class GeometricSegmenter:
+    """Structure by planes, objects by DBSCAN, classes by a small trained classifier."""
+
+    name = "geometric"
+
+    def __init__(self, cfg: GeometricConfig | None = None,
+                 classifier: ClusterClassifier | None = None) -> None:
+        self.cfg = cfg or GeometricConfig()
+        self.classifier = classifier or ClusterClassifier.load()
+
+    def segment(self, xyz: np.ndarray, rgb: np.ndarray) -> Segmentation:
+        normals = estimate_normals(xyz, self.cfg.normal_radius)
+        structure = split_structure(xyz, normals, self.cfg)
+        clusters = cluster_objects(xyz, structure == 0, self.cfg)
+        segments = [describe(xyz, rgb, normals, np.flatnonzero(clusters == c))
+                    for c in range(1, int(clusters.max(initial=0)) + 1)]
+        if not segments:
+            return Segmentation(structure, [], [], [], normals)
+        classes, scores = self.classifier.predict(np.stack([s.features for s in segments]))
+        keep = [i for i, c in enumerate(classes) if c > 0]      # 0: not an object
+        return Segmentation(structure, [segments[i] for i in keep],
+                            [int(classes[i]) for i in keep], [float(scores[i]) for i in keep],
+                            normals)
+
+
+SEGMENTERS = {"geometric": GeometricSegmenter}
+
+
+def make_segmenter(name: str):
+    """A segmenter by name; unknown names list what exists."""
+    if name not in SEGMENTERS:
+        raise ValueError(f"unknown segmenter {name!r}; available: {', '.join(SEGMENTERS)}")
+    return SEGMENTERS[name]()

@@ -1,0 +1,125 @@
+"""The long-term mapper: identities across epochs, visibility-aware changes, and
+`stseg run` end to end (predictions, memory, restart)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from stseg_ros.cli import main
+from stseg_ros.datasets.generate import GenerateConfig, generate_dataset
+from stseg_ros.mapping.association import Known, associate, place_observed
+from stseg_ros.mapping.geometric import describe, estimate_normals
+from stseg_ros.mapping.pipeline import Mapper
+from stseg_ros.mapping.segmenter import make_segmenter
+from stseg_ros.memory import ObjectMemory
+
+
+def _box(centre, size, rng, n=1500):
+    """Points on the faces of an axis-aligned box standing on the floor."""
+    pts = rng.random((n, 3)) * size + np.array([centre[0] - size[0] / 2,
+                                                centre[1] - size[1] / 2, 0.0])
+    face = rng.integers(0, 5, n)
+    for axis, side in ((0, 0), (0, 1), (1, 0), (1, 1), (2, 1)):
+        k = face == axis * 2 + side if axis < 2 else face == 4
+        pts[k, axis] = (centre[axis] - size[axis] / 2 + side * size[axis]) if axis < 2 \
+            else size[2]
+    return pts
+
+
+def _floor(rng, lo=(-1.0, -1.0), hi=(5.0, 5.0), n=40_000):
+    return np.c_[rng.uniform(lo[0], hi[0], n), rng.uniform(lo[1], hi[1], n), np.zeros(n)]
+
+
+def _scene(objects, rng):
+    """Scan of a floor with boxes; returns xyz, rgb and the point indices of each box."""
+    parts, members, start = [_floor(rng)], [], 40_000
+    colours = [np.full((40_000, 3), 120)]
+    for centre, size, colour in objects:
+        pts = _box(centre, size, rng)
+        members.append(np.arange(start, start + len(pts)))
+        start += len(pts)
+        parts.append(pts)
+        colours.append(np.tile(colour, (len(pts), 1)))
+    xyz = np.concatenate(parts).astype(np.float32)
+    return xyz, np.concatenate(colours).astype(np.uint8), members
+
+
+def _segments(xyz, rgb, members):
+    normals = estimate_normals(xyz, 0.08)
+    return [describe(xyz, rgb, normals, m) for m in members]
+
+
+def test_static_objects_keep_ids_and_a_moved_one_is_found_by_shape():
+    rng = np.random.default_rng(0)
+    chair, table = ((0.5, 0.5, 0.9), (200, 30, 30)), ((1.6, 0.8, 0.75), (90, 60, 30))
+    xyz0, rgb0, m0 = _scene([((1, 1), *chair), ((3, 3), *table)], rng)
+    before = _segments(xyz0, rgb0, m0)
+    known = [Known(1, before[0], 5, xyz0[m0[0]]), Known(2, before[1], 7, xyz0[m0[1]])]
+    xyz1, rgb1, m1 = _scene([((1, 3.5), *chair), ((3, 3), *table)], rng)  # the chair moved
+    now = _segments(xyz1, rgb1, m1)
+    assoc = associate(now, [5, 7], xyz1, known)
+    assert assoc.matched == {0: 1, 1: 2}
+    assert assoc.moved == {1} and not assoc.new and not assoc.missing
+
+
+def test_a_missing_object_is_removed_only_where_its_place_was_seen():
+    rng = np.random.default_rng(1)
+    xyz, rgb, members = _scene([((1, 1), (0.5, 0.5, 0.9), (200, 30, 30))], rng)
+    chair = _segments(xyz, rgb, members)[0]
+    empty_floor = _floor(rng)                            # the chair is gone, floor seen
+    assert place_observed(chair, empty_floor)
+    elsewhere = _floor(rng, lo=(3.0, 3.0), hi=(5.0, 5.0))   # this revisit never went there
+    assert not place_observed(chair, elsewhere)
+
+
+@pytest.fixture(scope="module")
+def mapped(tmp_path_factory):
+    root = tmp_path_factory.mktemp("run")
+    generate_dataset(root / "ds", GenerateConfig(seed=1, revisits=2, frames=0), progress=False)
+    assert main(["run", str(root / "ds"), "--out", str(root / "pred")]) == 0
+    return root
+
+
+def test_run_writes_predictions_that_eval_scores(mapped, capsys):
+    out = mapped / "metrics.json"
+    assert main(["eval", str(mapped / "ds"), str(mapped / "pred"), "--json", str(out),
+                 "--quiet"]) == 0
+    metrics = json.loads(out.read_text())
+    assert metrics["reg_rot_err_deg"] < 2.0 and metrics["reg_trans_err_m"] < 0.05
+    assert metrics["AP25"] > 0.2 and metrics["t_AP25"] > 0.1   # the baseline finds objects
+    with ObjectMemory(mapped / "pred" / "scene_000" / "memory.db") as memory:
+        assert memory.epoch_indices() == [0, 1]
+        assert all(e.registered for e in memory.epochs())
+        assert len(memory.objects()) >= 5
+
+
+def test_run_again_keeps_the_mapped_epochs(mapped, capsys):
+    labels = (mapped / "pred" / "scene_000" / "epoch_01" / "labels.npz").read_bytes()
+    capsys.readouterr()
+    assert main(["run", str(mapped / "ds"), "--out", str(mapped / "pred")]) == 0
+    assert "already in memory.db, kept" in capsys.readouterr().out
+    assert (mapped / "pred" / "scene_000" / "epoch_01" / "labels.npz").read_bytes() == labels
+
+
+def test_an_unregistrable_revisit_leaves_the_map_alone(mapped, tmp_path):
+    from stseg_ros.datasets.layout import read_cloud
+
+    xyz, rgb = read_cloud(mapped / "ds" / "scene_000" / "epoch_00")
+    with ObjectMemory(tmp_path / "m.db") as memory:
+        mapper = Mapper(memory, make_segmenter("geometric"))
+        mapper.process(xyz, rgb)
+        objects = memory.objects()
+        noise = np.random.default_rng(0).uniform(-3, 3, (20_000, 3)).astype(np.float32)
+        outcome = mapper.process(noise, np.zeros((20_000, 3), np.uint8))
+        assert not outcome.registered and outcome.reason != "ok"
+        assert memory.objects() == objects and memory.changes(1) == []
+        assert memory.epoch_indices() == [0, 1] and not memory.epochs()[1].registered
+
+
+def test_unknown_segmenter_is_a_clear_error(mapped, capsys):
+    assert main(["run", str(mapped / "ds"), "--out", str(mapped / "x"), "--segmenter",
+                 "magic"]) == 2
+    assert "unknown segmenter 'magic'" in capsys.readouterr().err
