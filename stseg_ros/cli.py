@@ -172,12 +172,20 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _not_yet(verb: str):
-    def run(_: argparse.Namespace) -> int:
-        print(f"stseg {verb}: not available in stseg_ros {__version__}", file=sys.stderr)
-        return 2
+def _cmd_train(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
 
-    return run
+    from stseg_ros.mapping.training import train_classifier
+
+    seeds = range(args.first_seed, args.first_seed + args.seeds)
+    held = range(args.first_seed + args.seeds, args.first_seed + args.seeds + args.held_out)
+    model, card = train_classifier(seeds, args.revisits, progress=not args.quiet,
+                                   held_out=held if args.held_out else None)
+    model.save(Path(args.out))
+    print(json.dumps(card, indent=1))
+    print(f"wrote {args.out}; use it by replacing stseg_ros/data/geometric_classifier.npz")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -258,6 +266,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", help="also write the figures to this JSON file")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_bench)
+
+    p = verbs.add_parser("train", help="train the geometric segmenter's cluster classifier",
+                         description="Generate fast-mode scenes, segment them as stseg run "
+                                     "does, label each cluster with its majority true class "
+                                     "and fit the random forest; prints the model card "
+                                     "figures.")
+    p.add_argument("--out", required=True, help="model file to write (.npz)")
+    p.add_argument("--seeds", type=int, default=60, help="training scenes (default 60)")
+    p.add_argument("--first-seed", type=int, default=1000, help="first seed (default 1000)")
+    p.add_argument("--held-out", type=int, default=10,
+                   help="scenes after the training ones to measure accuracy on (default 10)")
+    p.add_argument("--revisits", type=int, default=2, help="revisits per scene (default 2)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_train)
 
     p = verbs.add_parser("run", help="map the revisits of a dataset offline",
                          description="Fuse (bags) or read (fast mode) each revisit's scan, "

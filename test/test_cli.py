@@ -10,7 +10,7 @@ import pytest
 
 from stseg_ros.cli import build_parser, main
 
-VERBS = ["demo", "serve", "watch", "query", "generate", "run", "eval", "bench"]
+VERBS = ["demo", "serve", "watch", "query", "generate", "run", "eval", "bench", "train"]
 
 
 def test_every_verb_has_help(capsys):

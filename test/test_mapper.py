@@ -10,7 +10,7 @@ import pytest
 
 from stseg_ros.cli import main
 from stseg_ros.datasets.generate import GenerateConfig, generate_dataset
-from stseg_ros.mapping.association import Known, associate, place_observed
+from stseg_ros.mapping.association import Known, associate, place_empty
 from stseg_ros.mapping.geometric import describe, estimate_normals
 from stseg_ros.mapping.pipeline import Mapper
 from stseg_ros.mapping.segmenter import make_segmenter
@@ -70,9 +70,10 @@ def test_a_missing_object_is_removed_only_where_its_place_was_seen():
     xyz, rgb, members = _scene([((1, 1), (0.5, 0.5, 0.9), (200, 30, 30))], rng)
     chair = _segments(xyz, rgb, members)[0]
     empty_floor = _floor(rng)                            # the chair is gone, floor seen
-    assert place_observed(chair, empty_floor)
+    assert place_empty(chair, empty_floor)
     elsewhere = _floor(rng, lo=(3.0, 3.0), hi=(5.0, 5.0))   # this revisit never went there
-    assert not place_observed(chair, elsewhere)
+    assert not place_empty(chair, elsewhere)
+    assert not place_empty(chair, xyz)                   # the chair is still standing there
 
 
 @pytest.fixture(scope="module")

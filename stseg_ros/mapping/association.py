@@ -7,8 +7,9 @@ left, by shape and colour anywhere in the room (objects that moved). What
 matches keeps its id; a match that travelled more than ``move_distance`` or
 turned more than ``move_angle`` is a move.
 Unmatched segments are new objects. An unmatched known object is removed only
-if the new scan saw its place (its footprint shows surface); otherwise it is
-unobserved and keeps its state for a later revisit to settle.
+if the new scan saw its place empty (floor across its footprint); otherwise it is
+unobserved and keeps its state for a later revisit to settle. Likewise, a new
+segment is an addition only where an earlier revisit saw the place empty.
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ class AssociationConfig:
     moved_shape: float = 0.3           # shape distance allowed for a move
     move_distance: float = 0.2         # m, a larger displacement is a move
     move_angle: float = math.radians(15.0)
-    observed_share: float = 0.5        # footprint share that must show surface
+    observed_share: float = 0.5        # footprint share that must show floor...
+    standing_share: float = 0.2        # ...with at most this share showing something standing
 
 
 @dataclass
@@ -116,18 +118,24 @@ def associate(segments: list[Segment], classes: list[int], scan_xyz: np.ndarray,
                        [k.id for k in known if k.id not in used])
 
 
-def place_observed(obj: Segment, scan_xyz: np.ndarray,
-                   cfg: AssociationConfig = AssociationConfig()) -> bool:
-    """Whether the scan shows surface over most of the object's footprint (5 cm cells):
-    floor where it stood, or something else standing there."""
+def place_empty(obj: Segment, scan_xyz: np.ndarray,
+                cfg: AssociationConfig = AssociationConfig()) -> bool:
+    """Whether the scan saw the object's footprint empty: floor over most of its
+    5 cm cells and hardly anything standing where the object stood."""
     length, width = max(obj.extents[0], 0.1), max(obj.extents[1], 0.1)
     c, s = math.cos(obj.yaw), math.sin(obj.yaw)
     u, v = np.meshgrid(np.arange(-length / 2, length / 2 + 1e-6, 0.05),
                        np.arange(-width / 2, width / 2 + 1e-6, 0.05), indexing="ij")
     cells = np.stack([obj.centroid[0] + u.ravel() * c - v.ravel() * s,
                       obj.centroid[1] + u.ravel() * s + v.ravel() * c], -1)
-    low = scan_xyz[scan_xyz[:, 2] < obj.centroid[2] + obj.extents[2]]
-    if len(low) == 0:
-        return False
-    hits, _ = cKDTree(low[:, :2]).query(cells, distance_upper_bound=0.05)
-    return float(np.isfinite(hits).mean()) >= cfg.observed_share
+    z = scan_xyz[:, 2]
+    floor = scan_xyz[z < 0.05]
+    standing = scan_xyz[(z > 0.1) & (z < obj.centroid[2] + obj.extents[2] / 2 + 0.1)]
+
+    def share(points: np.ndarray) -> float:
+        if len(points) == 0:
+            return 0.0
+        hits, _ = cKDTree(points[:, :2]).query(cells, distance_upper_bound=0.05)
+        return float(np.isfinite(hits).mean())
+
+    return share(floor) >= cfg.observed_share and share(standing) <= cfg.standing_share

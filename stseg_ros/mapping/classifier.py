@@ -1,14 +1,15 @@
 """Class of an object cluster from its shape and colour features.
 
-A multinomial logistic regression over standardised cluster features (plus
-their logarithms), trained on clusters of generated scans labelled with the
-majority ground-truth class of their points. The model is a small JSON file
-(``stseg_ros/data/geometric_classifier.json``, model card in the README).
+A random forest (100 trees, depth 12, balanced class weights) over the cluster
+features plus their logarithms, trained with scikit-learn on clusters of
+generated scans labelled with the majority ground-truth class of their points
+(class 0: not an object). The trees are stored as plain arrays in
+``stseg_ros/data/geometric_classifier.npz`` and evaluated with numpy, so no
+pickled code is ever loaded; the model card is in the README.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,8 +17,8 @@ import numpy as np
 
 from stseg_ros.mapping.geometric import FEATURE_NAMES
 
-DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "data" / "geometric_classifier.json"
-MODEL_FORMAT = "stseg_ros.geometric_classifier"
+DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "data" / "geometric_classifier.npz"
+MODEL_FORMAT = "stseg_ros.geometric_forest.v1"
 
 
 def expand(features: np.ndarray) -> np.ndarray:
@@ -29,46 +30,75 @@ def expand(features: np.ndarray) -> np.ndarray:
 
 @dataclass
 class ClusterClassifier:
-    classes: np.ndarray          # NYU40 ids
-    mean: np.ndarray
-    scale: np.ndarray
-    coef: np.ndarray             # (classes, features)
-    intercept: np.ndarray
+    """A forest of binary trees in flat arrays (all trees' nodes concatenated)."""
+
+    classes: np.ndarray        # (C,) NYU40 ids, 0 = not an object
+    roots: np.ndarray          # (T,) index of each tree's root node
+    feature: np.ndarray        # (nodes,) split feature, -1 at leaves
+    threshold: np.ndarray      # (nodes,) go left when feature <= threshold
+    left: np.ndarray           # (nodes,) child indices (global)
+    right: np.ndarray
+    value: np.ndarray          # (nodes, C) class distribution at leaves
 
     def probabilities(self, features: np.ndarray) -> np.ndarray:
-        x = (expand(features) - self.mean) / self.scale
-        logits = x @ self.coef.T + self.intercept
-        logits -= logits.max(1, keepdims=True)
-        p = np.exp(logits)
-        return p / p.sum(1, keepdims=True)
+        x = expand(features)
+        rows = np.arange(len(x))
+        total = np.zeros((len(x), len(self.classes)))
+        for root in self.roots:
+            node = np.full(len(x), root)
+            while True:
+                f = self.feature[node]
+                inner = f >= 0
+                if not inner.any():
+                    break
+                go_left = x[rows[inner], f[inner]] <= self.threshold[node[inner]]
+                node[inner] = np.where(go_left, self.left[node[inner]], self.right[node[inner]])
+            total += self.value[node]
+        return total / len(self.roots)
 
     def predict(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(class ids, confidence) per row."""
         p = self.probabilities(features)
         k = p.argmax(1)
-        return self.classes[k], p[np.arange(len(k)), k]
+        return self.classes[k].astype(int), p[np.arange(len(k)), k]
 
-    def save(self, path: Path, card: dict) -> None:
-        path.write_text(json.dumps({
-            "format": MODEL_FORMAT, "features": list(FEATURE_NAMES), "card": card,
-            "classes": self.classes.tolist(), "mean": self.mean.tolist(),
-            "scale": self.scale.tolist(), "coef": np.round(self.coef, 6).tolist(),
-            "intercept": np.round(self.intercept, 6).tolist()}, indent=1) + "\n")
+    def save(self, path: Path) -> None:
+        np.savez_compressed(path, format=np.array(MODEL_FORMAT),
+                            features=np.array(FEATURE_NAMES), classes=self.classes,
+                            roots=self.roots, feature=self.feature.astype(np.int16),
+                            threshold=self.threshold.astype(np.float32),
+                            left=self.left.astype(np.int32), right=self.right.astype(np.int32),
+                            value=self.value.astype(np.float16))
 
     @classmethod
     def load(cls, path: Path = DEFAULT_MODEL) -> ClusterClassifier:
-        data = json.loads(Path(path).read_text())
-        if data.get("format") != MODEL_FORMAT or data.get("features") != list(FEATURE_NAMES):
-            raise ValueError(f"{path}: not a classifier for these cluster features")
-        return cls(*(np.asarray(data[k], dtype=float) for k in
-                     ("classes", "mean", "scale", "coef", "intercept")))
+        with np.load(path, allow_pickle=False) as z:
+            if str(z["format"]) != MODEL_FORMAT or list(z["features"]) != list(FEATURE_NAMES):
+                raise ValueError(f"{path}: not a classifier for these cluster features")
+            return cls(z["classes"], z["roots"], z["feature"].astype(np.int64),
+                       z["threshold"].astype(np.float64), z["left"].astype(np.int64),
+                       z["right"].astype(np.int64), z["value"].astype(np.float64))
 
     @classmethod
-    def fit(cls, features: np.ndarray, labels: np.ndarray, c: float = 1.0) -> ClusterClassifier:
-        from sklearn.linear_model import LogisticRegression
+    def fit(cls, features: np.ndarray, labels: np.ndarray, trees: int = 100, depth: int = 12,
+            seed: int = 0) -> ClusterClassifier:
+        from sklearn.ensemble import RandomForestClassifier
 
-        x = expand(features)
-        mean, scale = x.mean(0), x.std(0) + 1e-6
-        model = LogisticRegression(C=c, max_iter=3000, class_weight="balanced")
-        model.fit((x - mean) / scale, labels)
-        return cls(model.classes_.astype(float), mean, scale, model.coef_, model.intercept_)
+        forest = RandomForestClassifier(trees, max_depth=depth, class_weight="balanced",
+                                        random_state=seed).fit(expand(features), labels)
+        roots, feature, threshold, left, right, value = [], [], [], [], [], []
+        offset = 0
+        for est in forest.estimators_:
+            t = est.tree_
+            roots.append(offset)
+            leaf = t.children_left < 0
+            feature.append(np.where(leaf, -1, t.feature))
+            threshold.append(t.threshold)
+            left.append(np.where(leaf, -1, t.children_left + offset))
+            right.append(np.where(leaf, -1, t.children_right + offset))
+            v = t.value[:, 0, :]
+            value.append(v / np.maximum(v.sum(1, keepdims=True), 1e-12))
+            offset += t.node_count
+        return cls(forest.classes_.astype(np.int64), np.array(roots), np.concatenate(feature),
+                   np.concatenate(threshold), np.concatenate(left), np.concatenate(right),
+                   np.concatenate(value))

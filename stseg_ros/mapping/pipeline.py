@@ -21,7 +21,7 @@ from stseg_ros.mapping.association import (
     AssociationConfig,
     Known,
     associate,
-    place_observed,
+    place_empty,
 )
 from stseg_ros.mapping.geometric import Segment, describe, estimate_normals
 from stseg_ros.mapping.registration import RegistrationConfig, register_scan
@@ -160,8 +160,8 @@ class Mapper:
                 oid, first = next_id, epoch
                 next_id += 1
                 # an addition only where an earlier revisit saw the place empty; elsewhere
-                # the object is simply seen for the first time
-                if seen_before is None or place_observed(segment, seen_before, self.assoc_cfg):
+                # the object is seen for the first time (or was missed before)
+                if seen_before is None or place_empty(segment, seen_before, self.assoc_cfg):
                     changes.append(ChangeRecord(ChangeKind.ADDED, oid, cid, class_name(cid),
                                                 epoch, current_pose=_pose(segment),
                                                 confidence=score))
@@ -172,7 +172,7 @@ class Mapper:
             known[oid] = Known(oid, segment, cid, xyz[segment.points])
         for oid in assoc.missing:
             before = stored[oid]
-            if place_observed(known[oid].segment, xyz, self.assoc_cfg):
+            if place_empty(known[oid].segment, xyz, self.assoc_cfg):
                 state = ObjectState.REMOVED
                 changes.append(ChangeRecord(ChangeKind.REMOVED, oid, before.class_id,
                                             before.class_name, epoch, before.pose))

@@ -49,20 +49,31 @@ def labelled_clusters(dataset: Path, cfg: GeometricConfig | None = None):
     return np.array(feats), np.array(labels)
 
 
-def train_classifier(seeds: range, revisits: int = 2, progress: bool = True):
-    """Generate fast scenes for ``seeds`` and fit the classifier; returns it and its
-    training accuracy and cluster counts (for the model card)."""
+def train_classifier(seeds: range, revisits: int = 2, progress: bool = True,
+                     held_out: range | None = None):
+    """Generate fast scenes for ``seeds`` and fit the classifier; returns it and the
+    figures of its model card (cluster counts, training and held-out accuracy)."""
+    x, y = _clusters_of(tqdm(seeds, desc="training scenes", unit="scene",
+                             disable=not progress), revisits)
+    model = ClusterClassifier.fit(x, y)
+    card = {"training_seeds": f"{seeds.start}-{seeds.stop - 1}", "clusters": len(y),
+            "train_accuracy": round(float((model.predict(x)[0] == y).mean()), 4),
+            "per_class_clusters": {int(c): int((y == c).sum()) for c in np.unique(y)}}
+    if held_out is not None:
+        xv, yv = _clusters_of(held_out, revisits)
+        card["held_out_seeds"] = f"{held_out.start}-{held_out.stop - 1}"
+        card["held_out_accuracy"] = round(float((model.predict(xv)[0] == yv).mean()), 4)
+    return model, card
+
+
+def _clusters_of(seeds: range, revisits: int):
     feats, labels = [], []
     with tempfile.TemporaryDirectory(prefix="stseg-train-") as tmp:
-        for seed in tqdm(seeds, desc="training scenes", unit="scene", disable=not progress):
+        for seed in seeds:
             out = Path(tmp) / str(seed)
             generate_dataset(out, GenerateConfig(seed=seed, revisits=revisits, frames=0),
                              progress=False)
             f, y = labelled_clusters(out)
             feats.append(f)
             labels.append(y)
-    x, y = np.concatenate(feats), np.concatenate(labels)
-    model = ClusterClassifier.fit(x, y)
-    predicted, _ = model.predict(x)
-    return model, {"clusters": len(y), "train_accuracy": round(float((predicted == y).mean()), 4),
-                   "per_class_clusters": {int(c): int((y == c).sum()) for c in np.unique(y)}}
+    return np.concatenate(feats), np.concatenate(labels)
