@@ -59,3 +59,15 @@ def test_bench_reports_the_registration_error_distribution(tmp_path, capsys):
     assert result["revisits"] == 1 and len(result["rows"]) == 1
     assert result["rot_err_deg"]["max"] < 2.0           # seed 0 registers well
     assert "rotation error" in capsys.readouterr().out
+
+
+def test_train_writes_a_loadable_classifier_and_its_card(tmp_path, capsys):
+    from stseg_ros.mapping.classifier import ClusterClassifier
+
+    out = tmp_path / "model.npz"
+    assert main(["train", "--out", str(out), "--seeds", "1", "--held-out", "0",
+                 "--quiet"]) == 0
+    card = json.loads(capsys.readouterr().out.split("\nwrote")[0])
+    assert card["clusters"] > 5 and 0 < card["train_accuracy"] <= 1
+    model = ClusterClassifier.load(out)
+    assert len(model.roots) == 100
