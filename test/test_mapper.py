@@ -124,3 +124,25 @@ def test_unknown_segmenter_is_a_clear_error(mapped, capsys):
     assert main(["run", str(mapped / "ds"), "--out", str(mapped / "x"), "--segmenter",
                  "magic"]) == 2
     assert "unknown segmenter 'magic'" in capsys.readouterr().err
+
+
+def test_run_killed_after_its_first_revisit_resumes(mapped, tmp_path, python):
+    import signal
+    import subprocess
+
+    out = tmp_path / "pred"
+    proc = subprocess.Popen([python, "-m", "stseg_ros.cli", "run", str(mapped / "ds"),
+                             "--out", str(out)], stdout=subprocess.PIPE, text=True)
+    try:
+        first = proc.stdout.readline()
+        assert "epoch_00" in first
+        proc.send_signal(signal.SIGKILL)            # somewhere in epoch_01 or between
+        proc.wait(timeout=30)
+    finally:
+        proc.kill()
+    with ObjectMemory(out / "scene_000" / "memory.db") as memory:
+        assert memory.epoch_indices()[0] == 0       # epoch 0 survived the kill intact
+    assert main(["run", str(mapped / "ds"), "--out", str(out)]) == 0
+    with ObjectMemory(out / "scene_000" / "memory.db") as memory:
+        assert memory.epoch_indices() == [0, 1]
+    assert main(["eval", str(mapped / "ds"), str(out), "--quiet"]) == 0
