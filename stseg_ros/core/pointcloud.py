@@ -1,6 +1,9 @@
-"""Small operations over plain point arrays, shared by the dataset writer and the mapper."""
+"""Small operations over plain point arrays and rigid transforms, shared by the
+dataset writer, the mapper and the metrics."""
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
@@ -26,3 +29,18 @@ def voxel_downsample(xyz: np.ndarray, voxel: float) -> np.ndarray:
 def transform_points(pose: np.ndarray, xyz: np.ndarray) -> np.ndarray:
     """Apply a 4x4 rigid transform to (N, 3) points."""
     return xyz @ pose[:3, :3].T + pose[:3, 3]
+
+
+def planar_pose(x: float, y: float, yaw: float, z: float = 0.0) -> np.ndarray:
+    """4x4 pose turned by ``yaw`` about +z and placed at (x, y, z)."""
+    c, s = math.cos(yaw), math.sin(yaw)
+    out = np.eye(4)
+    out[:2, :2] = [[c, -s], [s, c]]
+    out[:3, 3] = (x, y, z)
+    return out
+
+
+def rotation_angle_deg(a: np.ndarray, b: np.ndarray) -> float:
+    """Angle (degrees) of the rotation between the rotation parts of two transforms."""
+    cos = (float(np.trace(a[:3, :3].T @ b[:3, :3])) - 1.0) / 2.0
+    return math.degrees(math.acos(max(-1.0, min(1.0, cos))))

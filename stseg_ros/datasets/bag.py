@@ -21,6 +21,7 @@ from rosbags.rosbag2 import CompressionFormat, CompressionMode, StoragePlugin, W
 from rosbags.typesys import Stores, get_typestore
 
 from stseg_ros.core.camera import Intrinsics
+from stseg_ros.core.pointcloud import planar_pose
 from stseg_ros.core.topics import FRAMES, TOPICS
 
 _TS = get_typestore(Stores.ROS2_KILTED)
@@ -95,10 +96,7 @@ class RevisitBagWriter:
     def odometry(self, ns: int, x: float, y: float, yaw: float,
                  velocity: tuple[float, float]) -> None:
         """Base pose in odom as ``/odom`` and as the odom -> base_link transform."""
-        pose = np.eye(4)
-        pose[:2, :2] = [[math.cos(yaw), -math.sin(yaw)], [math.sin(yaw), math.cos(yaw)]]
-        pose[:2, 3] = (x, y)
-        tf = _transform(ns, FRAMES["odom"], FRAMES["base"], pose)
+        tf = _transform(ns, FRAMES["odom"], FRAMES["base"], planar_pose(x, y, yaw))
         self._write("tf", ns, _M["tf2_msgs/msg/TFMessage"](transforms=[tf]))
         cov = np.zeros(36)
         cov[[0, 7, 35]] = (1e-4, 1e-4, 1e-4)

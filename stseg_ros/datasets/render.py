@@ -16,6 +16,7 @@ import open3d as o3d
 
 from stseg_ros.core.camera import Intrinsics
 from stseg_ros.core.classes import class_id
+from stseg_ros.core.pointcloud import planar_pose
 from stseg_ros.datasets.furniture import Part
 from stseg_ros.datasets.scene import Epoch, Scenario, fixture_parts, object_pose
 
@@ -67,13 +68,9 @@ class SceneRaycaster:
             p0, p1 = room.wall(i)
             edge = p1 - p0
             length = float(np.linalg.norm(edge))
-            yaw = math.atan2(edge[1], edge[0])
-            c, s = math.cos(yaw), math.sin(yaw)
-            pose = np.eye(4)
-            pose[:2, :2] = [[c, -s], [s, c]]
             # wall slab lies just outside the outline (the inside is to the left)
             centre = (p0 + p1) / 2 - np.array([-edge[1], edge[0]]) / length * 0.05
-            pose[:3, 3] = (centre[0], centre[1], h / 2)
+            pose = planar_pose(*centre, math.atan2(edge[1], edge[0]), h / 2)
             add([Part((0, 0, 0), (length + 0.1, 0.1, h), room.wall_color)], pose, 0,
                 class_id("wall"), "plain")
         for name, placed in fixture_parts(room, epoch.door_angle).items():

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from stseg_ros.core.pointcloud import planar_pose
 from stseg_ros.core.records import yaw_difference
 from stseg_ros.datasets.furniture import AGAINST_WALL, FAMILIES, Part, Style
 
@@ -337,24 +338,16 @@ def fixture_parts(room: Room, door_angle: float) -> dict[str, list[tuple[np.ndar
             a = yaw + door_angle
             centre = hinge + np.array([math.cos(a), math.sin(a)]) * 0.45
             normal = np.array([-math.sin(a), math.cos(a)]) * 0.03
-            pose = _pose2d(centre + normal, a, 1.0)
+            pose = planar_pose(*(centre + normal), a, 1.0)
             part = Part((0, 0, 0), (0.9, 0.04, 2.0), (0.6, 0.45, 0.3))
         else:
             centre = hinge + edge * width / 2 + np.array([-edge[1], edge[0]]) * 0.02
-            pose = _pose2d(centre, yaw, 1.5)
+            pose = planar_pose(*centre, yaw, 1.5)
             part = Part((0, 0, 0), (width, 0.03, 1.1), (0.55, 0.7, 0.85))
         out[name] = [(pose, part)]
     return out
 
 
-def _pose2d(xy: np.ndarray, yaw: float, z: float) -> np.ndarray:
-    c, s = math.cos(yaw), math.sin(yaw)
-    pose = np.eye(4)
-    pose[:2, :2] = [[c, -s], [s, c]]
-    pose[:3, 3] = (xy[0], xy[1], z)
-    return pose
-
-
 def object_pose(obj: Placed) -> np.ndarray:
     """4x4 world pose of an object's frame."""
-    return _pose2d(np.array([obj.x, obj.y]), obj.yaw, 0.0)
+    return planar_pose(obj.x, obj.y, obj.yaw)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from stseg_ros.core.pointcloud import planar_pose
 from stseg_ros.datasets.scene import Epoch, Scenario, fixture_parts, inside_polygon
 
 GRID = 0.1                 # m, free-space grid resolution
@@ -64,15 +65,6 @@ class Trajectory:
         poses = self.odometry if estimated else self.base
         optical = self.mount.base_to_optical()
         return np.stack([planar_pose(*p) @ optical for p in poses[::stride]])
-
-
-def planar_pose(x: float, y: float, yaw: float) -> np.ndarray:
-    """4x4 pose of a frame on the floor plane."""
-    c, s = math.cos(yaw), math.sin(yaw)
-    out = np.eye(4)
-    out[:2, :2] = [[c, -s], [s, c]]
-    out[:2, 3] = (x, y)
-    return out
 
 
 # --- free space -----------------------------------------------------------------

@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from stseg_ros.core.camera import Intrinsics
+from stseg_ros.core.pointcloud import planar_pose
+from stseg_ros.core.records import Pose
 from stseg_ros.core.topics import TOPICS
 
 MAX_PAIR_GAP_NS = 20_000_000      # colour and depth further apart than this do not pair
@@ -117,10 +119,7 @@ class OdometryTrack:
                 return None
             pose = self.poses[min(k, len(self.poses) - 1)]
         x, y, z, yaw = pose
-        out = np.eye(4)
-        out[:2, :2] = [[math.cos(yaw), -math.sin(yaw)], [math.sin(yaw), math.cos(yaw)]]
-        out[:3, 3] = (x, y, z)
-        return out
+        return planar_pose(x, y, yaw, z)
 
 
 def _intrinsics(msg) -> Intrinsics | None:
@@ -152,7 +151,7 @@ def read_bag_frames(bag: Path, topics: dict[str, str] = TOPICS
                     base_to_camera = _transform(tf.transform)
             else:
                 p, q = msg.pose.pose.position, msg.pose.pose.orientation
-                yaw = math.atan2(2 * (q.w * q.z + q.x * q.y), 1 - 2 * (q.y * q.y + q.z * q.z))
+                yaw = Pose((p.x, p.y, p.z), (q.x, q.y, q.z, q.w)).yaw
                 stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
                 track.add(stamp, p.x, p.y, p.z, yaw)
         image_conns = [c for c in reader.connections

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 import open3d as o3d
 
+from stseg_ros.core.pointcloud import planar_pose, rotation_angle_deg
+
 
 @dataclass(frozen=True)
 class RegistrationConfig:
@@ -76,9 +78,7 @@ def _turned(transform: np.ndarray, quarter_turns: int, centre: np.ndarray) -> np
     if quarter_turns == 0:
         return np.asarray(transform)
     moved = centre @ transform[:3, :3].T + transform[:3, 3]
-    a = quarter_turns * math.pi / 2
-    turn = np.eye(4)
-    turn[:2, :2] = [[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]]
+    turn = planar_pose(0.0, 0.0, quarter_turns * math.pi / 2)
     turn[:2, 3] = moved[:2] - turn[:2, :2] @ moved[:2]
     return turn @ transform
 
@@ -179,11 +179,7 @@ def _best(candidates) -> tuple:
     ranked = sorted(candidates, key=lambda f: (f.fitness, -f.inlier_rmse), reverse=True)
     best = ranked[0]
     rivals = [c.fitness for c in ranked[1:]
-              if _angle_between(c.transformation, best.transformation) > 10.0
+              if rotation_angle_deg(c.transformation, best.transformation) > 10.0
               or np.linalg.norm(c.transformation[:3, 3] - best.transformation[:3, 3]) > 0.5]
     return best, best.fitness - max(rivals, default=0.0)
 
-
-def _angle_between(a: np.ndarray, b: np.ndarray) -> float:
-    cos = (float(np.trace(a[:3, :3].T @ b[:3, :3])) - 1.0) / 2.0
-    return math.degrees(math.acos(max(-1.0, min(1.0, cos))))

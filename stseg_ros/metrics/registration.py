@@ -10,9 +10,9 @@ they put revisit t's odom origin (its start pose), in metres.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
+
+from stseg_ros.core.pointcloud import rotation_angle_deg
 
 
 def relative_error(true_t: np.ndarray, true_0: np.ndarray, pred_t: np.ndarray,
@@ -20,6 +20,5 @@ def relative_error(true_t: np.ndarray, true_0: np.ndarray, pred_t: np.ndarray,
     """(rotation error in degrees, translation error in metres) of one revisit."""
     truth = np.linalg.inv(true_0) @ true_t
     pred = np.linalg.inv(pred_0) @ pred_t
-    delta = truth[:3, :3].T @ pred[:3, :3]
-    cos = max(-1.0, min(1.0, (float(np.trace(delta)) - 1.0) / 2.0))
-    return math.degrees(math.acos(cos)), float(np.linalg.norm(pred[:3, 3] - truth[:3, 3]))
+    return (rotation_angle_deg(truth, pred),
+            float(np.linalg.norm(pred[:3, 3] - truth[:3, 3])))
