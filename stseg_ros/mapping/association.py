@@ -118,24 +118,40 @@ def associate(segments: list[Segment], classes: list[int], scan_xyz: np.ndarray,
                        [k.id for k in known if k.id not in used])
 
 
+class EmptyPlaces:
+    """A scan's floor and standing surfaces, indexed once, to ask of many footprints
+    whether the scan saw them empty: floor over most of their 5 cm cells and hardly
+    anything standing lower than the object's top."""
+
+    def __init__(self, scan_xyz: np.ndarray) -> None:
+        z = scan_xyz[:, 2]
+        floor, standing = scan_xyz[z < 0.05], scan_xyz[z > 0.1]
+        self.floor = cKDTree(floor[:, :2]) if len(floor) else None
+        self.standing = cKDTree(standing[:, :2]) if len(standing) else None
+        self.standing_z = standing[:, 2]
+
+    def empty(self, obj: Segment, cfg: AssociationConfig = AssociationConfig()) -> bool:
+        length, width = max(obj.extents[0], 0.1), max(obj.extents[1], 0.1)
+        c, s = math.cos(obj.yaw), math.sin(obj.yaw)
+        u, v = np.meshgrid(np.arange(-length / 2, length / 2 + 1e-6, 0.05),
+                           np.arange(-width / 2, width / 2 + 1e-6, 0.05), indexing="ij")
+        cells = np.stack([obj.centroid[0] + u.ravel() * c - v.ravel() * s,
+                          obj.centroid[1] + u.ravel() * s + v.ravel() * c], -1)
+        if self.floor is None:
+            return False
+        hits, _ = self.floor.query(cells, distance_upper_bound=0.05)
+        if float(np.isfinite(hits).mean()) < cfg.observed_share:
+            return False
+        if self.standing is None:
+            return True
+        top = obj.centroid[2] + obj.extents[2] / 2 + 0.1
+        near = self.standing.query_ball_point(cells, r=0.05)
+        blocked = np.mean([bool(len(k)) and bool((self.standing_z[k] < top).any())
+                           for k in near])
+        return float(blocked) <= cfg.standing_share
+
+
 def place_empty(obj: Segment, scan_xyz: np.ndarray,
                 cfg: AssociationConfig = AssociationConfig()) -> bool:
-    """Whether the scan saw the object's footprint empty: floor over most of its
-    5 cm cells and hardly anything standing where the object stood."""
-    length, width = max(obj.extents[0], 0.1), max(obj.extents[1], 0.1)
-    c, s = math.cos(obj.yaw), math.sin(obj.yaw)
-    u, v = np.meshgrid(np.arange(-length / 2, length / 2 + 1e-6, 0.05),
-                       np.arange(-width / 2, width / 2 + 1e-6, 0.05), indexing="ij")
-    cells = np.stack([obj.centroid[0] + u.ravel() * c - v.ravel() * s,
-                      obj.centroid[1] + u.ravel() * s + v.ravel() * c], -1)
-    z = scan_xyz[:, 2]
-    floor = scan_xyz[z < 0.05]
-    standing = scan_xyz[(z > 0.1) & (z < obj.centroid[2] + obj.extents[2] / 2 + 0.1)]
-
-    def share(points: np.ndarray) -> float:
-        if len(points) == 0:
-            return 0.0
-        hits, _ = cKDTree(points[:, :2]).query(cells, distance_upper_bound=0.05)
-        return float(np.isfinite(hits).mean())
-
-    return share(floor) >= cfg.observed_share and share(standing) <= cfg.standing_share
+    """Whether the scan saw the object's footprint empty (see ``EmptyPlaces``)."""
+    return EmptyPlaces(scan_xyz).empty(obj, cfg)

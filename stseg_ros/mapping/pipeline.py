@@ -19,9 +19,9 @@ from stseg_ros.core.pointcloud import transform_points
 from stseg_ros.core.records import ChangeKind, ChangeRecord, ObjectRecord, ObjectState, Pose
 from stseg_ros.mapping.association import (
     AssociationConfig,
+    EmptyPlaces,
     Known,
     associate,
-    place_empty,
 )
 from stseg_ros.mapping.geometric import Segment, describe, estimate_normals
 from stseg_ros.mapping.registration import RegistrationConfig, register_scan
@@ -137,7 +137,9 @@ class Mapper:
         active = [k for k in known.values()
                   if stored.get(k.id) and stored[k.id].state != ObjectState.REMOVED]
         assoc = associate(seg.segments, seg.class_ids, xyz, active, self.assoc_cfg)
-        seen_before = self._seen_before()
+        earlier = self._seen_before()
+        seen_before = EmptyPlaces(earlier) if earlier is not None else None
+        seen_now = EmptyPlaces(xyz) if assoc.missing else None
         next_id = max([*stored, 0]) + 1
         ids: list[int] = []
         objects, changes = [], []
@@ -161,7 +163,7 @@ class Mapper:
                 next_id += 1
                 # an addition only where an earlier revisit saw the place empty; elsewhere
                 # the object is seen for the first time (or was missed before)
-                if seen_before is None or place_empty(segment, seen_before, self.assoc_cfg):
+                if seen_before is None or seen_before.empty(segment, self.assoc_cfg):
                     changes.append(ChangeRecord(ChangeKind.ADDED, oid, cid, class_name(cid),
                                                 epoch, current_pose=_pose(segment),
                                                 confidence=score))
@@ -172,7 +174,7 @@ class Mapper:
             known[oid] = Known(oid, segment, cid, xyz[segment.points])
         for oid in assoc.missing:
             before = stored[oid]
-            if place_empty(known[oid].segment, xyz, self.assoc_cfg):
+            if seen_now.empty(known[oid].segment, self.assoc_cfg):
                 state = ObjectState.REMOVED
                 changes.append(ChangeRecord(ChangeKind.REMOVED, oid, before.class_id,
                                             before.class_name, epoch, before.pose))
