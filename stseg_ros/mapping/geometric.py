@@ -56,8 +56,7 @@ def split_structure(xyz: np.ndarray, normals: np.ndarray,
     vertical = np.flatnonzero((labels == 0) & (up < 0.3))
     pc = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(xyz[vertical].astype(np.float64)))
     remaining = np.arange(len(vertical))
-    rng_state = o3d.utility.random
-    rng_state.seed(0)
+    o3d.utility.random.seed(0)                      # the same walls for the same scan
     for _ in range(cfg.max_walls):
         if len(remaining) < 200:
             break
@@ -152,16 +151,16 @@ def describe(xyz: np.ndarray, rgb: np.ndarray, normals: np.ndarray,
     evals, evecs = np.linalg.eigh(cov)
     axis = evecs[:, int(np.argmax(evals))]
     yaw = float(np.arctan2(axis[1], axis[0]) % np.pi)
-    u = xy @ axis
-    v = xy @ np.array([-axis[1], axis[0]])
+    across = np.array([-axis[1], axis[0]])
+    u, v = xy @ axis, xy @ across
     length, width = float(np.ptp(u)), float(np.ptp(v))
     z = p[:, 2]
     height = float(np.ptp(z))
     up = np.abs(normals[members, 2])
     colour = rgb[members].astype(np.float64).mean(0) / 255.0
-    centre = np.array([p[:, 0].mean() + 0.0, p[:, 1].mean(), z.mean()])
-    mid = np.array([(u.min() + u.max()) / 2, (v.min() + v.max()) / 2])
-    centre[:2] = p[:, :2].mean(0) + mid[0] * axis + mid[1] * np.array([-axis[1], axis[0]])
+    # footprint box centre (not the point mean, which leans towards the seen side)
+    box_xy = p[:, :2].mean(0) + (u.min() + u.max()) / 2 * axis + (v.min() + v.max()) / 2 * across
+    centre = np.array([*box_xy, z.mean()])
     top = z > z.max() - 0.05
     cells = np.unique(np.floor(xy / 0.05).astype(np.int64), axis=0)
     footprint = max(length * width, 1e-4)

@@ -10,6 +10,7 @@ just mapped or mapped before the interruption.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -124,10 +125,9 @@ def _map_epoch(mapper, memory, epoch_dir, eval_xyz, eval_rgb, scene, name, t, su
     for stage, seconds in outcome.timings.items():
         summary.add_time(stage, seconds)
     summary.epochs += 1
-    kinds: dict[str, int] = {}
-    for c in outcome.changes:
-        kinds[c.kind.name.lower()] = kinds.get(c.kind.name.lower(), 0) + 1
-        summary.changes[c.kind.name.lower()] = summary.changes.get(c.kind.name.lower(), 0) + 1
+    kinds = Counter(c.kind.name.lower() for c in outcome.changes)
+    for kind, n in kinds.items():
+        summary.changes[kind] = summary.changes.get(kind, 0) + n
     if not outcome.registered:
         summary.unregistered += 1
         log(f"{scene} {name}: NOT registered ({outcome.reason}); recorded, map unchanged")

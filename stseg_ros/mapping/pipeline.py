@@ -23,7 +23,7 @@ from stseg_ros.mapping.association import (
     Known,
     associate,
 )
-from stseg_ros.mapping.geometric import Segment, describe, estimate_normals
+from stseg_ros.mapping.geometric import GeometricConfig, Segment, describe, estimate_normals
 from stseg_ros.mapping.registration import RegistrationConfig, register_scan
 from stseg_ros.memory import EpochEntry, EpochPoints, ObjectMemory
 
@@ -72,7 +72,7 @@ class Mapper:
                 points = self.memory.points(entry.index)
                 if points is None:
                     continue
-                normals = estimate_normals(points.xyz, 0.08)
+                normals = estimate_normals(points.xyz, GeometricConfig().normal_radius)
                 for oid in np.unique(points.instance_id[points.instance_id > 0]):
                     members = np.flatnonzero(points.instance_id == oid)
                     if int(oid) in objects:
