@@ -230,7 +230,8 @@ class DatasetWriter:
         else:
             traj = plan_trajectory(scenario, epoch, cfg.frames * ODOM_PER_FRAME, rng)
             frame_samples = np.arange(cfg.frames) * ODOM_PER_FRAME + ODOM_PER_FRAME // 2
-        true_poses = traj.camera_poses()[frame_samples]
+        camera_path = traj.camera_poses()
+        true_poses = camera_path[frame_samples]
         cloud_poses = np.linalg.inv(traj.map_from_odom) @ true_poses
         stride = 1 if self.fast else CLOUD_STRIDE
         jobs = _jobs(key, scenario, epoch.index, self.intr, true_poses, cloud_poses, stride,
@@ -254,7 +255,7 @@ class DatasetWriter:
             "frames": cfg.frames, "start_stamp_ns": self._start_ns(k, epoch.index),
             "path_length_m": round(float(path), 3), "cloud_points": len(points.xyz),
             "odometry_drift_m": round(float(np.linalg.norm(
-                est_end[:3, 3] - traj.camera_poses()[-1][:3, 3])), 4),
+                est_end[:3, 3] - camera_path[-1][:3, 3])), 4),
             "camera": {"height_m": round(traj.mount.height, 3),
                        "pitch_deg": round(math.degrees(traj.mount.pitch), 2)}})
         if cfg.preview:

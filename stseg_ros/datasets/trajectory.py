@@ -60,11 +60,11 @@ class Trajectory:
         """The revisit's unknown offset: 4x4 pose of odom in the map (the start pose)."""
         return planar_pose(*self.base[0])
 
-    def camera_poses(self, stride: int = 1, estimated: bool = False) -> np.ndarray:
-        """(M, 4, 4) optical-frame poses: true in the map frame, or odometry in odom."""
+    def camera_poses(self, estimated: bool = False) -> np.ndarray:
+        """(N, 4, 4) optical-frame poses: true in the map frame, or odometry in odom."""
         poses = self.odometry if estimated else self.base
         optical = self.mount.base_to_optical()
-        return np.stack([planar_pose(*p) @ optical for p in poses[::stride]])
+        return np.stack([planar_pose(*p) @ optical for p in poses])
 
 
 # --- free space -----------------------------------------------------------------
