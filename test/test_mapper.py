@@ -10,7 +10,7 @@ import pytest
 
 from stseg_ros.cli import main
 from stseg_ros.datasets.generate import GenerateConfig, generate_dataset
-from stseg_ros.mapping.association import Known, associate, place_empty
+from stseg_ros.mapping.association import EmptyPlaces, Known, associate, place_empty
 from stseg_ros.mapping.geometric import describe, estimate_normals
 from stseg_ros.mapping.pipeline import Mapper
 from stseg_ros.mapping.segmenter import make_segmenter
@@ -63,6 +63,50 @@ def test_static_objects_keep_ids_and_a_moved_one_is_found_by_shape():
     assoc = associate(now, [5, 7], xyz1, known)
     assert assoc.matched == {0: 1, 1: 2}
     assert assoc.moved == {1} and not assoc.new and not assoc.missing
+
+
+def _turned(xyz, centre, degrees):
+    a = np.radians(degrees)
+    rot = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+    out = xyz.copy()
+    out[:, :2] = (xyz[:, :2] - centre) @ rot.T + centre
+    return out
+
+
+def test_a_move_is_measured_by_aligning_points_not_by_centroids():
+    rng = np.random.default_rng(2)
+    table = ((1.6, 0.8, 0.75), (90, 60, 30))
+    xyz0, rgb0, m0 = _scene([((2, 2), *table)], rng)
+    known = [Known(1, _segments(xyz0, rgb0, m0)[0], 7, xyz0[m0[0]])]
+
+    def moved(xyz, members):
+        seg = _segments(xyz, np.full((len(xyz), 3), (90, 60, 30), np.uint8), [members])
+        assoc = associate(seg, [7], xyz, known)
+        assert assoc.matched == {0: 1}
+        return bool(assoc.moved)
+
+    xyz1, _, m1 = _scene([((2, 2), *table)], rng)
+    half = m1[0][xyz1[m1[0], 0] > 2.1]            # seen from one end only: centroid 0.45 m off
+    assert not moved(xyz1, half)
+    shifted = xyz1.copy()
+    shifted[m1[0], 0] += 0.3                      # pushed 0.3 m, still overlapping its place
+    assert moved(shifted, m1[0])
+    assert moved(_turned(xyz1, np.array([2.0, 2.0]), 30.0), m1[0])
+    assert not moved(_turned(xyz1, np.array([2.0, 2.0]), 5.0), m1[0])
+
+
+def test_an_object_whose_place_is_seen_empty_is_found_moved_even_when_partly_seen():
+    rng = np.random.default_rng(3)
+    cabinet = ((1.0, 0.5, 1.2), (40, 90, 160))
+    xyz0, rgb0, m0 = _scene([((1, 1), *cabinet)], rng)
+    known = [Known(1, _segments(xyz0, rgb0, m0)[0], 3, xyz0[m0[0]])]
+    xyz1, rgb1, m1 = _scene([((3.5, 3.5), *cabinet)], rng)
+    corner = m1[0][(xyz1[m1[0], 0] > 3.6) & (xyz1[m1[0], 2] > 0.5)]   # a partial view
+    seg = _segments(xyz1, rgb1, [corner])
+    plain = associate(seg, [3], xyz1, known)
+    assert plain.new == [0] and plain.missing == [1]    # too unlike to match by shape
+    vacated = associate(seg, [3], xyz1, known, seen_now=EmptyPlaces(xyz1))
+    assert vacated.matched == {0: 1} and vacated.moved == {1}
 
 
 def test_a_missing_object_is_removed_only_where_its_place_was_seen():

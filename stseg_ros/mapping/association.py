@@ -4,8 +4,11 @@ Segments of the new epoch are matched to the objects the map knows in two
 Hungarian rounds: first in place, by how many of the segment's points lie on
 the object's stored points (within ``overlap_distance``), then, among what is
 left, by shape and colour anywhere in the room (objects that moved). What
-matches keeps its id; a match that travelled more than ``move_distance`` or
-turned more than ``move_angle`` is a move.
+matches keeps its id. How far it travelled comes from aligning its stored
+points to the new segment (ICP, from where it stood and from the centroid
+shift), not from comparing centroids: a segment seen from another side has
+another centroid without having moved. More than ``move_distance`` or
+``move_angle`` is a move.
 Unmatched segments are new objects. An unmatched known object is removed only
 if the new scan saw its place empty (floor across its footprint); otherwise it is
 unobserved and keeps its state for a later revisit to settle. Likewise, a new
@@ -18,6 +21,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+import open3d as o3d
 from scipy.optimize import linear_sum_assignment
 from scipy.spatial import cKDTree
 
@@ -31,8 +35,11 @@ class AssociationConfig:
     overlap_distance: float = 0.05     # m, a segment point this close lies on an object
     min_overlap: float = 0.3           # share of the segment or of the object that overlaps
     moved_shape: float = 0.3           # shape distance allowed for a move
+    vacated_shape: float = 0.6         # ...when the object's old place is seen empty
     move_distance: float = 0.2         # m, a larger displacement is a move
     move_angle: float = math.radians(15.0)
+    align_distance: float = 0.03       # m, a point this close to the other cloud fits
+    min_fit: float = 0.3               # share of a segment that must fit to measure a move
     observed_share: float = 0.5        # footprint share that must show floor...
     standing_share: float = 0.2        # ...with at most this share showing something standing
 
@@ -55,12 +62,55 @@ def shape_distance(a: Segment, b: Segment) -> float:
     return float(size.mean() + np.abs(a.colour - b.colour).mean() * 2.0)
 
 
-def _yaw_change(a: Segment, b: Segment) -> float:
-    """Turn between main axes (mod pi); 0 when the footprint has no main axis."""
-    if max(a.extents[:2]) < 1.3 * min(a.extents[:2]):
-        return 0.0
-    d = abs(a.yaw - b.yaw) % math.pi
-    return min(d, math.pi - d)
+def _pointcloud(xyz: np.ndarray) -> o3d.geometry.PointCloud:
+    return o3d.geometry.PointCloud(o3d.utility.Vector3dVector(np.asarray(xyz, np.float64)))
+
+
+def displacement(now_xyz: np.ndarray, before_xyz: np.ndarray, guess: np.ndarray,
+                 fit_distance: float = 0.03) -> tuple[float, float, float]:
+    """How an object moved between two sightings: (shift m, turn rad, fit share).
+
+    The new points are aligned to the stored ones by point-to-point ICP, once
+    starting where the object stood and once from ``guess`` (the centroid
+    shift), keeping the alignment that fits more of the new points; partial
+    views align on their common part. The shift is that of the stored points'
+    centroid, the turn that about the vertical.
+    """
+    reg = o3d.pipelines.registration
+    source, target = _pointcloud(now_xyz), _pointcloud(before_xyz)
+    best = None
+    for init in (np.eye(4), guess):
+        transform = init
+        for distance in (0.15, 0.06, fit_distance):
+            transform = reg.registration_icp(
+                source, target, distance, transform,
+                reg.TransformationEstimationPointToPoint(),
+                reg.ICPConvergenceCriteria(max_iteration=20)).transformation
+        fit = reg.evaluate_registration(source, target, fit_distance, transform).fitness
+        if best is None or fit > best[1] + 0.05:      # the guess must fit clearly better
+            best = (transform, fit)
+    transform, fit = best
+    before_from_now = transform                        # now points -> where they were
+    now_from_before = np.linalg.inv(before_from_now)
+    centre = np.asarray(before_xyz, np.float64).mean(axis=0)
+    moved_centre = now_from_before[:3, :3] @ centre + now_from_before[:3, 3]
+    shift = float(np.linalg.norm((moved_centre - centre)[:2]))
+    turn = abs(math.atan2(now_from_before[1, 0], now_from_before[0, 0]))
+    return shift, turn, fit
+
+
+def _moved(now_xyz: np.ndarray, now: Segment, before: Known, in_place: bool,
+           cfg: AssociationConfig) -> bool:
+    """Whether a matched object moved; a match found in place whose points cannot be
+    aligned (too partial a view) is taken to have stayed."""
+    guess = np.eye(4)
+    guess[:2, 3] = before.segment.centroid[:2] - now.centroid[:2]
+    shift, turn, fit = displacement(now_xyz, before.points, guess, cfg.align_distance)
+    if fit < cfg.min_fit:
+        if in_place:
+            return False
+        shift, turn = float(np.linalg.norm(guess[:2, 3])), 0.0
+    return shift > cfg.move_distance or turn > cfg.move_angle
 
 
 def _hungarian(cost: np.ndarray) -> list[tuple[int, int]]:
@@ -68,6 +118,22 @@ def _hungarian(cost: np.ndarray) -> list[tuple[int, int]]:
         return []
     rows, cols = linear_sum_assignment(cost)
     return [(r, c) for r, c in zip(rows, cols, strict=True) if cost[r, c] < BIG]
+
+
+def _match_by_shape(matched: dict[int, int], shape: np.ndarray, classes: list[int],
+                    known: list[Known], candidates, limit: float) -> None:
+    """Add Hungarian matches on shape distance between unmatched segments and the
+    unmatched ``candidates`` (indices into ``known``) of the same class."""
+    used = set(matched.values())
+    free_s = [i for i in range(shape.shape[0]) if i not in matched]
+    free_k = [j for j in candidates if known[j].id not in used]
+    sub = np.full((len(free_s), len(free_k)), BIG)
+    for a, i in enumerate(free_s):
+        for b, j in enumerate(free_k):
+            if shape[i, j] < limit and classes[i] == known[j].class_id:
+                sub[a, b] = shape[i, j]
+    for a, b in _hungarian(sub):
+        matched[free_s[a]] = known[free_k[b]].id
 
 
 @dataclass
@@ -79,8 +145,16 @@ class Association:
 
 
 def associate(segments: list[Segment], classes: list[int], scan_xyz: np.ndarray,
-              known: list[Known], cfg: AssociationConfig = AssociationConfig()) -> Association:
-    """Match this epoch's segments to known objects (two Hungarian rounds)."""
+              known: list[Known], cfg: AssociationConfig = AssociationConfig(),
+              seen_now: EmptyPlaces | None = None) -> Association:
+    """Match this epoch's segments to known objects.
+
+    Three Hungarian rounds: in place by point overlap; elsewhere by shape and
+    colour; and, when ``seen_now`` tells which places this scan saw empty, an
+    object whose place is empty is matched more loosely to a segment of its
+    class elsewhere (it was moved, not removed and another one added, and a
+    moved object is often seen from another side).
+    """
     n, m = len(segments), len(known)
     overlap = np.zeros((n, m))
     if n and m:
@@ -94,25 +168,17 @@ def associate(segments: list[Segment], classes: list[int], scan_xyz: np.ndarray,
             overlap[i] = np.maximum(counts / len(s.points), counts / sizes)
     cost = np.where(overlap >= cfg.min_overlap, 1.0 - overlap, BIG)
     matched = {r: known[c].id for r, c in _hungarian(cost)}
+    in_place = set(matched)
     shape = np.array([[shape_distance(s, k.segment) for k in known] for s in segments]
                      ).reshape(n, m)
-    free_s = [i for i in range(n) if i not in matched]
-    used = set(matched.values())
-    free_k = [j for j in range(m) if known[j].id not in used]
-    sub = np.full((len(free_s), len(free_k)), BIG)
-    for a, i in enumerate(free_s):
-        for b, j in enumerate(free_k):
-            if shape[i, j] < cfg.moved_shape and classes[i] == known[j].class_id:
-                sub[a, b] = shape[i, j]
-    for a, b in _hungarian(sub):
-        matched[free_s[a]] = known[free_k[b]].id
+    _match_by_shape(matched, shape, classes, known, range(m), cfg.moved_shape)
+    if seen_now is not None:
+        vacated = [j for j in range(m) if seen_now.empty(known[j].segment, cfg)]
+        _match_by_shape(matched, shape, classes, known, vacated, cfg.vacated_shape)
     by_id = {k.id: k for k in known}
-    moved: set[int] = set()
-    for i, kid in matched.items():
-        before = by_id[kid].segment
-        shift = float(np.linalg.norm(segments[i].centroid[:2] - before.centroid[:2]))
-        if shift > cfg.move_distance or _yaw_change(segments[i], before) > cfg.move_angle:
-            moved.add(kid)
+    moved = {kid for i, kid in matched.items()
+             if _moved(scan_xyz[segments[i].points], segments[i], by_id[kid],
+                       i in in_place, cfg)}
     used = set(matched.values())
     return Association(matched, moved, [i for i in range(n) if i not in matched],
                        [k.id for k in known if k.id not in used])

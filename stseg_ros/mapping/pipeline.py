@@ -136,10 +136,10 @@ class Mapper:
         stored = {o.id: o for o in self.memory.objects()}
         active = [k for k in known.values()
                   if stored.get(k.id) and stored[k.id].state != ObjectState.REMOVED]
-        assoc = associate(seg.segments, seg.class_ids, xyz, active, self.assoc_cfg)
+        seen_now = EmptyPlaces(xyz)
+        assoc = associate(seg.segments, seg.class_ids, xyz, active, self.assoc_cfg, seen_now)
         earlier = self._seen_before()
         seen_before = EmptyPlaces(earlier) if earlier is not None else None
-        seen_now = EmptyPlaces(xyz) if assoc.missing else None
         next_id = max([*stored, 0]) + 1
         ids: list[int] = []
         objects, changes = [], []
