@@ -12,6 +12,7 @@ from stseg_ros.core.camera import Intrinsics
 from stseg_ros.datasets.generate import GenerateConfig, generate_dataset
 from stseg_ros.datasets.layout import read_cloud
 from stseg_ros.mapping.frames import RgbdFrame, SkippedFrame, decode_image, read_bag_frames
+from stseg_ros.mapping.drift import DriftConfig, FragmentFusion
 from stseg_ros.mapping.fusion import TsdfFusion
 
 
@@ -35,6 +36,25 @@ def test_bag_frames_fuse_onto_the_ground_truth_cloud(revisit):
     truth, _ = read_cloud(revisit)
     dist, _ = cKDTree(truth).query(xyz)
     assert np.median(dist) < 0.03              # fused surfaces lie on the true ones
+
+
+def test_fragment_fusion_keeps_the_surface_and_a_cloud_per_fragment(revisit):
+    frames = [f for f in read_bag_frames(revisit / "bag") if not isinstance(f, SkippedFrame)]
+    fusion = FragmentFusion(drift=DriftConfig(fragment_frames=4))
+    plain = TsdfFusion()
+    for frame in frames:
+        assert fusion.integrate(frame) and plain.integrate(frame)
+    assert not fusion.integrate(_frame(depth=np.zeros((48, 64), np.float32)))
+    scan = fusion.scan()
+    assert fusion.stats.integrated == 10 and fusion.stats.dropped == 1
+    assert scan.parts == 3                        # 4 + 4 + 2 frames
+    xyz, _ = plain.scan()
+    assert len(scan.xyz) == len(xyz)              # the same TSDF surface (in any order)
+    assert cKDTree(xyz).query(scan.xyz)[0].max() < 1e-4
+    truth, _ = read_cloud(revisit)
+    for cloud in scan.fragments:                  # fragment clouds lie on the surfaces too
+        dist, _ = cKDTree(truth).query(cloud)
+        assert len(cloud) > 500 and np.median(dist) < 0.03
 
 
 def _frame(**change):

@@ -11,6 +11,7 @@ import pytest
 from stseg_ros.cli import main
 from stseg_ros.datasets.generate import GenerateConfig, generate_dataset
 from stseg_ros.mapping.association import EmptyPlaces, Known, associate, place_empty
+from stseg_ros.mapping.drift import FusedScan
 from stseg_ros.mapping.geometric import describe, estimate_normals
 from stseg_ros.mapping.pipeline import Mapper
 from stseg_ros.mapping.segmenter import make_segmenter
@@ -155,10 +156,10 @@ def test_an_unregistrable_revisit_leaves_the_map_alone(mapped, tmp_path):
     xyz, rgb = read_cloud(mapped / "ds" / "scene_000" / "epoch_00")
     with ObjectMemory(tmp_path / "m.db") as memory:
         mapper = Mapper(memory, make_segmenter("geometric"))
-        mapper.process(xyz, rgb)
+        mapper.process(FusedScan.single(xyz, rgb))
         objects = memory.objects()
         noise = np.random.default_rng(0).uniform(-3, 3, (20_000, 3)).astype(np.float32)
-        outcome = mapper.process(noise, np.zeros((20_000, 3), np.uint8))
+        outcome = mapper.process(FusedScan.single(noise, np.zeros((20_000, 3), np.uint8)))
         assert not outcome.registered and outcome.reason != "ok"
         assert memory.objects() == objects and memory.changes(1) == []
         assert memory.epoch_indices() == [0, 1] and not memory.epochs()[1].registered

@@ -7,9 +7,9 @@ import math
 import numpy as np
 import pytest
 
-from stseg_ros.core.camera import Intrinsics
+from stseg_ros.core.camera import Intrinsics, backproject
 from stseg_ros.datasets.furniture import FAMILIES
-from stseg_ros.datasets.render import SceneRaycaster, backproject, render_frame
+from stseg_ros.datasets.render import SceneRaycaster, render_frame
 from stseg_ros.datasets.scene import fits, is_moved, make_scenario, object_pose
 
 

@@ -26,6 +26,17 @@ def voxel_downsample(xyz: np.ndarray, voxel: float) -> np.ndarray:
     return np.sort(first)
 
 
+def voxel_mean(xyz: np.ndarray, voxel: float) -> np.ndarray:
+    """Mean position of the points in each occupied voxel: a denoised, even cloud."""
+    if len(xyz) == 0:
+        return np.zeros((0, 3))
+    _, inverse, counts = np.unique(voxel_keys(xyz, voxel), return_inverse=True,
+                                   return_counts=True)
+    out = np.zeros((len(counts), 3))
+    np.add.at(out, inverse.ravel(), np.asarray(xyz, np.float64))
+    return out / counts[:, None]
+
+
 def transform_points(pose: np.ndarray, xyz: np.ndarray) -> np.ndarray:
     """Apply a 4x4 rigid transform to (N, 3) points."""
     return xyz @ pose[:3, :3].T + pose[:3, 3]

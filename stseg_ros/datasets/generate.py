@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from stseg_ros import __version__
-from stseg_ros.core.camera import Intrinsics
+from stseg_ros.core.camera import Intrinsics, backproject
 from stseg_ros.core.classes import class_id, class_name
 from stseg_ros.core.pointcloud import voxel_downsample
 from stseg_ros.core.topics import FRAMES, TOPICS
@@ -41,7 +41,7 @@ from stseg_ros.datasets.layout import (
     write_epoch_result,
     write_json,
 )
-from stseg_ros.datasets.render import NoiseBank, SceneRaycaster, backproject, render_frame
+from stseg_ros.datasets.render import NoiseBank, SceneRaycaster, render_frame
 from stseg_ros.datasets.scene import Epoch, Scenario, make_scenario
 from stseg_ros.datasets.trajectory import FRAME_RATE, ODOM_PER_FRAME, Trajectory, plan_trajectory
 

@@ -193,15 +193,3 @@ def render_frame(caster: SceneRaycaster, camera_to_world: np.ndarray, intr: Intr
     depth = np.where(missing, 0.0, depth).astype(np.float32)
 
     return Frame(color, depth, caster.instance[g], caster.semantic[g], flying)
-
-
-def backproject(depth: np.ndarray, intr: Intrinsics, camera_to_world: np.ndarray,
-                stride: int = 1) -> tuple[np.ndarray, np.ndarray]:
-    """World points of valid depth pixels and their flat pixel indices."""
-    v, u = np.mgrid[0:intr.height:stride, 0:intr.width:stride]
-    z = depth[v, u]
-    valid = z > 0
-    u, v, z = u[valid], v[valid], z[valid]
-    cam = np.stack([(u - intr.cx) * z / intr.fx, (v - intr.cy) * z / intr.fy, z], -1)
-    world = cam @ camera_to_world[:3, :3].T + camera_to_world[:3, 3]
-    return world, v * intr.width + u

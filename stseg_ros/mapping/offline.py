@@ -27,8 +27,9 @@ from stseg_ros.datasets.layout import (
     read_cloud,
     write_epoch_result,
 )
+from stseg_ros.mapping.drift import DriftConfig, FragmentFusion, FusedScan
 from stseg_ros.mapping.frames import SkippedFrame, read_bag_frames
-from stseg_ros.mapping.fusion import FusionConfig, TsdfFusion
+from stseg_ros.mapping.fusion import FusionConfig, FusionStats
 from stseg_ros.mapping.pipeline import Mapper
 from stseg_ros.mapping.segmenter import make_segmenter
 from stseg_ros.memory import ObjectMemory
@@ -48,16 +49,16 @@ class RunSummary:
         self.seconds[stage] = self.seconds.get(stage, 0.0) + seconds
 
 
-def fuse_bag(bag: Path, cfg: FusionConfig | None = None):
-    """The revisit's scan from its bag, and the fusion statistics."""
-    fusion = TsdfFusion(cfg or FusionConfig())
+def fuse_bag(bag: Path, cfg: FusionConfig | None = None,
+             drift: DriftConfig | None = None) -> tuple[FusedScan, FusionStats]:
+    """The revisit's scan (in fragments) from its bag, and the fusion statistics."""
+    fusion = FragmentFusion(cfg or FusionConfig(), drift or DriftConfig())
     for frame in read_bag_frames(bag):
         if isinstance(frame, SkippedFrame):
             fusion.stats.skip(frame.reason)
         else:
             fusion.integrate(frame)
-    xyz, rgb = fusion.scan()
-    return xyz, rgb, fusion.stats
+    return fusion.scan(), fusion.stats
 
 
 def prediction_from_memory(memory: ObjectMemory, epoch: int,
@@ -116,12 +117,12 @@ def _map_epoch(mapper, memory, epoch_dir, eval_xyz, eval_rgb, scene, name, t, su
     start = time.perf_counter()
     note = ""
     if (epoch_dir / "bag").is_dir():
-        xyz, rgb, stats = fuse_bag(epoch_dir / "bag")
+        scan, stats = fuse_bag(epoch_dir / "bag")
         note = f", fused {stats.integrated} frames ({stats.dropped} skipped)"
         summary.add_time("fusion", time.perf_counter() - start)
     else:                                   # fast-mode dataset: the scan is given
-        xyz, rgb = eval_xyz, eval_rgb
-    outcome = mapper.process(xyz, rgb, label=name)
+        scan = FusedScan.single(eval_xyz, eval_rgb)
+    outcome = mapper.process(scan, label=name)
     for stage, seconds in outcome.timings.items():
         summary.add_time(stage, seconds)
     summary.epochs += 1

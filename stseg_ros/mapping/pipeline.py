@@ -1,9 +1,10 @@
 """The long-term mapper: one revisit's scan in, the map's new state out.
 
 Per revisit: register the scan to the map (the first revisit defines the map
-frame), segment it, give segments persistent identities, detect changes, and
-commit everything to the object memory in one transaction. A revisit that
-cannot be registered is recorded as such and changes nothing else. The ROS
+frame), bend its fragments onto the map to undo odometry drift, segment it,
+give segments persistent identities, detect changes, and commit everything
+to the object memory in one transaction. A revisit that cannot be registered
+is recorded as such and changes nothing else. The ROS
 mapper node and ``stseg run`` both drive this class.
 """
 
@@ -15,7 +16,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from stseg_ros.core.classes import class_name
-from stseg_ros.core.pointcloud import transform_points
 from stseg_ros.core.records import ChangeKind, ChangeRecord, ObjectRecord, ObjectState, Pose
 from stseg_ros.mapping.association import (
     AssociationConfig,
@@ -23,6 +23,7 @@ from stseg_ros.mapping.association import (
     Known,
     associate,
 )
+from stseg_ros.mapping.drift import DriftConfig, FusedScan, bend_onto_map, corrected, place
 from stseg_ros.mapping.geometric import GeometricConfig, Segment, describe, estimate_normals
 from stseg_ros.mapping.registration import RegistrationConfig, register_scan
 from stseg_ros.memory import EpochEntry, EpochPoints, ObjectMemory
@@ -36,8 +37,8 @@ class EpochOutcome:
     registered: bool
     map_from_odom: np.ndarray
     reason: str
-    instance_id: np.ndarray          # per scan point, persistent id (0 = none)
-    class_id: np.ndarray             # per scan point
+    instance_id: np.ndarray          # per mapped point (the scan in the map frame), id or 0
+    class_id: np.ndarray             # per mapped point
     objects: list[ObjectRecord] = field(default_factory=list)
     changes: list[ChangeRecord] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
@@ -46,9 +47,11 @@ class EpochOutcome:
 class Mapper:
     def __init__(self, memory: ObjectMemory, segmenter,
                  registration: RegistrationConfig | None = None,
-                 association: AssociationConfig | None = None) -> None:
+                 association: AssociationConfig | None = None,
+                 drift: DriftConfig | None = None) -> None:
         self.memory, self.segmenter = memory, segmenter
         self.reg_cfg = registration or RegistrationConfig()
+        self.drift_cfg = drift or DriftConfig()
         self.assoc_cfg = association or AssociationConfig()
         self._known: dict[int, Known] | None = None
 
@@ -83,11 +86,12 @@ class Mapper:
 
     # --- one revisit -----------------------------------------------------------------
 
-    def process(self, xyz_odom: np.ndarray, rgb: np.ndarray, label: str = "",
-                stamp_ns: int = 0) -> EpochOutcome:
+    def process(self, scan: FusedScan, label: str = "", stamp_ns: int = 0) -> EpochOutcome:
+        """Map one revisit's scan (in its odom frame) and commit the result."""
         epoch = self.memory.next_epoch()
         timings: dict[str, float] = {}
         start = time.perf_counter()
+        xyz_odom, rgb = scan.xyz, scan.rgb
         reference = self._reference()
         if reference is None:
             transform, ok, fitness, rmse, reason = np.eye(4), True, 1.0, 0.0, "defines the map"
@@ -96,14 +100,23 @@ class Mapper:
             transform, ok = result.map_from_scan, result.success
             fitness, rmse, reason = result.fitness, result.inlier_rmse, result.reason
         timings["registration"] = time.perf_counter() - start
-        empty = np.zeros(len(xyz_odom), dtype=np.int32)
-        entry = EpochEntry(epoch, ok, transform, label, stamp_ns, fitness, rmse, len(xyz_odom))
         if not ok:
-            self.memory.commit_epoch(entry)
+            empty = np.zeros(0, dtype=np.int32)
+            self.memory.commit_epoch(EpochEntry(epoch, False, transform, label, stamp_ns,
+                                                fitness, rmse, len(xyz_odom)))
             return EpochOutcome(epoch, False, transform, reason, empty, empty.copy(),
                                 timings=timings)
 
-        xyz = transform_points(transform, xyz_odom.astype(np.float64)).astype(np.float32)
+        start = time.perf_counter()
+        corrections = np.zeros((scan.parts, 3))      # the first revisit defines the map
+        if reference is not None:
+            corrections = bend_onto_map(scan, transform, reference, self.drift_cfg)
+        xyz = place(scan, transform, corrections).astype(np.float32)
+        if scan.parts:
+            transform = corrected(transform, corrections[0])   # at the start odometry is exact
+        timings["drift"] = time.perf_counter() - start
+        entry = EpochEntry(epoch, True, transform, label, stamp_ns, fitness, rmse, len(xyz))
+        empty = np.zeros(len(xyz), dtype=np.int32)
         start = time.perf_counter()
         seg = self.segmenter.segment(xyz, rgb)
         timings["segmentation"] = time.perf_counter() - start
