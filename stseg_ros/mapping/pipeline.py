@@ -4,8 +4,8 @@ Per revisit: register the scan to the map (the first revisit defines the map
 frame), bend its fragments onto the map to undo odometry drift, segment it,
 give segments persistent identities, detect changes, and commit everything
 to the object memory in one transaction. A revisit that cannot be registered
-is recorded as such and changes nothing else. The ROS
-mapper node and ``stseg run`` both drive this class.
+is recorded as such and changes nothing else. The ROS mapper node and
+``stseg run`` both drive this class.
 """
 
 from __future__ import annotations
