@@ -30,11 +30,18 @@ class Intrinsics:
 
 
 def backproject(depth: np.ndarray, intr: Intrinsics, camera_to_world: np.ndarray,
-                stride: int = 1) -> tuple[np.ndarray, np.ndarray]:
-    """World points of valid depth pixels and their flat pixel indices."""
+                stride: int = 1, depth_max: float | None = None
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """World points of valid depth pixels and their flat pixel indices.
+
+    Valid means positive (NaN and 0 are not), and below ``depth_max`` if given;
+    only the sampled pixels are looked at, so raw depth needs no cleaning first.
+    """
     v, u = np.mgrid[0:intr.height:stride, 0:intr.width:stride]
     z = depth[v, u]
     valid = z > 0
+    if depth_max is not None:
+        valid &= z < depth_max
     u, v, z = u[valid], v[valid], z[valid]
     cam = np.stack([(u - intr.cx) * z / intr.fx, (v - intr.cy) * z / intr.fy, z], -1)
     world = cam @ camera_to_world[:3, :3].T + camera_to_world[:3, 3]

@@ -87,10 +87,8 @@ class FragmentFusion:
         """Fuse one frame (a frame that cannot be used is counted, not fused)."""
         if not self.tsdf.integrate(frame):
             return False
-        depth = np.nan_to_num(frame.depth, nan=0.0, posinf=0.0, neginf=0.0)
-        depth = np.where(depth < self.fusion_cfg.depth_max, depth, 0.0)
-        xyz, _ = backproject(depth, frame.intrinsics, frame.odom_from_camera,
-                             self.cfg.pixel_stride)
+        xyz, _ = backproject(frame.depth, frame.intrinsics, frame.odom_from_camera,
+                             self.cfg.pixel_stride, self.fusion_cfg.depth_max)
         self._current.append(xyz)
         if len(self._current) >= self.cfg.fragment_frames:
             self._close()
