@@ -151,7 +151,7 @@ class Mapper:
                   if stored.get(k.id) and stored[k.id].state != ObjectState.REMOVED]
         seen_now = EmptyPlaces(xyz)
         assoc = associate(seg.segments, seg.class_ids, xyz, active, self.assoc_cfg, seen_now)
-        earlier = self._seen_before()
+        earlier = self._seen_before() if assoc.new else None   # only new segments ask
         seen_before = EmptyPlaces(earlier) if earlier is not None else None
         next_id = max([*stored, 0]) + 1
         ids: list[int] = []
