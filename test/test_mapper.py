@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from stseg_ros.cli import main
+from stseg_ros.core.pointcloud import planar_pose, transform_points
 from stseg_ros.datasets.generate import GenerateConfig, generate_dataset
 from stseg_ros.mapping.association import EmptyPlaces, Known, associate, place_empty
 from stseg_ros.mapping.drift import FusedScan
@@ -67,11 +68,10 @@ def test_static_objects_keep_ids_and_a_moved_one_is_found_by_shape():
 
 
 def _turned(xyz, centre, degrees):
-    a = np.radians(degrees)
-    rot = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
-    out = xyz.copy()
-    out[:, :2] = (xyz[:, :2] - centre) @ rot.T + centre
-    return out
+    """``xyz`` turned about the vertical through ``centre`` (x, y)."""
+    turn = planar_pose(*centre, 0.0) @ planar_pose(0.0, 0.0, np.radians(degrees)) \
+        @ planar_pose(*-centre, 0.0)
+    return transform_points(turn, xyz)
 
 
 def test_a_move_is_measured_by_aligning_points_not_by_centroids():
