@@ -1,9 +1,10 @@
 """Persistent identities across epochs and the changes between them.
 
-Segments of the new epoch are matched to the objects the map knows in two
+Segments of the new epoch are matched to the objects the map knows in three
 Hungarian rounds: first in place, by how many of the segment's points lie on
 the object's stored points (within ``overlap_distance``), then, among what is
-left, by shape and colour anywhere in the room (objects that moved). What
+left, by shape and colour anywhere in the room (objects that moved), and
+last, more loosely, for objects whose place the scan saw empty. What
 matches keeps its id. How far it travelled comes from aligning its stored
 points to the new segment (ICP, from where it stood and from the centroid
 shift), not from comparing centroids: a segment seen from another side has
@@ -142,6 +143,7 @@ class Association:
     moved: set[int]                  # known ids that moved
     new: list[int]                   # segment indices without a known object
     missing: list[int]               # known ids not matched
+    vacated: set[int]                # known ids, unmatched by shape, whose place was seen empty
 
 
 def associate(segments: list[Segment], classes: list[int], scan_xyz: np.ndarray,
@@ -172,8 +174,11 @@ def associate(segments: list[Segment], classes: list[int], scan_xyz: np.ndarray,
     shape = np.array([[shape_distance(s, k.segment) for k in known] for s in segments]
                      ).reshape(n, m)
     _match_by_shape(matched, shape, classes, known, range(m), cfg.moved_shape)
+    vacated: list[int] = []
     if seen_now is not None:
-        vacated = [j for j in range(m) if seen_now.empty(known[j].segment, cfg)]
+        used = set(matched.values())
+        vacated = [j for j in range(m) if known[j].id not in used
+                   and seen_now.empty(known[j].segment, cfg)]
         _match_by_shape(matched, shape, classes, known, vacated, cfg.vacated_shape)
     by_id = {k.id: k for k in known}
     moved = {kid for i, kid in matched.items()
@@ -181,7 +186,8 @@ def associate(segments: list[Segment], classes: list[int], scan_xyz: np.ndarray,
                        i in in_place, cfg)}
     used = set(matched.values())
     return Association(matched, moved, [i for i in range(n) if i not in matched],
-                       [k.id for k in known if k.id not in used])
+                       [k.id for k in known if k.id not in used],
+                       {known[j].id for j in vacated})
 
 
 class EmptyPlaces:

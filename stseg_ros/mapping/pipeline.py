@@ -149,8 +149,8 @@ class Mapper:
         stored = {o.id: o for o in self.memory.objects()}
         active = [k for k in known.values()
                   if stored.get(k.id) and stored[k.id].state != ObjectState.REMOVED]
-        seen_now = EmptyPlaces(xyz)
-        assoc = associate(seg.segments, seg.class_ids, xyz, active, self.assoc_cfg, seen_now)
+        assoc = associate(seg.segments, seg.class_ids, xyz, active, self.assoc_cfg,
+                          EmptyPlaces(xyz))
         earlier = self._seen_before() if assoc.new else None   # only new segments ask
         seen_before = EmptyPlaces(earlier) if earlier is not None else None
         next_id = max([*stored, 0]) + 1
@@ -187,7 +187,7 @@ class Mapper:
             known[oid] = Known(oid, segment, cid, xyz[segment.points])
         for oid in assoc.missing:
             before = stored[oid]
-            if seen_now.empty(known[oid].segment, self.assoc_cfg):
+            if oid in assoc.vacated:             # its place was seen empty: gone
                 state = ObjectState.REMOVED
                 changes.append(ChangeRecord(ChangeKind.REMOVED, oid, before.class_id,
                                             before.class_name, epoch, before.pose))
