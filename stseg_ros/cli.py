@@ -7,7 +7,9 @@ answers instantly.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from pathlib import Path
 
 from stseg_ros import __version__
 
@@ -22,6 +24,25 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from stseg_ros.ros.map_server import main, ros_arguments
 
     return main(["stseg", *ros_arguments(args.epoch_period, args.snapshot, args.loop)])
+
+
+def _cmd_replay(args: argparse.Namespace) -> int:
+    from stseg_ros.ros.env import localhost_ros_env
+    from stseg_ros.ros.replay import find_bags, replay
+
+    os.environ.update(localhost_ros_env())
+    try:
+        bags = find_bags(args.bags)
+    except FileNotFoundError as err:
+        print(f"stseg replay: {err}", file=sys.stderr)
+        return 2
+    try:
+        replay(bags, args.rate, not args.no_revisits, args.accumulator, args.mapper,
+               args.namespace, not args.no_clock, args.record, args.wait)
+    except (TimeoutError, ValueError) as err:
+        print(f"stseg replay: {err}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _spin_client(args: argparse.Namespace, **callbacks):
@@ -211,15 +232,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--loop", action="store_true", help="start again after the last epoch")
     p.set_defaults(func=_cmd_serve)
 
+    p = verbs.add_parser("replay", help="publish rosbag2 bags into the nodes, one revisit each",
+                         description="Publish recorded bags (rosbag2 MCAP or sqlite3 folders, "
+                                     "or a dataset from `stseg generate`) with their original "
+                                     "timing and /clock, calling the accumulator's "
+                                     "begin_revisit/end_revisit around each bag.")
+    p.add_argument("bags", nargs="+", type=Path, help="bag folders, bag files or datasets")
+    p.add_argument("--rate", type=float, default=1.0, help="speed factor (default 1: real time)")
+    p.add_argument("--no-revisits", action="store_true",
+                   help="do not call begin/end revisit (the accumulator's idle timeout splits)")
+    p.add_argument("--no-clock", action="store_true", help="do not publish /clock")
+    p.add_argument("--accumulator", default="/accumulator", help="accumulator node name")
+    p.add_argument("--mapper", default="/mapper", help="mapper node name")
+    p.add_argument("--namespace", default="", help="prefix for the bags' topics (not /tf, /clock)")
+    p.add_argument("--record", type=Path, help="write the mapper's outputs to this MCAP bag")
+    p.add_argument("--wait", type=float, default=0.0,
+                   help="then wait up to this many seconds for the mapper to publish every "
+                        "replayed revisit")
+    p.set_defaults(func=_cmd_replay)
+
     p = verbs.add_parser("watch", help="print the objects and changes a map node publishes")
-    p.add_argument("--node", default="/map_server", help="map node to follow (default /map_server)")
+    p.add_argument("--node", default="/mapper", help="map node to follow (default /mapper)")
     p.add_argument("--duration", type=float, default=0.0,
                    help="stop after this many seconds (default: until Ctrl-C)")
     p.set_defaults(func=_cmd_watch)
 
     p = verbs.add_parser("query", help="query the objects of a running map node",
                          description="Call <node>/query_objects; filters combine with AND.")
-    p.add_argument("--node", default="/map_server", help="map node to ask (default /map_server)")
+    p.add_argument("--node", default="/mapper", help="map node to ask (default /mapper)")
     p.add_argument("--class", dest="class_name", action="append", default=[],
                    help="NYU40 class name, repeatable")
     p.add_argument("--id", type=int, action="append", default=[], help="object id, repeatable")

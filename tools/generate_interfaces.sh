@@ -25,11 +25,49 @@ grep -rlZ --include='*.cmake' '/opt/python/cp311-cp311' "$venv/share" 2>/dev/nul
     -e "s#/opt/python/cp311-cp311/include/python3.11#${py_include}#g" \
     -e "s#/opt/python/cp311-cp311#${py_prefix}#g" || true
 
-mkdir -p "$build"
 export AMENT_PREFIX_PATH="$venv"
 export CMAKE_PREFIX_PATH="$venv"
 export PATH="$venv/bin:$PATH"
 
+# tf2_msgs (the type of /tf and /tf_static) is not on the package index. Where
+# it is missing, it is generated here from its message definition, which is a
+# single line; a ROS installation provides the real package instead.
+if ! "$python" -c 'import tf2_msgs.msg' 2>/dev/null; then
+  tf2="$venv/build/tf2_msgs"
+  mkdir -p "$tf2/src/msg"
+  echo 'geometry_msgs/TransformStamped[] transforms' >"$tf2/src/msg/TFMessage.msg"
+  cat >"$tf2/src/package.xml" <<'XML'
+<?xml version="1.0"?>
+<package format="3">
+  <name>tf2_msgs</name>
+  <version>0.0.0</version>
+  <description>TFMessage only, generated for a ROS-less virtual environment.</description>
+  <maintainer email="maintainers@stseg-ros.org">stseg_ros maintainers</maintainer>
+  <license>BSD-3-Clause</license>
+  <buildtool_depend>ament_cmake</buildtool_depend>
+  <buildtool_depend>rosidl_default_generators</buildtool_depend>
+  <depend>geometry_msgs</depend>
+  <member_of_group>rosidl_interface_packages</member_of_group>
+  <export><build_type>ament_cmake</build_type></export>
+</package>
+XML
+  cat >"$tf2/src/CMakeLists.txt" <<'CMAKE'
+cmake_minimum_required(VERSION 3.16)
+project(tf2_msgs)
+find_package(ament_cmake REQUIRED)
+find_package(rosidl_default_generators REQUIRED)
+find_package(geometry_msgs REQUIRED)
+rosidl_generate_interfaces(${PROJECT_NAME} "msg/TFMessage.msg" DEPENDENCIES geometry_msgs)
+ament_export_dependencies(rosidl_default_runtime)
+ament_package()
+CMAKE
+  cmake -S "$tf2/src" -B "$tf2/build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
+    -DCMAKE_INSTALL_PREFIX="$venv" -DPython3_EXECUTABLE="$python" \
+    -DPython3_FIND_VIRTUALENV=ONLY -DBUILD_TESTING=OFF >"$tf2.log" 2>&1 || { cat "$tf2.log"; exit 1; }
+  ninja -C "$tf2/build" install >>"$tf2.log" 2>&1 || { tail -50 "$tf2.log"; exit 1; }
+fi
+
+mkdir -p "$build"
 cmake -S "$root" -B "$build" -G Ninja \
   -DCMAKE_BUILD_TYPE=Release \
   -DCMAKE_INSTALL_PREFIX="$venv" \

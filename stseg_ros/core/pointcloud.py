@@ -55,3 +55,15 @@ def rotation_angle_deg(a: np.ndarray, b: np.ndarray) -> float:
     """Angle (degrees) of the rotation between the rotation parts of two transforms."""
     cos = (float(np.trace(a[:3, :3].T @ b[:3, :3])) - 1.0) / 2.0
     return math.degrees(math.acos(max(-1.0, min(1.0, cos))))
+
+
+def rigid_transform(translation, quaternion) -> np.ndarray:
+    """4x4 transform of a translation (x, y, z) and a quaternion (x, y, z, w);
+    the quaternion is normalised (messages often carry slightly unnormalised ones)."""
+    x, y, z, w = np.asarray(quaternion, dtype=float) / (np.linalg.norm(quaternion) or 1.0)
+    out = np.eye(4)
+    out[:3, :3] = [[1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+                   [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+                   [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]]
+    out[:3, 3] = translation
+    return out

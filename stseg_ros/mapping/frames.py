@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from stseg_ros.core.camera import Intrinsics
-from stseg_ros.core.pointcloud import planar_pose
+from stseg_ros.core.pointcloud import planar_pose, rigid_transform
 from stseg_ros.core.records import Pose
 from stseg_ros.core.topics import TOPICS
 
@@ -58,10 +58,19 @@ def check_frame(frame: RgbdFrame) -> str | None:
     return None
 
 
+_BYTES = {"rgb8": 3, "bgr8": 3, "16UC1": 2, "mono16": 2, "32FC1": 4}
+
+
 def decode_image(msg) -> np.ndarray:
     """rgb8/bgr8 to (H, W, 3) RGB uint8; 16UC1 (mm) and 32FC1 (m) to float32 metres."""
     h, w, enc = int(msg.height), int(msg.width), msg.encoding
-    data = np.asarray(msg.data, dtype=np.uint8)
+    if enc not in _BYTES:
+        raise ValueError(f"unsupported image encoding {enc!r} (expected one of {sorted(_BYTES)})")
+    data = np.frombuffer(msg.data, dtype=np.uint8)
+    if h == 0 or w == 0 or len(data) < h * int(msg.step) or int(msg.step) < w * _BYTES[enc]:
+        raise ValueError(f"{enc} image {w}x{h} with step {msg.step} needs "
+                         f"{h * int(msg.step)} bytes, got {len(data)}")
+    data = data[:h * int(msg.step)]
     if enc in ("rgb8", "bgr8"):
         img = data.reshape(h, int(msg.step))[:, :w * 3].reshape(h, w, 3)
         return img[..., ::-1].copy() if enc == "bgr8" else img.copy()
@@ -69,21 +78,12 @@ def decode_image(msg) -> np.ndarray:
     if enc in ("16UC1", "mono16"):
         raw = data.reshape(h, int(msg.step))[:, :w * 2].copy().view(f"{big}u2")
         return raw.astype(np.float32) / 1000.0
-    if enc == "32FC1":
-        return data.reshape(h, int(msg.step))[:, :w * 4].copy().view(f"{big}f4").astype(
-            np.float32)
-    raise ValueError(f"unsupported image encoding {enc!r}")
+    return data.reshape(h, int(msg.step))[:, :w * 4].copy().view(f"{big}f4").astype(np.float32)
 
 
 def _transform(t) -> np.ndarray:
     q, p = t.rotation, t.translation
-    x, y, z, w = q.x, q.y, q.z, q.w
-    out = np.eye(4)
-    out[:3, :3] = [[1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-                   [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-                   [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]]
-    out[:3, 3] = (p.x, p.y, p.z)
-    return out
+    return rigid_transform((p.x, p.y, p.z), (q.x, q.y, q.z, q.w))
 
 
 class OdometryTrack:
@@ -122,7 +122,7 @@ class OdometryTrack:
         return planar_pose(x, y, yaw, z)
 
 
-def _intrinsics(msg) -> Intrinsics | None:
+def intrinsics_from_camera_info(msg) -> Intrinsics | None:
     k = np.asarray(msg.k, dtype=float).reshape(3, 3)
     if k[0, 0] <= 0 or k[1, 1] <= 0 or msg.width == 0 or msg.height == 0:
         return None                                   # an unset camera_info
@@ -145,7 +145,8 @@ def read_bag_frames(bag: Path, topics: dict[str, str] = TOPICS
         for conn, _, raw in reader.messages(connections=pose_conns):
             msg = ts.deserialize_cdr(raw, conn.msgtype)
             if conn.topic == topics["camera_info"]:
-                intrinsics = intrinsics or _intrinsics(msg)   # the first, for early frames
+                # the first, for frames before it
+                intrinsics = intrinsics or intrinsics_from_camera_info(msg)
             elif conn.topic == topics["tf_static"]:
                 for tf in msg.transforms:
                     base_to_camera = _transform(tf.transform)
@@ -161,7 +162,7 @@ def read_bag_frames(bag: Path, topics: dict[str, str] = TOPICS
             msg = ts.deserialize_cdr(raw, conn.msgtype)
             stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
             if conn.topic == topics["camera_info"]:
-                intrinsics = _intrinsics(msg)
+                intrinsics = intrinsics_from_camera_info(msg)
                 continue
             kind = "color" if conn.topic == topics["color"] else "depth"
             try:

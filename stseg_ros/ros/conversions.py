@@ -5,12 +5,17 @@ Only field copying lives here; every decision is made in the core library.
 
 from __future__ import annotations
 
+import numpy as np
 from geometry_msgs.msg import Point, Quaternion, Vector3
 from geometry_msgs.msg import Pose as PoseMsg
+from std_msgs.msg import Header
 
 from stseg_ros.core.query import ObjectQuery
 from stseg_ros.core.records import ChangeKind, ChangeRecord, ObjectRecord, ObjectState, Pose
-from stseg_ros.msg import ChangeEvent, ObjectInstance
+from stseg_ros.ingest.accumulator import RevisitResult
+from stseg_ros.mapping.drift import FusedScan
+from stseg_ros.msg import ChangeEvent, ObjectInstance, RevisitScan
+from stseg_ros.ros.pointcloud2 import from_cloud, pack_rgb, to_cloud, unpack_rgb
 
 
 def pose_to_msg(pose: Pose) -> PoseMsg:
@@ -74,3 +79,35 @@ def query_from_request(request) -> ObjectQuery:
         raise ValueError(f"unknown state value(s) {sorted(unknown)}")
     return ObjectQuery(class_ids=set(request.class_ids), class_names=set(request.class_names),
                        ids=set(request.ids), states=states, region=region)
+
+
+def scan_to_msg(result: RevisitResult, header: Header) -> RevisitScan:
+    """A closed revisit as the accumulator hands it to the mapper."""
+    scan = result.scan
+    fragment_index = np.concatenate(
+        [np.full(len(f), k, np.uint32) for k, f in enumerate(scan.fragments)] or
+        [np.zeros(0, np.uint32)])
+    fragments = (np.concatenate(scan.fragments).astype(np.float32) if scan.fragments
+                 else np.zeros((0, 3), np.float32))
+    return RevisitScan(
+        header=header, revisit=int(result.revisit), label=result.label,
+        frames_fused=int(result.fused), frames_dropped=int(result.dropped),
+        surface=to_cloud(header, x=scan.xyz[:, 0], y=scan.xyz[:, 1], z=scan.xyz[:, 2],
+                         rgb=pack_rgb(scan.rgb)),
+        fragments=to_cloud(header, x=fragments[:, 0], y=fragments[:, 1], z=fragments[:, 2],
+                           fragment=fragment_index))
+
+
+def scan_from_msg(msg: RevisitScan) -> FusedScan:
+    """The revisit's scan; raises ValueError on a cloud without the needed fields."""
+    surface, fragments = from_cloud(msg.surface), from_cloud(msg.fragments)
+    for cloud, names in ((surface, ("x", "y", "z", "rgb")),
+                         (fragments, ("x", "y", "z", "fragment"))):
+        missing = [n for n in names if n not in (cloud.dtype.names or ())]
+        if missing:
+            raise ValueError(f"revisit scan cloud lacks field(s) {missing}")
+    xyz = np.stack([surface["x"], surface["y"], surface["z"]], 1).astype(np.float32)
+    parts = np.stack([fragments["x"], fragments["y"], fragments["z"]], 1).astype(np.float32)
+    index = fragments["fragment"].astype(np.int64)
+    pieces = [parts[index == k] for k in range(int(index.max()) + 1)] if len(index) else []
+    return FusedScan(xyz, unpack_rgb(surface["rgb"]), [p for p in pieces if len(p)])

@@ -1,0 +1,283 @@
+"""Fuse a live RGB-D stream into revisits, off the thread that receives it.
+
+The message thread only pairs images and queues the pair (``submit`` never
+blocks); a worker thread decodes the images, waits briefly for the camera
+pose in the transform buffer, checks the frame and fuses it into the open
+revisit's ``FragmentFusion``. When the worker falls behind, new frames are
+dropped at the queue and counted, rather than delaying the sensor callbacks.
+
+A revisit opens with ``begin`` (or with the first frame when ``auto_begin``)
+and closes with ``end``, or when no frame arrived for ``idle_timeout_s``;
+closing hands its ``FusedScan`` to ``on_revisit`` (the mapper).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from stseg_ros.ingest.tf_buffer import TfBuffer
+from stseg_ros.mapping.drift import DriftConfig, FragmentFusion, FusedScan
+from stseg_ros.mapping.frames import (
+    RgbdFrame,
+    check_frame,
+    decode_image,
+    intrinsics_from_camera_info,
+)
+from stseg_ros.mapping.fusion import FusionConfig
+
+log = logging.getLogger(__name__)
+
+QUEUE_FULL = "fusion queue full (the worker fell behind)"
+
+
+@dataclass(frozen=True)
+class AccumulatorConfig:
+    odom_frame: str = "odom"         # frame the revisit is fused in (REP 105)
+    camera_frame: str = ""           # empty: the colour image's header.frame_id
+    queue_frames: int = 30           # frames waiting for the worker before new ones drop
+    max_fusion_rate_hz: float = 15.0  # fuse at most this often (0: every frame)
+    pose_wait_s: float = 0.5         # how long a frame waits for transforms to arrive
+    pose_tolerance_s: float = 0.02   # hold the newest/oldest transform this far
+    jump_back_s: float = 1.0         # stamps this far back mean time restarted (bag loop)
+    idle_timeout_s: float = 10.0     # close an open revisit after this long without frames
+    auto_begin: bool = True          # a frame with no revisit open opens one
+
+
+@dataclass
+class RawFrame:
+    """A synchronised colour/depth pair as received (images not decoded yet)."""
+
+    stamp_ns: int
+    color: object                    # sensor_msgs/Image-like (height, width, step, ...)
+    depth: object
+    camera_info: object | None       # the latest CameraInfo-like, None if none came yet
+    camera_frame: str
+
+
+@dataclass
+class RevisitResult:
+    """A closed revisit: its scan and what happened to its frames."""
+
+    revisit: int
+    label: str
+    scan: FusedScan | None           # None when discarded
+    last_stamp_ns: int
+    fused: int
+    skipped: dict[str, int]          # reason -> frames received but not fused
+    thinned: int                     # frames left out on purpose by max_fusion_rate_hz
+
+    @property
+    def dropped(self) -> int:
+        return sum(self.skipped.values())
+
+
+@dataclass
+class _Revisit:
+    index: int
+    label: str
+    fusion: FragmentFusion
+    last_stamp_ns: int = -1
+    last_submit_ns: int = -1
+    last_frame_time: float = field(default_factory=time.monotonic)
+    dropped_at_queue: int = 0
+    thinned: int = 0
+
+    def skip(self, stamp_ns: int, reason: str) -> None:
+        stats = self.fusion.stats
+        if reason not in stats.skipped:
+            log.warning("revisit %d: skipping frame %d: %s (further frames skipped for "
+                        "this reason are only counted)", self.index, stamp_ns, reason)
+        stats.skip(reason)
+
+
+class RevisitAccumulator:
+    def __init__(self, tf: TfBuffer, on_revisit: Callable[[RevisitResult], None],
+                 cfg: AccumulatorConfig | None = None, fusion: FusionConfig | None = None,
+                 drift: DriftConfig | None = None) -> None:
+        self.cfg, self.tf, self.on_revisit = cfg or AccumulatorConfig(), tf, on_revisit
+        self.fusion_cfg, self.drift_cfg = fusion or FusionConfig(), drift or DriftConfig()
+        self._lock = threading.Lock()
+        self._current: _Revisit | None = None
+        self._next_index = 0
+        self._queue: queue.Queue = queue.Queue()
+        self._pending = 0                  # frames in the queue
+        self.frames_without_revisit = 0
+        self._closed_until_ns = -1         # newest frame stamp of the revisits closed so far
+        self._worker = threading.Thread(target=self._work, name="fusion", daemon=True)
+        self._worker.start()
+
+    # --- message thread ---------------------------------------------------------------
+
+    def submit(self, frame: RawFrame) -> None:
+        """Queue one frame for fusion; never blocks."""
+        with self._lock:
+            rev = self._current
+            if rev is None:
+                # frames still in flight when a revisit closed do not open another
+                # (much older stamps do: the clock restarted)
+                stale = 0 <= self._closed_until_ns - frame.stamp_ns <= self.cfg.jump_back_s * 1e9
+                if not self.cfg.auto_begin or stale:
+                    self.frames_without_revisit += 1
+                    return
+                rev = self._open("")
+            rev.last_frame_time = time.monotonic()
+            min_gap = 1e9 / self.cfg.max_fusion_rate_hz if self.cfg.max_fusion_rate_hz else 0
+            if 0 <= frame.stamp_ns - rev.last_submit_ns < min_gap:
+                rev.thinned += 1
+                return
+            if self._pending >= self.cfg.queue_frames:
+                rev.dropped_at_queue += 1
+                return
+            rev.last_submit_ns = frame.stamp_ns
+            self._pending += 1
+        self._queue.put(("frame", rev, frame))
+
+    def begin(self, label: str = "") -> int:
+        """Open a new revisit (closing the open one first); returns its index."""
+        self.end()
+        with self._lock:
+            return self._open(label).index
+
+    def end(self, discard: bool = False, timeout: float = 120.0) -> RevisitResult | None:
+        """Close the open revisit once its queued frames are fused, hand it to
+        ``on_revisit`` unless discarded, and return it (None if none was open)."""
+        with self._lock:
+            rev, self._current = self._current, None
+            if rev is not None:
+                self._closed_until_ns = max(self._closed_until_ns, rev.last_submit_ns)
+        if rev is None:
+            return None
+        done: list[RevisitResult] = []
+        finished = threading.Event()
+        self._queue.put(("end", rev, (discard, done, finished)))
+        if not finished.wait(timeout):
+            raise TimeoutError(f"revisit {rev.index} was not closed within {timeout} s")
+        return done[0]
+
+    def close_if_idle(self) -> RevisitResult | None:
+        """Close the open revisit if no frame came for ``idle_timeout_s``."""
+        with self._lock:
+            rev = self._current
+            idle = rev is not None and self.cfg.idle_timeout_s > 0 and \
+                time.monotonic() - rev.last_frame_time > self.cfg.idle_timeout_s
+        if not idle:
+            return None
+        log.info("revisit %d: no frame for %.1f s, closing it", rev.index,
+                 self.cfg.idle_timeout_s)
+        return self.end()
+
+    def status(self) -> tuple[int, int, int] | None:
+        """(index, fused, dropped) of the open revisit, None if none is open."""
+        with self._lock:
+            rev = self._current
+            if rev is None:
+                return None
+            return rev.index, rev.fusion.stats.integrated, \
+                rev.fusion.stats.dropped + rev.dropped_at_queue
+
+    def shutdown(self) -> None:
+        self._queue.put(("stop", None, None))
+        self._worker.join(timeout=10.0)
+
+    def _open(self, label: str) -> _Revisit:
+        rev = _Revisit(self._next_index, label,
+                       FragmentFusion(self.fusion_cfg, self.drift_cfg))
+        self._next_index += 1
+        self._current = rev
+        log.info("revisit %d%s opened", rev.index, f" ({label})" if label else "")
+        return rev
+
+    # --- worker thread ----------------------------------------------------------------
+
+    def _work(self) -> None:
+        while True:
+            kind, rev, payload = self._queue.get()
+            if kind == "stop":
+                return
+            if kind == "frame":
+                with self._lock:
+                    self._pending -= 1
+                try:
+                    self._fuse(rev, payload)
+                except Exception as err:          # noqa: BLE001 - a bad frame never stops ingest
+                    rev.skip(payload.stamp_ns, f"fusion failed: {err}")
+            else:
+                discard, done, finished = payload
+                try:
+                    done.append(self._finish(rev, discard))
+                finally:
+                    finished.set()
+
+    def _fuse(self, rev: _Revisit, frame: RawFrame) -> None:
+        stamp = frame.stamp_ns
+        if stamp <= rev.last_stamp_ns:
+            if rev.last_stamp_ns - stamp > self.cfg.jump_back_s * 1e9:
+                log.warning("revisit %d: time jumped back %.1f s (a looping bag or a "
+                            "restarted clock); fusing goes on from the new stamps",
+                            rev.index, (rev.last_stamp_ns - stamp) / 1e9)
+                rev.last_stamp_ns = -1
+                rev.skip(stamp, "time jumped back")
+            else:
+                rev.skip(stamp, "stamp not after the previous frame's")
+            return
+        if frame.camera_info is None:
+            rev.skip(stamp, "no camera_info received yet")
+            return
+        intrinsics = intrinsics_from_camera_info(frame.camera_info)
+        if intrinsics is None:
+            rev.skip(stamp, "camera_info has no intrinsics (K or size is zero)")
+            return
+        try:
+            color, depth = decode_image(frame.color), decode_image(frame.depth)
+        except ValueError as err:
+            rev.skip(stamp, str(err))
+            return
+        if color.ndim != 3:
+            rev.skip(stamp, f"colour image has encoding {frame.color.encoding!r}, "
+                            "expected rgb8 or bgr8")
+            return
+        if depth.ndim != 2:
+            rev.skip(stamp, f"depth image has encoding {frame.depth.encoding!r}, "
+                            "expected 16UC1 or 32FC1")
+            return
+        pose = self._pose(frame)
+        rgbd = RgbdFrame(stamp, color, depth, intrinsics, pose)
+        reason = check_frame(rgbd)
+        if reason is not None:
+            rev.skip(stamp, reason)
+            return
+        rev.fusion.integrate(rgbd)
+        rev.last_stamp_ns = stamp
+
+    def _pose(self, frame: RawFrame):
+        """odom_from_camera at the frame's stamp, waiting up to ``pose_wait_s`` for
+        transforms that have not arrived yet; None if there is none."""
+        camera = self.cfg.camera_frame or frame.camera_frame
+        tolerance = int(self.cfg.pose_tolerance_s * 1e9)
+        deadline = time.monotonic() + self.cfg.pose_wait_s
+        while True:
+            pose = self.tf.lookup(self.cfg.odom_frame, camera, frame.stamp_ns, tolerance)
+            if pose is not None or self.tf.newest_ns >= frame.stamp_ns + tolerance \
+                    or time.monotonic() > deadline:
+                return pose
+            time.sleep(0.005)
+
+    def _finish(self, rev: _Revisit, discard: bool) -> RevisitResult:
+        stats = rev.fusion.stats
+        if rev.dropped_at_queue:
+            stats.skipped[QUEUE_FULL] = rev.dropped_at_queue
+        scan = None if discard else rev.fusion.scan()
+        result = RevisitResult(rev.index, rev.label, scan, max(rev.last_stamp_ns, 0),
+                               stats.integrated, dict(stats.skipped), rev.thinned)
+        log.info("revisit %d closed: %d frames fused, %d dropped%s, %d thinned%s", rev.index,
+                 result.fused, result.dropped,
+                 "".join(f"; {n} {why}" for why, n in result.skipped.items()),
+                 result.thinned, " (discarded)" if discard else "")
+        if not discard:
+            self.on_revisit(result)
+        return result

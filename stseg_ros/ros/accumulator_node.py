@@ -1,0 +1,207 @@
+"""accumulator node: fuses the RGB-D stream into revisits and hands each
+finished revisit to the mapper on ``revisits``.
+
+Subscribes to colour, depth and camera_info (approximate-time paired), takes
+the camera pose from /tf + /tf_static (or from an odometry topic), and serves
+``~/begin_revisit`` and ``~/end_revisit``. Callbacks only pair and queue;
+decoding and fusion run on the ``RevisitAccumulator``'s worker thread.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from nav_msgs.msg import Odometry
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.node import Node
+from rclpy.qos import (
+    DurabilityPolicy,
+    HistoryPolicy,
+    QoSProfile,
+    ReliabilityPolicy,
+)
+from sensor_msgs.msg import CameraInfo, Image
+from std_msgs.msg import Header
+from tf2_msgs.msg import TFMessage
+
+from stseg_ros.ingest.accumulator import AccumulatorConfig, RawFrame, RevisitAccumulator
+from stseg_ros.ingest.sync import ApproximateTimeSync
+from stseg_ros.ingest.tf_buffer import TfBuffer
+from stseg_ros.mapping.drift import DriftConfig
+from stseg_ros.mapping.fusion import FusionConfig
+from stseg_ros.msg import RevisitScan
+from stseg_ros.ros.conversions import scan_to_msg
+from stseg_ros.ros.executor import spin_nodes
+from stseg_ros.ros.log_bridge import forward_logs
+from stseg_ros.ros.params import declare_config
+from stseg_ros.ros.qos import REVISIT_QOS
+from stseg_ros.srv import BeginRevisit, EndRevisit
+
+DESCRIPTIONS = {
+    "odom_frame": "Frame the revisit is fused in (the odometry frame, REP 105)",
+    "camera_frame": "Camera optical frame; empty: the colour image's header.frame_id",
+    "queue_frames": "Frames waiting for fusion before new ones are dropped",
+    "max_fusion_rate_hz": "Fuse at most this many frames per second (0: all)",
+    "pose_wait_s": "Seconds a frame waits for its camera transform to arrive",
+    "pose_tolerance_s": "Hold the newest or oldest transform this many seconds",
+    "jump_back_s": "Stamps this far back mean time restarted (a looping bag)",
+    "idle_timeout_s": "Close an open revisit after this many seconds without frames (0: never)",
+    "auto_begin": "A frame arriving with no revisit open opens one",
+    "voxel": "TSDF voxel size (m)",
+    "depth_max": "Depth beyond this (m) is not fused",
+    "fragment_frames": "Frames per fragment kept for drift correction",
+}
+
+
+def _stamp_ns(header: Header) -> int:
+    return header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
+
+
+class AccumulatorNode(Node):
+    def __init__(self, **kwargs) -> None:
+        super().__init__("accumulator", **kwargs)
+        forward_logs(self, "stseg_ros.ingest")
+        cfg = declare_config(self, AccumulatorConfig, DESCRIPTIONS)
+        fusion = declare_config(self, FusionConfig, DESCRIPTIONS, prefix="fusion.")
+        drift = DriftConfig(fragment_frames=int(self.declare_parameter(
+            "fragment_frames", DriftConfig.fragment_frames,
+            ParameterDescriptor(description=DESCRIPTIONS["fragment_frames"])).value))
+        self.pose_source = self.declare_parameter(
+            "pose_source", "tf", ParameterDescriptor(
+                description="Where the camera pose comes from: 'tf' (/tf + /tf_static) or "
+                            "'odometry' (the odometry topic + /tf_static)")).value
+        if self.pose_source not in ("tf", "odometry"):
+            raise ValueError(f"pose_source must be 'tf' or 'odometry', got {self.pose_source!r}")
+        slop = float(self.declare_parameter(
+            "sync_slop_s", 0.02, ParameterDescriptor(
+                description="Colour and depth stamps further apart do not pair (s)",
+                dynamic_typing=True)).value)
+        reliable = bool(self.declare_parameter(
+            "reliable_images", True, ParameterDescriptor(
+                description="Subscribe to images reliably (false: best effort, for drivers "
+                            "that publish best effort)")).value)
+        status_period = float(self.declare_parameter(
+            "status_period_s", 5.0, ParameterDescriptor(
+                description="Seconds between progress lines of an open revisit",
+                dynamic_typing=True)).value)
+
+        self.tf = TfBuffer(jump_back_s=cfg.jump_back_s)
+        self.sync = ApproximateTimeSync(int(slop * 1e9))
+        self._camera_info: CameraInfo | None = None
+        self._scan_pub = self.create_publisher(RevisitScan, "revisits", REVISIT_QOS)
+        self.accumulator = RevisitAccumulator(self.tf, self._publish_revisit, cfg, fusion, drift)
+        self.bad_messages = 0
+
+        inputs = MutuallyExclusiveCallbackGroup()
+        image_qos = QoSProfile(
+            depth=10, history=HistoryPolicy.KEEP_LAST,
+            reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT)
+        self.create_subscription(Image, "camera/color/image_raw",
+                                 lambda m: self._image("color", m), image_qos,
+                                 callback_group=inputs)
+        self.create_subscription(Image, "camera/depth/image_raw",
+                                 lambda m: self._image("depth", m), image_qos,
+                                 callback_group=inputs)
+        self.create_subscription(CameraInfo, "camera/color/camera_info", self._info, image_qos,
+                                 callback_group=inputs)
+        poses = MutuallyExclusiveCallbackGroup()   # not stuck behind image callbacks
+        tf_qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+        static_qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE,
+                                durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        if self.pose_source == "tf":
+            self.create_subscription(TFMessage, "/tf", lambda m: self._tf(m, False), tf_qos,
+                                     callback_group=poses)
+        else:
+            self.create_subscription(Odometry, "odom", self._odometry, tf_qos,
+                                     callback_group=poses)
+        self.create_subscription(TFMessage, "/tf_static", lambda m: self._tf(m, True),
+                                 static_qos, callback_group=poses)
+
+        control = MutuallyExclusiveCallbackGroup()
+        self.create_service(BeginRevisit, "~/begin_revisit", self._begin, callback_group=control)
+        self.create_service(EndRevisit, "~/end_revisit", self._end, callback_group=control)
+        self.create_timer(0.5, self.accumulator.close_if_idle, callback_group=control)
+        if status_period > 0:
+            self.create_timer(status_period, self._status, callback_group=control)
+        self.get_logger().info(
+            f"fusing colour + depth in '{cfg.odom_frame}' with poses from "
+            f"{'/tf' if self.pose_source == 'tf' else 'odometry'}; revisits go to "
+            f"{self._scan_pub.topic_name}")
+
+    # --- inputs (message thread: pair and queue only) ---------------------------------
+
+    def _image(self, kind: str, msg: Image) -> None:
+        pair = self.sync.add(kind, _stamp_ns(msg.header), msg)
+        if pair is not None:
+            self.accumulator.submit(RawFrame(pair.stamp_ns, pair.color, pair.depth,
+                                             self._camera_info, pair.color.header.frame_id))
+
+    def _info(self, msg: CameraInfo) -> None:
+        self._camera_info = msg
+
+    def _tf(self, msg: TFMessage, static: bool) -> None:
+        for t in msg.transforms:
+            q, p = t.transform.rotation, t.transform.translation
+            self._add_transform(t.header.frame_id, t.child_frame_id, _stamp_ns(t.header),
+                                (p.x, p.y, p.z), (q.x, q.y, q.z, q.w), static)
+
+    def _odometry(self, msg: Odometry) -> None:
+        p, q = msg.pose.pose.position, msg.pose.pose.orientation
+        self._add_transform(msg.header.frame_id, msg.child_frame_id, _stamp_ns(msg.header),
+                            (p.x, p.y, p.z), (q.x, q.y, q.z, q.w), False)
+
+    def _add_transform(self, parent, child, stamp, translation, rotation, static) -> None:
+        try:
+            self.tf.add(parent, child, stamp, translation, rotation, static)
+        except ValueError as err:
+            self.bad_messages += 1
+            self.get_logger().warning(f"ignoring transform: {err}",
+                                      throttle_duration_sec=5.0)
+
+    # --- revisits ---------------------------------------------------------------------
+
+    def _publish_revisit(self, result) -> None:
+        header = Header(frame_id=self.accumulator.cfg.odom_frame)
+        header.stamp.sec, header.stamp.nanosec = divmod(result.last_stamp_ns, 1_000_000_000)
+        self._scan_pub.publish(scan_to_msg(result, header))
+        self.get_logger().info(
+            f"revisit {result.revisit} handed to the mapper: {len(result.scan.xyz)} points, "
+            f"{result.scan.parts} fragments")
+
+    def _begin(self, request, response):
+        index = self.accumulator.begin(request.label)
+        response.success, response.revisit = True, index
+        response.message = f"revisit {index} opened"
+        return response
+
+    def _end(self, request, response):
+        result = self.accumulator.end(discard=request.discard)
+        if result is None:
+            response.success, response.message = False, "no revisit is open"
+            return response
+        response.success, response.revisit = True, result.revisit
+        response.frames_fused, response.frames_dropped = result.fused, result.dropped
+        done = "discarded" if request.discard else "closed"
+        response.message = (f"revisit {result.revisit} {done}: {result.fused} frames fused, "
+                            f"{result.dropped} dropped")
+        return response
+
+    def _status(self) -> None:
+        status = self.accumulator.status()
+        if status is not None:
+            index, fused, dropped = status
+            self.get_logger().info(f"revisit {index}: {fused} frames fused, {dropped} dropped "
+                                   f"so far")
+
+    def destroy_node(self) -> None:
+        self.accumulator.shutdown()
+        super().destroy_node()
+
+
+def main() -> int:
+    return spin_nodes(AccumulatorNode)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
