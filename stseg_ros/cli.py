@@ -17,7 +17,7 @@ from stseg_ros import __version__
 def _cmd_demo(args: argparse.Namespace) -> int:
     from stseg_ros.ros.demo import run_demo
 
-    return run_demo(timeout=args.timeout)
+    return run_demo(args.out, args.rate, args.timeout)
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
@@ -216,10 +216,14 @@ def build_parser() -> argparse.ArgumentParser:
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
 
     p = verbs.add_parser("demo", help="run the main job on the embedded defaults",
-                         description="Start the map node and a subscriber as separate ROS "
-                                     "processes, print each epoch's objects and changes, and "
-                                     "query the chairs through the service.")
-    p.add_argument("--timeout", type=float, default=60.0, help="give up after this many seconds")
+                         description="Replay a generated room's three revisits into the "
+                                     "accumulator and mapper nodes (separate processes), print "
+                                     "the objects and changes found, score them and draw the map.")
+    p.add_argument("--out", type=Path, default=Path("stseg_demo"),
+                   help="folder for the memory, logs, recording and picture (default stseg_demo)")
+    p.add_argument("--rate", type=float, default=2.0, help="replay speed factor (default 2)")
+    p.add_argument("--timeout", type=float, default=300.0,
+                   help="seconds to wait for the mapper after the last bag")
     p.set_defaults(func=_cmd_demo)
 
     p = verbs.add_parser("serve", help="publish a stored map snapshot (map_server node)",

@@ -10,7 +10,8 @@ import pytest
 
 from stseg_ros.cli import build_parser, main
 
-VERBS = ["demo", "serve", "watch", "query", "generate", "run", "eval", "bench", "train"]
+VERBS = ["demo", "replay", "serve", "watch", "query", "generate", "run", "eval", "bench",
+         "train"]
 
 
 def test_every_verb_has_help(capsys):

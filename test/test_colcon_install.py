@@ -13,7 +13,7 @@ import pytest
 from conftest import REPO_ROOT
 
 SOURCES = ["CMakeLists.txt", "package.xml", "setup.cfg", "setup.py", "msg", "srv",
-           "stseg_ros", "launch", "config"]
+           "stseg_ros", "launch", "config", "rviz"]
 
 
 @pytest.fixture(scope="module")
@@ -48,9 +48,11 @@ def _installed_env(install: Path) -> dict[str, str]:
 
 def test_install_tree_has_executables_launch_and_config(install_tree):
     assert (install_tree / "bin" / "stseg").is_file()
-    assert os.access(install_tree / "lib" / "stseg_ros" / "map_server", os.X_OK)
+    for node in ("map_server", "accumulator", "mapper", "mapping"):
+        assert os.access(install_tree / "lib" / "stseg_ros" / node, os.X_OK), node
     share = install_tree / "share" / "stseg_ros"
     for item in ("package.xml", "launch/mapping.launch.py", "config/mapping.yaml",
+                 "rviz/stseg.rviz", "msg/RevisitScan.msg",
                  "msg/ObjectInstance.msg", "srv/QueryObjects.srv"):
         assert (share / item).is_file(), item
 

@@ -5,9 +5,14 @@ from __future__ import annotations
 from std_msgs.msg import Header
 from visualization_msgs.msg import Marker
 
-from stseg_ros.core.records import ObjectRecord, ObjectState, Pose
+from stseg_ros.core.records import ChangeKind, ChangeRecord, ObjectRecord, ObjectState, Pose
 from stseg_ros.ros.conversions import object_from_msg, object_to_msg
-from stseg_ros.ros.markers import BOX_NAMESPACE, LABEL_NAMESPACE, object_markers
+from stseg_ros.ros.markers import (
+    BOX_NAMESPACE,
+    CHANGE_NAMESPACE,
+    LABEL_NAMESPACE,
+    object_markers,
+)
 
 
 def _obj(i, state=ObjectState.PRESENT):
@@ -23,7 +28,8 @@ def test_boxes_and_labels_per_identity():
     assert labels == {12: "chair #12", 13: "chair #13"}
     assert (boxes[0].scale.x, boxes[0].scale.y, boxes[0].scale.z) == (0.5, 0.6, 0.9)
     assert (boxes[0].color.r, boxes[0].color.g) != (boxes[1].color.r, boxes[1].color.g)
-    again = object_markers([_obj(12)], Header(frame_id="map")).markers[0]
+    again = next(m for m in object_markers([_obj(12)], Header(frame_id="map")).markers
+                 if m.ns == BOX_NAMESPACE)
     assert again.color == boxes[0].color  # colour fixed per identity
     assert all(m.header.frame_id == "map" for m in markers)
 
@@ -42,3 +48,14 @@ def test_record_message_round_trip():
     obj = _obj(7, ObjectState.UNOBSERVED)
     back = object_from_msg(object_to_msg(obj))
     assert back == obj
+
+
+def test_moves_get_an_arrow_from_old_to_new_place_and_others_lose_theirs():
+    moved = ChangeRecord(ChangeKind.MOVED, 12, 5, "chair", 2, Pose.from_xyz_yaw(0, 0, 0.45, 0),
+                         Pose.from_xyz_yaw(1, 2, 0.45, 0.3))
+    markers = object_markers([_obj(12), _obj(13)], Header(frame_id="map"), [moved]).markers
+    arrows = {m.id: m for m in markers if m.ns == CHANGE_NAMESPACE}
+    assert arrows[12].type == Marker.ARROW and arrows[12].action == Marker.ADD
+    start, end = arrows[12].points
+    assert (start.x, start.y, end.x, end.y) == (0.0, 0.0, 1.0, 2.0)
+    assert arrows[13].action == Marker.DELETE       # last epoch's arrow goes away

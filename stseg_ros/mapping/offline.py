@@ -144,3 +144,17 @@ def _db_path(db: Path | None, out: Path, scene: str, scenes: int) -> Path:
         return out / scene / "memory.db"
     db = Path(db)
     return db if scenes == 1 else db.with_name(f"{db.stem}_{scene}{db.suffix}")
+
+
+def write_scene_predictions(dataset: Path, out: Path, scene: str, memory: ObjectMemory) -> int:
+    """Prediction files of every epoch of ``scene`` the memory holds (for a
+    memory filled elsewhere, e.g. by the ROS nodes); returns how many."""
+    dataset, out = Path(dataset), Path(out)
+    held = set(memory.epoch_indices())
+    written = 0
+    for t, name in enumerate(open_dataset(dataset).epochs(scene)):
+        if t in held:
+            eval_xyz, _ = read_cloud(dataset / scene / name)
+            write_epoch_result(out / scene / name, prediction_from_memory(memory, t, eval_xyz))
+            written += 1
+    return written

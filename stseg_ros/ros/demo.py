@@ -1,6 +1,11 @@
-"""`stseg demo`: the map node and a subscriber in separate processes on a real
-ROS graph; prints each epoch's objects and changes as they arrive, then asks
-the query service for the chairs."""
+"""`stseg demo`: the main job on embedded defaults, on a live ROS graph.
+
+A generated room with three revisits (cached after the first run) is
+replayed bag by bag into the accumulator and mapper nodes, each started as
+its own process; then the object memory they wrote is printed (objects and
+change events per revisit), scored against the room's ground truth, and
+drawn as a top-view PNG.
+"""
 
 from __future__ import annotations
 
@@ -8,25 +13,41 @@ import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
-import rclpy
-
-from stseg_ros.core.report import format_epoch_changes, format_epoch_objects
-from stseg_ros.core.snapshot import example_snapshot
 from stseg_ros.ros.env import localhost_ros_env
-from stseg_ros.ros.map_client import MapClient
-from stseg_ros.ros.map_server import ros_arguments
+
+DEMO_SEED = 41
+DEMO_FRAMES = 80          # per revisit: 16 s at 5 Hz
 
 
-def start_map_server(epoch_period: float, snapshot: str = "",
-                     env: dict[str, str] | None = None) -> subprocess.Popen:
-    """Start the map_server node as a child process."""
-    cmd = [sys.executable, "-m", "stseg_ros.ros.map_server",
-           *ros_arguments(epoch_period, snapshot)]
-    return subprocess.Popen(cmd, env=env or localhost_ros_env())
+def cache_dir() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "stseg_ros"
 
 
-def stop_process(proc: subprocess.Popen, timeout: float = 10.0) -> int:
+def demo_dataset(seed: int = DEMO_SEED, frames: int = DEMO_FRAMES) -> Path:
+    """The demo room (three revisits as bags), generated once and then reused."""
+    from stseg_ros.datasets.generate import GenerateConfig, generate_dataset
+
+    root = cache_dir() / f"demo-seed{seed}-frames{frames}"
+    if not (root / "dataset.json").is_file():
+        print(f"generating the demo room into {root} (once; later runs reuse it) ...")
+        generate_dataset(root, GenerateConfig(seed=seed, revisits=3, rooms=1, frames=frames))
+    return root
+
+
+def start_node(module: str, *ros_args: str, env: dict[str, str] | None = None,
+               log: Path | None = None) -> subprocess.Popen:
+    """Start one of the package's nodes as a child process."""
+    cmd = [sys.executable, "-m", f"stseg_ros.ros.{module}"]
+    if ros_args:
+        cmd += ["--ros-args", *ros_args]
+    out = open(log, "w") if log else None      # noqa: SIM115 - the child owns it
+    return subprocess.Popen(cmd, env=env or localhost_ros_env(), stdout=out,
+                            stderr=subprocess.STDOUT if out else None)
+
+
+def stop_process(proc: subprocess.Popen, timeout: float = 20.0) -> int:
     """SIGINT (a clean rclpy shutdown), then SIGKILL if it does not exit."""
     if proc.poll() is None:
         proc.send_signal(signal.SIGINT)
@@ -38,33 +59,46 @@ def stop_process(proc: subprocess.Popen, timeout: float = 10.0) -> int:
     return proc.returncode
 
 
-def run_demo(timeout: float = 60.0) -> int:
-    os.environ.update(localhost_ros_env())
-    expected = len(example_snapshot().epochs)
-    server = start_map_server(epoch_period=1.0)
+def run_demo(out: Path = Path("stseg_demo"), rate: float = 2.0, timeout: float = 300.0) -> int:
+    from stseg_ros.core.report import format_epoch_changes, format_epoch_objects
+    from stseg_ros.mapping.offline import write_scene_predictions
+    from stseg_ros.memory import ObjectMemory
+    from stseg_ros.metrics.evaluate import evaluate, format_metrics
+    from stseg_ros.ros.replay import find_bags, replay
+    from stseg_ros.viz.topview import write_topview
 
-    rclpy.init()
-    client = MapClient(
-        "/map_server", name="stseg_demo",
-        on_instances=lambda e, objs: print(format_epoch_objects(e, objs), flush=True),
-        on_changes=lambda e, chs: print(format_epoch_changes(e, chs), flush=True))
+    os.environ.update(localhost_ros_env())
+    dataset = demo_dataset()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    db = out / "memory.db"
+    for stale in (db, out / "memory.db-wal", out / "memory.db-shm"):
+        stale.unlink(missing_ok=True)              # every demo maps from scratch
+    nodes = [start_node("accumulator_node", log=out / "accumulator.log"),
+             start_node("mapper_node", "-p", f"db_path:={db.resolve()}", log=out / "mapper.log")]
+    print(f"accumulator (pid {nodes[0].pid}) and mapper (pid {nodes[1].pid}) started; "
+          f"logs in {out}/")
     try:
-        print(f"map_server started (pid {server.pid}); waiting for {expected} epochs ...")
-        ok = client.spin_until(
-            lambda: len(client.instances) >= expected and len(client.changes) >= expected
-            or server.poll() is not None, timeout)
-        if not ok or len(client.instances) < expected:
-            print(f"demo: received {len(client.instances)} of {expected} epochs "
-                  f"(map_server exit code {server.poll()})", file=sys.stderr)
-            return 1
-        answer = client.query(class_names=["chair"])
-        print(f"\n=== query service: chairs ({answer.message}) ===")
-        for inst in answer.instances:
-            p = inst.pose.position
-            print(f"  chair #{inst.id}: ({p.x:.2f}, {p.y:.2f}, {p.z:.2f}) "
-                  f"state={inst.state} last seen in epoch {inst.epoch_last_seen}")
-        return 0 if answer.success else 1
+        reports = replay(find_bags([dataset]), rate=rate, record=out / "outputs",
+                         wait_s=timeout)
+    except TimeoutError as err:
+        print(f"demo: {err}; see {out}/mapper.log", file=sys.stderr)
+        return 1
     finally:
-        client.destroy_node()
-        rclpy.try_shutdown()
-        stop_process(server)
+        for proc in nodes:
+            stop_process(proc)
+    with ObjectMemory(db) as memory:
+        for epoch in memory.epoch_indices():
+            seen = memory.observations(epoch)
+            print(format_epoch_objects(epoch, seen))
+            print(format_epoch_changes(epoch, memory.changes(epoch)))
+        picture = write_topview(memory, out / "map.png")
+        write_scene_predictions(dataset, out / "predictions", "scene_000", memory)
+    fused = sum(r.frames_fused for r in reports)
+    dropped = sum(r.frames_dropped for r in reports)
+    print(f"\nframes: {fused} fused, {dropped} dropped over {len(reports)} revisits "
+          f"(replayed at {rate:g}x)")
+    print("\n=== scored against the room's ground truth ===")
+    print(format_metrics(evaluate(dataset, out / "predictions")))
+    print(f"\nmap picture: {picture}\nobject memory: {db}\nrecorded outputs: {out / 'outputs'}")
+    return 0

@@ -36,7 +36,7 @@ class MapPublisher:
         self._instances.publish(ObjectInstanceArray(
             header=header, epoch=state.epoch,
             instances=[object_to_msg(o) for o in state.objects]))
-        self._markers.publish(object_markers(state.objects, header))
+        self._markers.publish(object_markers(state.objects, header, state.changes))
         self._changes.publish(ChangeEventArray(
             header=header, epoch=state.epoch,
             events=[change_to_msg(c) for c in state.changes]))

@@ -1,0 +1,1 @@
+"""Pictures of the map for people who cannot run RViz."""

@@ -1,0 +1,66 @@
+"""Live ingest without ROS: the transform buffer and colour/depth pairing."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from stseg_ros.core.pointcloud import planar_pose
+from stseg_ros.ingest.sync import ApproximateTimeSync
+from stseg_ros.ingest.tf_buffer import TfBuffer
+
+S = 1_000_000_000
+
+
+def _yaw_quaternion(yaw: float):
+    return (0.0, 0.0, math.sin(yaw / 2), math.cos(yaw / 2))
+
+
+def test_lookup_composes_static_and_interpolated_dynamic_edges():
+    tf = TfBuffer()
+    tf.add("base_link", "camera", 0, (0.1, 0.0, 1.0), (0, 0, 0, 1), static=True)
+    tf.add("odom", "base_link", 1 * S, (0.0, 0.0, 0.0), _yaw_quaternion(0.0))
+    tf.add("odom", "base_link", 2 * S, (2.0, 0.0, 0.0), _yaw_quaternion(math.pi / 2))
+    pose = tf.lookup("odom", "camera", int(1.5 * S))
+    expected = planar_pose(1.0, 0.0, math.pi / 4) @ planar_pose(0.1, 0.0, 0.0, 1.0)
+    np.testing.assert_allclose(pose, expected, atol=1e-9)
+    # the inverse direction and a frame to itself
+    np.testing.assert_allclose(tf.lookup("camera", "odom", int(1.5 * S)),
+                               np.linalg.inv(expected), atol=1e-9)
+    np.testing.assert_allclose(tf.lookup("camera", "camera", 0), np.eye(4))
+
+
+def test_lookup_refuses_outside_the_known_interval_and_unknown_frames():
+    tf = TfBuffer()
+    tf.add("odom", "base_link", 1 * S, (0, 0, 0), (0, 0, 0, 1))
+    tf.add("odom", "base_link", 2 * S, (1, 0, 0), (0, 0, 0, 1))
+    assert tf.lookup("odom", "base_link", 3 * S) is None          # no extrapolation
+    assert tf.lookup("odom", "base_link", 2 * S + 10, tolerance_ns=100) is not None
+    assert tf.lookup("odom", "camera", int(1.5 * S)) is None       # not connected
+    with pytest.raises(ValueError):
+        tf.add("odom", "base_link", 3 * S, (np.nan, 0, 0), (0, 0, 0, 1))
+    with pytest.raises(ValueError):
+        tf.add("odom", "odom", 3 * S, (0, 0, 0), (0, 0, 0, 1))
+
+
+def test_time_jumping_back_drops_the_old_history():
+    tf = TfBuffer(jump_back_s=1.0)
+    tf.add("odom", "base_link", 100 * S, (5, 0, 0), (0, 0, 0, 1))
+    tf.add("odom", "base_link", 101 * S, (6, 0, 0), (0, 0, 0, 1))
+    tf.add("odom", "base_link", 1 * S, (0, 0, 0), (0, 0, 0, 1))    # the bag looped
+    assert tf.resets == 1
+    assert tf.lookup("odom", "base_link", int(100.5 * S)) is None
+    assert tf.lookup("odom", "base_link", 1 * S)[0, 3] == 0.0
+
+
+def test_sync_pairs_the_closest_partner_within_the_slop():
+    sync = ApproximateTimeSync(slop_ns=10)
+    assert sync.add("color", 100, "c100") is None
+    assert sync.add("color", 200, "c200") is None
+    pair = sync.add("depth", 203, "d203")
+    assert (pair.stamp_ns, pair.color, pair.depth) == (200, "c200", "d203")
+    assert sync.unpaired == 1                          # c100 can never pair now
+    assert sync.add("depth", 400, "d400") is None
+    assert sync.add("color", 450, "c450") is None      # too far apart
