@@ -1,0 +1,146 @@
+"""The whole job as separate processes: a generated room's three revisits are
+replayed (``stseg replay``) into the accumulator and mapper nodes; the
+recorded outputs, the object memory and the ground truth must agree, and a
+restarted mapper carries on with the same ids."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from collections import Counter
+
+import numpy as np
+import pytest
+from rosbags.highlevel import AnyReader
+
+from stseg_ros.datasets.generate import GenerateConfig, generate_dataset
+from stseg_ros.datasets.layout import read_epoch_result
+from stseg_ros.mapping.offline import write_scene_predictions
+from stseg_ros.memory import ObjectMemory
+from stseg_ros.ros.demo import start_node, stop_process
+from stseg_ros.ros.env import localhost_ros_env
+from stseg_ros.ros.replay import output_typestore
+
+EPOCHS = ["epoch_00", "epoch_01", "epoch_02"]
+
+
+@pytest.fixture(scope="module")
+def mapped(tmp_path_factory):
+    root = tmp_path_factory.mktemp("e2e")
+    dataset, db, record = root / "room", root / "memory.db", root / "outputs"
+    generate_dataset(dataset, GenerateConfig(seed=41, revisits=3, rooms=1, frames=80),
+                     progress=False)
+    env = localhost_ros_env()
+    nodes = [start_node("accumulator_node", env=env, log=root / "accumulator.log"),
+             start_node("mapper_node", "-p", f"db_path:={db}", env=env,
+                        log=root / "mapper.log")]
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "stseg_ros.cli", "replay", str(dataset), "--rate", "2",
+             "--record", str(record), "--wait", "240"],
+            env=env, capture_output=True, text=True, timeout=400)
+    finally:
+        codes = [stop_process(p) for p in nodes]
+    assert done.returncode == 0, done.stdout + done.stderr + (root / "mapper.log").read_text()
+    assert codes == [0, 0], "a node did not shut down cleanly on SIGINT"
+    write_scene_predictions(dataset, root / "pred", "scene_000", ObjectMemory(db))
+    return dataset, db, record, root, done.stdout
+
+
+def _recorded(record, topic_suffix):
+    store = output_typestore()
+    out = []
+    with AnyReader([record], default_typestore=store) as reader:
+        conns = [c for c in reader.connections if c.topic.endswith(topic_suffix)]
+        for conn, _, raw in reader.messages(connections=conns):
+            out.append(reader.deserialize(raw, conn.msgtype))
+    return out
+
+
+def test_frames_are_fused_and_few_dropped(mapped):
+    *_, stdout = mapped
+    counts = [tuple(map(int, m)) for m in re.findall(r"(\d+) frames fused, (\d+) dropped", stdout)]
+    assert len(counts) == 3, stdout
+    fused, dropped = map(sum, zip(*counts, strict=True))
+    assert fused >= 0.9 * 3 * 80 and dropped <= 0.1 * 3 * 80, counts
+
+
+def test_published_state_is_the_stored_state(mapped):
+    _, db, record, *_ = mapped
+    instances = _recorded(record, "/instances")
+    assert [m.epoch for m in instances] == [0, 1, 2]
+    changes = {m.epoch: m for m in _recorded(record, "/changes")}
+    with ObjectMemory(db) as memory:
+        stored = {o.id: (o.class_id, int(o.state)) for o in memory.objects()}
+        published = {i.id: (i.class_id, i.state) for i in instances[-1].instances}
+        assert published == stored
+        for epoch in (0, 1, 2):
+            assert sorted((e.kind, e.object_id) for e in changes[epoch].events) == \
+                sorted((int(c.kind), c.object_id) for c in memory.changes(epoch))
+    clouds = _recorded(record, "/segmented_cloud")
+    assert [f.name for f in clouds[-1].fields] == ["x", "y", "z", "rgb", "instance_id",
+                                                   "class_id", "epoch"]
+
+
+def _majority_ids(dataset, pred):
+    """Per true object, per epoch: the predicted id covering most of its points."""
+    out: dict[int, dict[int, int]] = {}
+    for t, name in enumerate(EPOCHS):
+        truth = read_epoch_result(dataset / "scene_000" / name)
+        guess = read_epoch_result(pred / "scene_000" / name, len(truth.instance_id))
+        for oid in np.unique(truth.instance_id[truth.instance_id > 0]):
+            ids = guess.instance_id[truth.instance_id == oid]
+            labelled = ids[ids > 0]
+            if len(labelled) == 0:
+                continue
+            top, n = Counter(labelled.tolist()).most_common(1)[0]
+            if n >= 0.25 * len(ids):          # the segment covers a good part of it
+                out.setdefault(int(oid), {})[t] = top
+    return out
+
+
+def test_persistent_ids_follow_the_true_objects(mapped):
+    dataset, _, _, root, _ = mapped
+    ids = _majority_ids(dataset, root / "pred")
+    truth = [read_epoch_result(dataset / "scene_000" / e) for e in EPOCHS]
+    present = [set(np.unique(r.instance_id[r.instance_id > 0]).tolist()) for r in truth]
+    always = set.intersection(*present)
+    moved = {c.object_id for r in truth for c in r.changes if c.kind == "moved"}
+    # static objects segmented in two or more revisits keep one id (the geometric
+    # segmenter keeps 2-3 of 4-6 on this room; a swap of ids would break it)
+    found_again = [o for o in always - moved if len(ids.get(o, {})) >= 2]
+    kept = [o for o in found_again if len(set(ids[o].values())) == 1]
+    assert len(kept) >= 2 and len(kept) >= len(found_again) / 3, (kept, found_again, ids)
+    # a true object never shares its id with another true object in one epoch
+    for t in range(3):
+        owners = Counter(v[t] for v in ids.values() if t in v)
+        assert max(owners.values()) == 1, ids
+
+
+def test_changes_match_the_ground_truth_where_found(mapped):
+    dataset, db, *_ = mapped
+    from stseg_ros.metrics.evaluate import evaluate
+
+    metrics = evaluate(dataset, mapped[3] / "pred")
+    assert metrics["reg_rot_err_deg"] < 1.0 and metrics["reg_trans_err_m"] < 0.05
+    with ObjectMemory(db) as memory:
+        kinds = Counter(c.kind.name for e in (1, 2) for c in memory.changes(e))
+    assert kinds, "no change was detected in a room where objects moved"
+
+
+def test_a_restarted_mapper_publishes_the_same_ids(mapped, rclpy_context):
+    _, db, *_ = mapped
+    from stseg_ros.ros.map_client import MapClient
+
+    with ObjectMemory(db) as memory:
+        stored = {o.id for o in memory.objects()}
+    proc = start_node("mapper_node", "-p", f"db_path:={db}")
+    client = MapClient("/mapper", name="e2e_restart")
+    try:
+        assert client.spin_until(lambda: 2 in client.instances, 60.0)
+        assert {o.id for o in client.instances[2]} == stored
+        assert client.query(class_names=["chair"]).success
+    finally:
+        client.destroy_node()
+        assert stop_process(proc) == 0
