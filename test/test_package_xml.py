@@ -17,6 +17,7 @@ ROSDEP_KEY = {
     "std_srvs": "std_srvs", "geometry_msgs": "geometry_msgs", "sensor_msgs": "sensor_msgs",
     "visualization_msgs": "visualization_msgs", "nav_msgs": "nav_msgs",
     "diagnostic_msgs": "diagnostic_msgs", "rcl_interfaces": "rcl_interfaces",
+    "tf2_msgs": "tf2_msgs", "rosgraph_msgs": "rosgraph_msgs",
     "numpy": "python3-numpy", "scipy": "python3-scipy", "sklearn": "python3-sklearn",
     "yaml": "python3-yaml", "tqdm": "python3-tqdm", "matplotlib": "python3-matplotlib",
     "open3d": "python3-open3d-pip", "torch": "python3-torch", "rosbags": "python3-rosbags-pip",
