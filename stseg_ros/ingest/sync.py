@@ -52,8 +52,3 @@ class ApproximateTimeSync:
         if kind == "color":
             return Pair(stamp_ns, image, partner)
         return Pair(partner_stamp, partner, image)
-
-    def clear(self) -> None:
-        with self._lock:
-            for queue in self._queues.values():
-                queue.clear()

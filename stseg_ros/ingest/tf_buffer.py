@@ -92,11 +92,6 @@ class TfBuffer:
         with self._lock:
             return self._newest
 
-    def clear(self) -> None:
-        with self._lock:
-            self._dynamic.clear()
-            self._newest = 0
-
     def _edge_at(self, child: str, stamp_ns: int, tolerance_ns: int
                  ) -> tuple[str, np.ndarray] | None:
         """(parent, parent_from_child) at the stamp, or None if not known there."""

@@ -40,6 +40,11 @@ class SkippedFrame:
     reason: str
 
 
+def stamp_ns(header) -> int:
+    """A std_msgs/Header's stamp in nanoseconds (rclpy and rosbags messages alike)."""
+    return header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
+
+
 def check_frame(frame: RgbdFrame) -> str | None:
     """Why a frame cannot be fused, or None if it can."""
     if frame.intrinsics is None:
@@ -153,14 +158,14 @@ def read_bag_frames(bag: Path, topics: dict[str, str] = TOPICS
             else:
                 p, q = msg.pose.pose.position, msg.pose.pose.orientation
                 yaw = Pose((p.x, p.y, p.z), (q.x, q.y, q.z, q.w)).yaw
-                stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+                stamp = stamp_ns(msg.header)
                 track.add(stamp, p.x, p.y, p.z, yaw)
         image_conns = [c for c in reader.connections
                        if c.topic in (topics["color"], topics["depth"], topics["camera_info"])]
         pending: dict[str, dict[int, np.ndarray]] = {}
         for conn, _, raw in reader.messages(connections=image_conns):
             msg = ts.deserialize_cdr(raw, conn.msgtype)
-            stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+            stamp = stamp_ns(msg.header)
             if conn.topic == topics["camera_info"]:
                 intrinsics = intrinsics_from_camera_info(msg)
                 continue

@@ -29,6 +29,7 @@ from stseg_ros.ingest.accumulator import AccumulatorConfig, RawFrame, RevisitAcc
 from stseg_ros.ingest.sync import ApproximateTimeSync
 from stseg_ros.ingest.tf_buffer import TfBuffer
 from stseg_ros.mapping.drift import DriftConfig
+from stseg_ros.mapping.frames import stamp_ns
 from stseg_ros.mapping.fusion import FusionConfig
 from stseg_ros.msg import RevisitScan
 from stseg_ros.ros.conversions import scan_to_msg
@@ -52,10 +53,6 @@ DESCRIPTIONS = {
     "depth_max": "Depth beyond this (m) is not fused",
     "fragment_frames": "Frames per fragment kept for drift correction",
 }
-
-
-def _stamp_ns(header: Header) -> int:
-    return header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
 
 
 class AccumulatorNode(Node):
@@ -91,7 +88,6 @@ class AccumulatorNode(Node):
         self._camera_info: CameraInfo | None = None
         self._scan_pub = self.create_publisher(RevisitScan, "revisits", REVISIT_QOS)
         self.accumulator = RevisitAccumulator(self.tf, self._publish_revisit, cfg, fusion, drift)
-        self.bad_messages = 0
 
         inputs = MutuallyExclusiveCallbackGroup()
         image_qos = QoSProfile(
@@ -132,7 +128,7 @@ class AccumulatorNode(Node):
     # --- inputs (message thread: pair and queue only) ---------------------------------
 
     def _image(self, kind: str, msg: Image) -> None:
-        pair = self.sync.add(kind, _stamp_ns(msg.header), msg)
+        pair = self.sync.add(kind, stamp_ns(msg.header), msg)
         if pair is not None:
             self.accumulator.submit(RawFrame(pair.stamp_ns, pair.color, pair.depth,
                                              self._camera_info, pair.color.header.frame_id))
@@ -143,19 +139,18 @@ class AccumulatorNode(Node):
     def _tf(self, msg: TFMessage, static: bool) -> None:
         for t in msg.transforms:
             q, p = t.transform.rotation, t.transform.translation
-            self._add_transform(t.header.frame_id, t.child_frame_id, _stamp_ns(t.header),
+            self._add_transform(t.header.frame_id, t.child_frame_id, stamp_ns(t.header),
                                 (p.x, p.y, p.z), (q.x, q.y, q.z, q.w), static)
 
     def _odometry(self, msg: Odometry) -> None:
         p, q = msg.pose.pose.position, msg.pose.pose.orientation
-        self._add_transform(msg.header.frame_id, msg.child_frame_id, _stamp_ns(msg.header),
+        self._add_transform(msg.header.frame_id, msg.child_frame_id, stamp_ns(msg.header),
                             (p.x, p.y, p.z), (q.x, q.y, q.z, q.w), False)
 
     def _add_transform(self, parent, child, stamp, translation, rotation, static) -> None:
         try:
             self.tf.add(parent, child, stamp, translation, rotation, static)
         except ValueError as err:
-            self.bad_messages += 1
             self.get_logger().warning(f"ignoring transform: {err}",
                                       throttle_duration_sec=5.0)
 

@@ -25,6 +25,7 @@ from std_msgs.msg import Header
 
 from stseg_ros.core.colors import identity_color
 from stseg_ros.core.snapshot import EpochState
+from stseg_ros.mapping.frames import stamp_ns
 from stseg_ros.mapping.pipeline import Mapper
 from stseg_ros.mapping.segmenter import make_segmenter
 from stseg_ros.memory import ObjectMemory
@@ -37,10 +38,6 @@ from stseg_ros.ros.pointcloud2 import pack_rgb, to_cloud
 from stseg_ros.ros.qos import MAP_STATE_QOS, REVISIT_QOS
 
 DEFAULT_DB = "~/.ros/stseg_ros/memory.db"
-
-
-def _stamp_ns(header: Header) -> int:
-    return header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
 
 
 def epoch_state(memory: ObjectMemory, epoch: int) -> EpochState:
@@ -114,7 +111,7 @@ class MapperNode(Node):
                 self.get_logger().error(f"revisit {msg.revisit} ({msg.label}) not mapped: {err}")
 
     def _map(self, msg: RevisitScan) -> None:
-        stamp = _stamp_ns(msg.header)
+        stamp = stamp_ns(msg.header)
         if any(e.stamp_ns == stamp and e.label == msg.label for e in self.memory.epochs()):
             self.get_logger().info(f"revisit {msg.revisit} ({msg.label}) is already in the "
                                    "memory; not mapped again")
