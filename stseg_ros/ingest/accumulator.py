@@ -24,7 +24,6 @@ from stseg_ros.ingest.tf_buffer import TfBuffer
 from stseg_ros.mapping.drift import DriftConfig, FragmentFusion, FusedScan
 from stseg_ros.mapping.frames import (
     RgbdFrame,
-    check_frame,
     decode_image,
     intrinsics_from_camera_info,
 )
@@ -88,11 +87,9 @@ class _Revisit:
     thinned: int = 0
 
     def skip(self, stamp_ns: int, reason: str) -> None:
-        stats = self.fusion.stats
-        if reason not in stats.skipped:
+        if self.fusion.stats.skip(reason):
             log.warning("revisit %d: skipping frame %d: %s (further frames skipped for "
                         "this reason are only counted)", self.index, stamp_ns, reason)
-        stats.skip(reason)
 
 
 class RevisitAccumulator:
@@ -246,13 +243,9 @@ class RevisitAccumulator:
                             "expected 16UC1 or 32FC1")
             return
         pose = self._pose(frame)
-        rgbd = RgbdFrame(stamp, color, depth, intrinsics, pose)
-        reason = check_frame(rgbd)
-        if reason is not None:
-            rev.skip(stamp, reason)
-            return
-        rev.fusion.integrate(rgbd)
-        rev.last_stamp_ns = stamp
+        # fusion checks the frame (camera pose, sizes, valid depth) and counts a skip
+        if rev.fusion.integrate(RgbdFrame(stamp, color, depth, intrinsics, pose)):
+            rev.last_stamp_ns = stamp
 
     def _pose(self, frame: RawFrame):
         """odom_from_camera at the frame's stamp, waiting up to ``pose_wait_s`` for

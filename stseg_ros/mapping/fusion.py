@@ -32,8 +32,11 @@ class FusionStats:
     integrated: int = 0
     skipped: dict[str, int] = field(default_factory=dict)
 
-    def skip(self, reason: str) -> None:
+    def skip(self, reason: str) -> bool:
+        """Count a skipped frame; True the first time this reason comes up."""
+        first = reason not in self.skipped
         self.skipped[reason] = self.skipped.get(reason, 0) + 1
+        return first
 
     @property
     def dropped(self) -> int:
@@ -56,8 +59,9 @@ class TsdfFusion:
         """Fuse one frame; a frame that cannot be used is counted and logged, not fused."""
         reason = check_frame(frame)
         if reason is not None:
-            self.stats.skip(reason)
-            log.warning("skipping frame %d: %s", frame.stamp_ns, reason)
+            if self.stats.skip(reason):        # a live stream would repeat it per frame
+                log.warning("skipping frame %d: %s (further frames skipped for this reason "
+                            "are only counted)", frame.stamp_ns, reason)
             return False
         depth = np.nan_to_num(frame.depth, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32)
         k = o3d.core.Tensor(frame.intrinsics.matrix, o3d.core.float64)

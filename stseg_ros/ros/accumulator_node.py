@@ -58,7 +58,7 @@ DESCRIPTIONS = {
 class AccumulatorNode(Node):
     def __init__(self, **kwargs) -> None:
         super().__init__("accumulator", **kwargs)
-        forward_logs(self, "stseg_ros.ingest")
+        forward_logs(self, "stseg_ros.ingest", "stseg_ros.mapping.fusion")
         cfg = declare_config(self, AccumulatorConfig, DESCRIPTIONS)
         fusion = declare_config(self, FusionConfig, DESCRIPTIONS, prefix="fusion.")
         drift = DriftConfig(fragment_frames=int(self.declare_parameter(
