@@ -135,7 +135,13 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 def _cmd_bench(args: argparse.Namespace) -> int:
     import json
 
-    if args.what == "registration":
+    if args.what == "ingest":
+        from stseg_ros.bench.ingest import bench_ingest, format_ingest
+
+        result = bench_ingest(args.rate, args.seconds, args.revisits, args.fusion_rate,
+                              progress=not args.quiet)
+        print(format_ingest(result))
+    elif args.what == "registration":
         from stseg_ros.bench.registration import bench_registration
 
         result = bench_registration(range(args.seeds), args.revisits, progress=not args.quiet)
@@ -294,14 +300,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_generate)
 
-    p = verbs.add_parser("bench", help="measure generation speed or registration accuracy",
+    p = verbs.add_parser("bench", help="measure generation speed, registration accuracy or "
+                                       "ingest throughput",
                          description="generation: generate one frame-mode room and a few "
                                      "fast-mode scenes into a temporary directory and report "
                                      "wall-clock times. registration: register every revisit "
                                      "of generated seeds to the first and report the error "
-                                     "distribution.")
-    p.add_argument("what", nargs="?", choices=("generation", "registration"),
+                                     "distribution. ingest: stream 640x480 RGB-D at --rate "
+                                     "into the accumulator and mapper processes while the "
+                                     "mapper works and count fused, thinned and dropped "
+                                     "frames.")
+    p.add_argument("what", nargs="?", choices=("generation", "registration", "ingest"),
                    default="generation")
+    p.add_argument("--rate", type=float, default=30.0,
+                   help="ingest: camera frame rate in Hz (default 30)")
+    p.add_argument("--seconds", type=float, default=20.0,
+                   help="ingest: seconds streamed per revisit (default 20)")
+    p.add_argument("--fusion-rate", type=float, default=None,
+                   help="ingest: the accumulator's max_fusion_rate_hz (default: its own, 15; "
+                        "0 fuses every frame)")
     p.add_argument("--seeds", type=int, default=10, help="registration: seeds 0..N-1 (10)")
     p.add_argument("--frames", type=int, default=300, help="frames per revisit (default 300)")
     p.add_argument("--revisits", type=int, default=3, help="revisits (default 3)")

@@ -225,8 +225,8 @@ def test_services_open_and_close_revisits_and_hand_them_to_the_mapper(rig):
     ended = rig.end.call_async(EndRevisit.Request())
     _wait(ended)
     answer = ended.result()
-    assert (answer.success, answer.revisit, answer.frames_fused, answer.frames_dropped) == \
-        (True, 0, 6, 0)
+    assert (answer.success, answer.revisit, answer.frames_fused, answer.frames_dropped,
+            answer.frames_overflow, answer.frames_thinned) == (True, 0, 6, 0, 0, 0)
     deadline = time.monotonic() + 10
     while not rig.scans:
         assert time.monotonic() < deadline, "no revisit reached the mapper's topic"

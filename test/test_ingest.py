@@ -1,4 +1,5 @@
-"""Live ingest without ROS: the transform buffer and colour/depth pairing."""
+"""Live ingest without ROS: the transform buffer, colour/depth pairing and the
+accumulator's rate limit and revisit boundaries."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import numpy as np
 import pytest
 
 from stseg_ros.core.pointcloud import planar_pose
+from stseg_ros.ingest.accumulator import AccumulatorConfig, RawFrame, RevisitAccumulator
 from stseg_ros.ingest.sync import ApproximateTimeSync
 from stseg_ros.ingest.tf_buffer import TfBuffer
 
@@ -64,3 +66,35 @@ def test_sync_pairs_the_closest_partner_within_the_slop():
     assert sync.unpaired == 1                          # c100 can never pair now
     assert sync.add("depth", 400, "d400") is None
     assert sync.add("color", 450, "c450") is None      # too far apart
+
+
+def _frames(acc: RevisitAccumulator, stamps) -> None:
+    for ns in stamps:      # no camera_info: fusion skips them, the limiter counts first
+        acc.submit(RawFrame(int(ns), None, None, None, "cam"))
+
+
+@pytest.mark.parametrize("camera_hz, fused_hz", [(30, 15), (20, 15), (60, 15), (10, 10)])
+def test_fusion_rate_limit_holds_the_rate_despite_stamp_jitter(camera_hz, fused_hz):
+    acc = RevisitAccumulator(TfBuffer(), lambda result: None,
+                             AccumulatorConfig(max_fusion_rate_hz=15.0, queue_frames=1000))
+    rng = np.random.default_rng(0)
+    seconds = 4
+    n = camera_hz * seconds
+    _frames(acc, np.arange(n) * S / camera_hz + rng.uniform(-3e6, 3e6, n) + 10 * S)
+    result = acc.end()
+    assert result.fused + result.dropped + result.thinned == n
+    assert result.fused + result.dropped == pytest.approx(fused_hz * seconds, abs=2)
+    acc.shutdown()
+
+
+def test_frames_still_in_flight_after_a_close_do_not_open_a_revisit():
+    closed = []
+    acc = RevisitAccumulator(TfBuffer(), closed.append, AccumulatorConfig(max_fusion_rate_hz=0))
+    _frames(acc, [10 * S, 10 * S + S // 30])
+    assert acc.end().revisit == 0
+    _frames(acc, [10 * S + 2 * S // 30, 10 * S + 3 * S // 30])   # sent before the close
+    assert acc.status() is None and acc.frames_without_revisit == 2
+    assert acc.begin("next") == 1                # an explicit begin opens the next one
+    _frames(acc, [11 * S])
+    assert acc.end().dropped == 1 and [r.revisit for r in closed] == [0, 1]
+    acc.shutdown()

@@ -32,6 +32,7 @@ from stseg_ros.mapping.fusion import FusionConfig
 log = logging.getLogger(__name__)
 
 QUEUE_FULL = "fusion queue full (the worker fell behind)"
+IN_FLIGHT_S = 1.0      # after a close, frames arriving this soon were sent before it
 
 
 @dataclass(frozen=True)
@@ -80,8 +81,9 @@ class _Revisit:
     index: int
     label: str
     fusion: FragmentFusion
-    last_stamp_ns: int = -1
-    last_submit_ns: int = -1
+    last_stamp_ns: int = -1          # newest frame fused (worker thread)
+    newest_ns: int = -1              # newest frame received (message thread)
+    next_fusion_ns: int | None = None  # the rate limiter's next slot
     last_frame_time: float = field(default_factory=time.monotonic)
     dropped_at_queue: int = 0
     thinned: int = 0
@@ -105,6 +107,7 @@ class RevisitAccumulator:
         self._pending = 0                  # frames in the queue
         self.frames_without_revisit = 0
         self._closed_until_ns = -1         # newest frame stamp of the revisits closed so far
+        self._closed_at = -IN_FLIGHT_S     # when the last revisit closed (monotonic)
         self._worker = threading.Thread(target=self._work, name="fusion", daemon=True)
         self._worker.start()
 
@@ -115,58 +118,80 @@ class RevisitAccumulator:
         with self._lock:
             rev = self._current
             if rev is None:
-                # frames still in flight when a revisit closed do not open another
-                # (much older stamps do: the clock restarted)
-                stale = 0 <= self._closed_until_ns - frame.stamp_ns <= self.cfg.jump_back_s * 1e9
+                # frames still in flight when a revisit closed do not open another:
+                # those stamped before its newest frame (much older stamps do: the
+                # clock restarted) and those arriving within IN_FLIGHT_S of the close
+                stale = 0 <= self._closed_until_ns - frame.stamp_ns <= self.cfg.jump_back_s * 1e9 \
+                    or time.monotonic() - self._closed_at < IN_FLIGHT_S
                 if not self.cfg.auto_begin or stale:
                     self.frames_without_revisit += 1
                     return
                 rev = self._open("")
             rev.last_frame_time = time.monotonic()
-            min_gap = 1e9 / self.cfg.max_fusion_rate_hz if self.cfg.max_fusion_rate_hz else 0
-            if 0 <= frame.stamp_ns - rev.last_submit_ns < min_gap:
+            rev.newest_ns = max(rev.newest_ns, frame.stamp_ns)
+            if self._thin(rev, frame.stamp_ns):
                 rev.thinned += 1
                 return
             if self._pending >= self.cfg.queue_frames:
                 rev.dropped_at_queue += 1
                 return
-            rev.last_submit_ns = frame.stamp_ns
             self._pending += 1
         self._queue.put(("frame", rev, frame))
 
+    def _thin(self, rev: _Revisit, stamp_ns: int) -> bool:
+        """Rate limiter on stamps: one frame per slot of 1 / max_fusion_rate_hz.
+        A third of a slot of slack keeps stamp jitter from skipping a slot (30 Hz
+        becomes 15 Hz, not 10 Hz); after a pause or a jump back in time the
+        slots restart from the frame, so they never pile up into a burst."""
+        if not self.cfg.max_fusion_rate_hz:
+            return False
+        gap = 1e9 / self.cfg.max_fusion_rate_hz
+        due, slack = rev.next_fusion_ns, gap / 3
+        if due is not None and due - slack - 2 * gap <= stamp_ns < due - slack:
+            return True
+        on_time = due is not None and stamp_ns <= due + gap
+        rev.next_fusion_ns = int((due if on_time else stamp_ns) + gap)
+        return False
+
     def begin(self, label: str = "") -> int:
-        """Open a new revisit (closing the open one first); returns its index."""
-        self.end()
+        """Open a new revisit and return its index; an open one is closed first
+        (its frames are still fused, in order, before the new revisit's)."""
         with self._lock:
+            self._close_locked(False, None)
             return self._open(label).index
 
-    def end(self, discard: bool = False, timeout: float = 120.0) -> RevisitResult | None:
-        """Close the open revisit once its queued frames are fused, hand it to
-        ``on_revisit`` unless discarded, and return it (None if none was open)."""
+    def close(self, discard: bool = False,
+              on_closed: Callable[[RevisitResult | None], None] | None = None) -> bool:
+        """Close the open revisit without waiting: once its queued frames are
+        fused, the worker hands it to ``on_revisit`` (unless discarded) and then
+        calls ``on_closed`` with the result (None if closing failed). False if
+        no revisit was open."""
         with self._lock:
-            rev, self._current = self._current, None
-            if rev is not None:
-                self._closed_until_ns = max(self._closed_until_ns, rev.last_submit_ns)
-        if rev is None:
-            return None
-        done: list[RevisitResult] = []
+            return self._close_locked(discard, on_closed)
+
+    def end(self, discard: bool = False, timeout: float = 120.0) -> RevisitResult | None:
+        """``close`` and wait for the result (None if no revisit was open)."""
+        done: list[RevisitResult | None] = []
         finished = threading.Event()
-        self._queue.put(("end", rev, (discard, done, finished)))
+        if not self.close(discard, lambda result: (done.append(result), finished.set())):
+            return None
         if not finished.wait(timeout):
-            raise TimeoutError(f"revisit {rev.index} was not closed within {timeout} s")
+            raise TimeoutError(f"the revisit was not closed within {timeout} s")
+        if done[0] is None:
+            raise RuntimeError("the revisit could not be closed; see the log")
         return done[0]
 
-    def close_if_idle(self) -> RevisitResult | None:
-        """Close the open revisit if no frame came for ``idle_timeout_s``."""
+    def close_if_idle(self) -> bool:
+        """Close the open revisit (without waiting) if no frame came for
+        ``idle_timeout_s``; True if it did."""
         with self._lock:
             rev = self._current
-            idle = rev is not None and self.cfg.idle_timeout_s > 0 and \
-                time.monotonic() - rev.last_frame_time > self.cfg.idle_timeout_s
-        if not idle:
-            return None
-        log.info("revisit %d: no frame for %.1f s, closing it", rev.index,
-                 self.cfg.idle_timeout_s)
-        return self.end()
+            if rev is None or self.cfg.idle_timeout_s <= 0 or \
+                    time.monotonic() - rev.last_frame_time <= self.cfg.idle_timeout_s:
+                return False
+            log.info("revisit %d: no frame for %.1f s, closing it", rev.index,
+                     self.cfg.idle_timeout_s)
+            return self._close_locked(False, None)
 
     def status(self) -> tuple[int, int, int] | None:
         """(index, fused, dropped) of the open revisit, None if none is open."""
@@ -180,6 +205,15 @@ class RevisitAccumulator:
     def shutdown(self) -> None:
         self._queue.put(("stop", None, None))
         self._worker.join(timeout=10.0)
+
+    def _close_locked(self, discard: bool, on_closed) -> bool:
+        rev, self._current = self._current, None
+        if rev is None:
+            return False
+        self._closed_until_ns = max(self._closed_until_ns, rev.newest_ns)
+        self._closed_at = time.monotonic()
+        self._queue.put(("end", rev, (discard, on_closed)))
+        return True
 
     def _open(self, label: str) -> _Revisit:
         rev = _Revisit(self._next_index, label,
@@ -204,11 +238,14 @@ class RevisitAccumulator:
                 except Exception as err:          # noqa: BLE001 - a bad frame never stops ingest
                     rev.skip(payload.stamp_ns, f"fusion failed: {err}")
             else:
-                discard, done, finished = payload
+                discard, on_closed = payload
+                result = None
                 try:
-                    done.append(self._finish(rev, discard))
-                finally:
-                    finished.set()
+                    result = self._finish(rev, discard)
+                except Exception:                 # noqa: BLE001 - the worker must go on
+                    log.exception("revisit %d could not be closed", rev.index)
+                if on_closed is not None:
+                    on_closed(result)
 
     def _fuse(self, rev: _Revisit, frame: RawFrame) -> None:
         stamp = frame.stamp_ns
@@ -272,5 +309,8 @@ class RevisitAccumulator:
                  "".join(f"; {n} {why}" for why, n in result.skipped.items()),
                  result.thinned, " (discarded)" if discard else "")
         if not discard:
-            self.on_revisit(result)
+            try:
+                self.on_revisit(result)
+            except Exception:                     # noqa: BLE001 - the result is still good
+                log.exception("revisit %d: handing it on failed", rev.index)
         return result

@@ -3,13 +3,15 @@ finished revisit to the mapper on ``revisits``.
 
 Subscribes to colour, depth and camera_info (approximate-time paired), takes
 the camera pose from /tf + /tf_static (or from an odometry topic), and serves
-``~/begin_revisit`` and ``~/end_revisit``. Callbacks only pair and queue;
-decoding and fusion run on the ``RevisitAccumulator``'s worker thread.
+``~/begin_revisit`` and ``~/end_revisit``. No callback blocks: they pair and
+queue, decoding and fusion run on the ``RevisitAccumulator``'s worker thread,
+and ``end_revisit`` awaits the worker.
 """
 
 from __future__ import annotations
 
 import sys
+import threading
 
 from nav_msgs.msg import Odometry
 from rcl_interfaces.msg import ParameterDescriptor
@@ -25,7 +27,13 @@ from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 from tf2_msgs.msg import TFMessage
 
-from stseg_ros.ingest.accumulator import AccumulatorConfig, RawFrame, RevisitAccumulator
+from stseg_ros.ingest.accumulator import (
+    QUEUE_FULL,
+    AccumulatorConfig,
+    RawFrame,
+    RevisitAccumulator,
+    RevisitResult,
+)
 from stseg_ros.ingest.sync import ApproximateTimeSync
 from stseg_ros.ingest.tf_buffer import TfBuffer
 from stseg_ros.mapping.drift import DriftConfig
@@ -33,7 +41,7 @@ from stseg_ros.mapping.frames import stamp_ns
 from stseg_ros.mapping.fusion import FusionConfig
 from stseg_ros.msg import RevisitScan
 from stseg_ros.ros.conversions import scan_to_msg
-from stseg_ros.ros.executor import spin_nodes
+from stseg_ros.ros.executor import next_spin, spin_nodes
 from stseg_ros.ros.log_bridge import forward_logs
 from stseg_ros.ros.params import declare_config
 from stseg_ros.ros.qos import REVISIT_QOS
@@ -165,22 +173,45 @@ class AccumulatorNode(Node):
             f"{result.scan.parts} fragments")
 
     def _begin(self, request, response):
-        index = self.accumulator.begin(request.label)
+        index = self.accumulator.begin(request.label)     # never waits
         response.success, response.revisit = True, index
         response.message = f"revisit {index} opened"
         return response
 
-    def _end(self, request, response):
-        result = self.accumulator.end(discard=request.discard)
+    async def _end(self, request, response):
+        # Awaited, not blocking: images keep flowing while the backlog is fused.
+        result = await self._closed(request.discard)
         if result is None:
             response.success, response.message = False, "no revisit is open"
             return response
         response.success, response.revisit = True, result.revisit
         response.frames_fused, response.frames_dropped = result.fused, result.dropped
+        response.frames_overflow = result.skipped.get(QUEUE_FULL, 0)
+        response.frames_thinned = result.thinned
         done = "discarded" if request.discard else "closed"
         response.message = (f"revisit {result.revisit} {done}: {result.fused} frames fused, "
                             f"{result.dropped} dropped")
         return response
+
+    async def _closed(self, discard: bool) -> RevisitResult | None:
+        """Close the open revisit and yield to the executor until the worker has
+        closed it; None if none was open."""
+        closed: list[RevisitResult | None] = []
+        ready = threading.Event()
+
+        def on_closed(result: RevisitResult | None) -> None:
+            closed.append(result)
+            ready.set()
+            if self.executor is not None:
+                self.executor.wake()
+
+        if not self.accumulator.close(discard, on_closed):
+            return None
+        while not ready.is_set():
+            await next_spin()
+        if closed[0] is None:
+            raise RuntimeError("the revisit could not be closed; see the log")
+        return closed[0]
 
     def _status(self) -> None:
         status = self.accumulator.status()

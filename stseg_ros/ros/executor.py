@@ -1,23 +1,29 @@
 """Running nodes: each on its own (``ros2 run stseg_ros accumulator``) or
-composed in one process (``ros2 run stseg_ros mapping``), on a multi-threaded
-executor so that services answer while messages are handled."""
+composed in one process (``ros2 run stseg_ros mapping``).
+
+One thread spins: no callback of these nodes blocks (heavy work runs on
+their worker threads, and a service that waits for a worker awaits
+``next_spin``). rclpy's MultiThreadedExecutor is not used because in the
+Kilted wheels it re-polls queued callbacks in a busy loop: with a 30 Hz
+RGB-D stream the accumulator took a whole core with it and 0.2 cores with
+the single-threaded executor (``stseg bench ingest``)."""
 
 from __future__ import annotations
 
 import sys
 
 import rclpy
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 
 
 def spin_nodes(*factories) -> int:
-    """Run nodes in one process on a multi-threaded executor until Ctrl-C."""
+    """Run nodes in one process on one executor thread until Ctrl-C."""
     rclpy.init(args=sys.argv)
     nodes = []
     try:
         for make in factories:
             nodes.append(make())
-        executor = MultiThreadedExecutor(num_threads=4)
+        executor = SingleThreadedExecutor()
         for node in nodes:
             executor.add_node(node)
         executor.spin()
@@ -32,6 +38,16 @@ def spin_nodes(*factories) -> int:
         rclpy.try_shutdown()
     return 0
 
+
+class _NextSpin:
+    def __await__(self):
+        yield
+
+
+def next_spin() -> _NextSpin:
+    """``await next_spin()`` in an async callback: let the executor run other
+    callbacks and resume this one on its next turn."""
+    return _NextSpin()
 
 
 def composed_main() -> int:

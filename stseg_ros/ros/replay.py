@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from builtin_interfaces.msg import Time
-from rclpy.executors import MultiThreadedExecutor
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rosgraph_msgs.msg import Clock
@@ -70,6 +70,7 @@ class BagReport:
     revisit: int | None = None
     frames_fused: int = 0
     frames_dropped: int = 0
+    frames_overflow: int = 0         # of the dropped: fusion fell behind
     skipped_topics: list[str] = field(default_factory=list)
 
 
@@ -84,16 +85,18 @@ class Replayer(Node):
         self._bag_publishers: dict[str, object] = {}
         self._begin = self.create_client(BeginRevisit, f"{accumulator}/begin_revisit")
         self._end = self.create_client(EndRevisit, f"{accumulator}/end_revisit")
-        self.epochs_seen: set[int] = set()
+        self.epoch_times: dict[int, float] = {}    # epoch -> when first published (monotonic)
         self.create_subscription(ObjectInstanceArray, f"{mapper}/instances",
-                                 lambda m: self.epochs_seen.add(m.epoch), MAP_STATE_QOS)
+                                 lambda m: self.epoch_times.setdefault(m.epoch, time.monotonic()),
+                                 MAP_STATE_QOS)
 
     def _topic(self, topic: str) -> str:
         if topic in GLOBAL_TOPICS or not self.namespace:
             return topic
         return f"/{self.namespace}/{topic.lstrip('/')}"
 
-    def _publisher(self, topic: str, msgtype: str):
+    def publisher(self, topic: str, msgtype: str):
+        """The publisher of a bag topic (created once; None if its type is not installed)."""
         if topic not in self._bag_publishers:
             try:
                 cls = message_class(msgtype)
@@ -126,12 +129,11 @@ class Replayer(Node):
 
         report = BagReport(bag)
         if revisit_calls:
-            answer = self.call(self._begin, BeginRevisit.Request(label=revisit_label(bag)))
-            report.revisit = answer.revisit
+            report.revisit = self.begin_revisit(revisit_label(bag)).revisit
         with AnyReader([bag]) as reader:
             connections = []
             for conn in reader.connections:
-                if self._publisher(conn.topic, conn.msgtype) is None:
+                if self.publisher(conn.topic, conn.msgtype) is None:
                     report.skipped_topics.append(conn.topic)
                 else:
                     connections.append(conn)
@@ -155,18 +157,47 @@ class Replayer(Node):
         report.wall_seconds = time.monotonic() - start_wall
         if revisit_calls:
             time.sleep(END_DELAY_S)     # the last frames reach the accumulator first
-            answer = self.call(self._end, EndRevisit.Request(), timeout=120.0)
+            answer = self.end_revisit()
             report.frames_fused, report.frames_dropped = answer.frames_fused, answer.frames_dropped
+            report.frames_overflow = answer.frames_overflow
         progress(f"{bag}: {report.messages} messages, {report.seconds:.1f} s of bag in "
                  f"{report.wall_seconds:.1f} s (worst lag {report.late_ms:.0f} ms)"
                  + (f"; revisit {report.revisit}: {report.frames_fused} frames fused, "
-                    f"{report.frames_dropped} dropped" if revisit_calls else ""))
+                    f"{report.frames_dropped} dropped"
+                    + (f" ({report.frames_overflow} as fusion fell behind)"
+                       if report.frames_overflow else "") if revisit_calls else ""))
         return report
+
+    def wait_for_subscribers(self, limit_s: float = 3.0) -> None:
+        """Give discovery time to match the publishers (until the number of
+        matched subscriptions stops growing), so no first frames are lost."""
+        deadline, last, stable_since = time.monotonic() + limit_s, -1, time.monotonic()
+        while time.monotonic() < deadline:
+            matched = sum(p.get_subscription_count() for p in self._bag_publishers.values() if p)
+            if matched != last:
+                last, stable_since = matched, time.monotonic()
+            elif matched and time.monotonic() - stable_since > 0.5:
+                return
+            time.sleep(0.05)
+
+    def wait_for_accumulator(self, timeout: float = 30.0) -> None:
+        """Wait until the accumulator serves begin/end and its subscriptions match."""
+        for client in (self._begin, self._end):
+            if not client.wait_for_service(timeout_sec=timeout):
+                raise TimeoutError(f"service {client.srv_name} is not available")
+        self.wait_for_subscribers()
+
+    def begin_revisit(self, label: str) -> BeginRevisit.Response:
+        return self.call(self._begin, BeginRevisit.Request(label=label))
+
+    def end_revisit(self) -> EndRevisit.Response:
+        """Close the revisit; the accumulator answers once its backlog is fused."""
+        return self.call(self._end, EndRevisit.Request(), timeout=120.0)
 
     @property
     def latest_epoch(self) -> int:
         """The newest epoch the mapper published (-1: none yet)."""
-        return max(self.epochs_seen, default=-1)
+        return max(self.epoch_times, default=-1)
 
     def wait_for_epoch(self, epoch: int, timeout: float) -> bool:
         """Wait until the mapper has published ``epoch`` (or a later one)."""
@@ -179,10 +210,11 @@ class Replayer(Node):
 
 
 class SpinThread:
-    """An executor spinning nodes on a background thread (so the caller may block)."""
+    """An executor spinning nodes on a background thread (so the caller may block);
+    single-threaded for the reason given in ``stseg_ros.ros.executor``."""
 
     def __init__(self, *nodes: Node) -> None:
-        self.executor = MultiThreadedExecutor(num_threads=2)
+        self.executor = SingleThreadedExecutor()
         for node in nodes:
             self.executor.add_node(node)
         self.thread = threading.Thread(target=self.executor.spin, daemon=True)
@@ -258,23 +290,15 @@ def interface_dir() -> Path:
     return Path(get_package_share_directory("stseg_ros")) / "msg"
 
 
-def _wait_for_subscribers(replayer: Replayer, bags: list[Path], limit_s: float = 3.0) -> None:
-    """Create the publishers and give discovery time to match them (until the
-    number of matched subscriptions stops growing), so no first frames are lost."""
+def _create_publishers(replayer: Replayer, bags: list[Path]) -> None:
+    """Create the publishers of all the bags' topics up front, so discovery
+    matches them before the first message."""
     from rosbags.highlevel import AnyReader
 
     for bag in bags:
         with AnyReader([bag]) as reader:
             for conn in reader.connections:
-                replayer._publisher(conn.topic, conn.msgtype)
-    deadline, last, stable_since = time.monotonic() + limit_s, -1, time.monotonic()
-    while time.monotonic() < deadline:
-        matched = sum(p.get_subscription_count() for p in replayer._bag_publishers.values() if p)
-        if matched != last:
-            last, stable_since = matched, time.monotonic()
-        elif matched and time.monotonic() - stable_since > 0.5:
-            return
-        time.sleep(0.05)
+                replayer.publisher(conn.topic, conn.msgtype)
 
 
 def replay(bags: list[Path], rate: float = 1.0, revisit_calls: bool = True,
@@ -297,7 +321,11 @@ def replay(bags: list[Path], rate: float = 1.0, revisit_calls: bool = True,
         nodes.append(recorder)
     spinner = SpinThread(*nodes)
     try:
-        _wait_for_subscribers(replayer, bags)
+        _create_publishers(replayer, bags)
+        if revisit_calls:
+            replayer.wait_for_accumulator()
+        else:
+            replayer.wait_for_subscribers()
         first = replayer.latest_epoch + 1
         reports = [replayer.play(bag, rate, revisit_calls, progress) for bag in bags]
         if wait_s > 0 and revisit_calls:
