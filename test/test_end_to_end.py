@@ -144,3 +144,16 @@ def test_a_restarted_mapper_publishes_the_same_ids(mapped, rclpy_context):
     finally:
         client.destroy_node()
         assert stop_process(proc) == 0
+
+
+def test_ingest_bench_accounts_for_every_frame_it_streams(mapped):
+    from stseg_ros.bench.ingest import bench_ingest, format_ingest
+
+    result = bench_ingest(rate_hz=30.0, seconds=3.0, revisits=1, dataset=mapped[0],
+                          progress=False)
+    row = result["revisits"][0]
+    assert row["pairs_published"] >= 80                  # 3 s at 30 Hz
+    received = row["fused"] + row["thinned"] + row["dropped"]
+    assert 0 < received <= row["pairs_published"]
+    assert row["fused"] > 0 and row["thinned"] > 0        # the 15 Hz default limit thins
+    assert "frames overflowed the fusion queue" in format_ingest(result)

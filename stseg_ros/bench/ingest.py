@@ -104,9 +104,11 @@ def _stamp(msg, stamp_ns: int) -> None:
 
 
 def bench_ingest(rate_hz: float = 30.0, seconds: float = 20.0, revisits: int = 3,
-                 fusion_rate_hz: float | None = None, progress: bool = True) -> dict:
+                 fusion_rate_hz: float | None = None, dataset: Path | None = None,
+                 progress: bool = True) -> dict:
     """Stream ``revisits`` revisits of ``seconds`` each at ``rate_hz`` into the
-    nodes and return the figures per revisit (see the module docstring)."""
+    nodes and return the figures per revisit (see the module docstring). The
+    frames come from ``dataset`` (default: the demo room)."""
     import json
 
     import rclpy
@@ -116,7 +118,7 @@ def bench_ingest(rate_hz: float = 30.0, seconds: float = 20.0, revisits: int = 3
     from stseg_ros.ros.replay import Replayer, SpinThread, find_bags
 
     os.environ.update(localhost_ros_env())
-    dataset = demo_dataset()
+    dataset = Path(dataset) if dataset else demo_dataset()
     meta = json.loads((dataset / "dataset.json").read_text())
     frame_rate, size = meta["frame_rate_hz"], meta["intrinsics"]
     bags = find_bags([dataset])

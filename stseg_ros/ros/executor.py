@@ -10,6 +10,7 @@ the single-threaded executor (``stseg bench ingest``)."""
 
 from __future__ import annotations
 
+import signal
 import sys
 
 import rclpy
@@ -33,6 +34,10 @@ def spin_nodes(*factories) -> int:
         print(f"{err}", file=sys.stderr)
         return 1
     finally:
+        # Ctrl-C under ros2 launch reaches the nodes twice (from the terminal and
+        # from launch); the second must not cut the clean shutdown short. Launch
+        # escalates to SIGTERM if it takes too long.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         for node in nodes:
             node.destroy_node()
         rclpy.try_shutdown()
