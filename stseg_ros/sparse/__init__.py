@@ -1,0 +1,1 @@
+"""Sparse voxel tensors and sparse convolution in plain PyTorch (CPU and CUDA)."""
