@@ -73,10 +73,10 @@ class RecordedCamera:
                     self.messages.append((stamp, conn.topic, msg))
         if not any(topic == IMAGE_TOPICS[0] for _, topic, _ in self.messages):
             raise ValueError(f"{bag}: no {IMAGE_TOPICS[0]} messages")
-        self.scale = frame_rate_hz / rate_hz            # recorded seconds -> streamed seconds
+        scale = frame_rate_hz / rate_hz                 # recorded seconds -> streamed seconds
         start, end = self.messages[0][0], self.messages[-1][0]
-        self.period_ns = int((end - start) * self.scale) + int(1e9 / rate_hz)
-        self.offsets = [int((stamp - start) * self.scale) for stamp, _, _ in self.messages]
+        self.period_ns = int((end - start) * scale) + int(1e9 / rate_hz)
+        self.offsets = [int((stamp - start) * scale) for stamp, _, _ in self.messages]
 
     def stream(self, publish, seconds: float) -> tuple[int, float]:
         """Publish for ``seconds``; ``publish(topic, msg, stamp_ns)``. Returns

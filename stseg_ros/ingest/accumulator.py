@@ -75,6 +75,25 @@ class RevisitResult:
     def dropped(self) -> int:
         return sum(self.skipped.values())
 
+    @property
+    def overflow(self) -> int:
+        """Of the dropped frames, those dropped because the worker fell behind."""
+        return self.skipped.get(QUEUE_FULL, 0)
+
+
+@dataclass
+class Closing:
+    """A revisit the worker is closing: ``done`` is set once ``result`` is in
+    (None if closing failed)."""
+
+    done: threading.Event = field(default_factory=threading.Event)
+    result: RevisitResult | None = None
+
+    def outcome(self) -> RevisitResult:
+        if self.result is None:
+            raise RuntimeError("the revisit could not be closed; see the log")
+        return self.result
+
 
 @dataclass
 class _Revisit:
@@ -161,25 +180,22 @@ class RevisitAccumulator:
             return self._open(label).index
 
     def close(self, discard: bool = False,
-              on_closed: Callable[[RevisitResult | None], None] | None = None) -> bool:
+              on_closed: Callable[[], None] | None = None) -> Closing | None:
         """Close the open revisit without waiting: once its queued frames are
-        fused, the worker hands it to ``on_revisit`` (unless discarded) and then
-        calls ``on_closed`` with the result (None if closing failed). False if
-        no revisit was open."""
+        fused, the worker hands it to ``on_revisit`` (unless discarded), fills
+        in the returned ``Closing`` and calls ``on_closed``. None if no revisit
+        was open."""
         with self._lock:
             return self._close_locked(discard, on_closed)
 
     def end(self, discard: bool = False, timeout: float = 120.0) -> RevisitResult | None:
         """``close`` and wait for the result (None if no revisit was open)."""
-        done: list[RevisitResult | None] = []
-        finished = threading.Event()
-        if not self.close(discard, lambda result: (done.append(result), finished.set())):
+        closing = self.close(discard)
+        if closing is None:
             return None
-        if not finished.wait(timeout):
+        if not closing.done.wait(timeout):
             raise TimeoutError(f"the revisit was not closed within {timeout} s")
-        if done[0] is None:
-            raise RuntimeError("the revisit could not be closed; see the log")
-        return done[0]
+        return closing.outcome()
 
     def close_if_idle(self) -> bool:
         """Close the open revisit (without waiting) if no frame came for
@@ -191,7 +207,7 @@ class RevisitAccumulator:
                 return False
             log.info("revisit %d: no frame for %.1f s, closing it", rev.index,
                      self.cfg.idle_timeout_s)
-            return self._close_locked(False, None)
+            return self._close_locked(False, None) is not None
 
     def status(self) -> tuple[int, int, int] | None:
         """(index, fused, dropped) of the open revisit, None if none is open."""
@@ -206,14 +222,15 @@ class RevisitAccumulator:
         self._queue.put(("stop", None, None))
         self._worker.join(timeout=10.0)
 
-    def _close_locked(self, discard: bool, on_closed) -> bool:
+    def _close_locked(self, discard: bool, on_closed) -> Closing | None:
         rev, self._current = self._current, None
         if rev is None:
-            return False
+            return None
         self._closed_until_ns = max(self._closed_until_ns, rev.newest_ns)
         self._closed_at = time.monotonic()
-        self._queue.put(("end", rev, (discard, on_closed)))
-        return True
+        closing = Closing()
+        self._queue.put(("end", rev, (discard, closing, on_closed)))
+        return closing
 
     def _open(self, label: str) -> _Revisit:
         rev = _Revisit(self._next_index, label,
@@ -238,14 +255,14 @@ class RevisitAccumulator:
                 except Exception as err:          # noqa: BLE001 - a bad frame never stops ingest
                     rev.skip(payload.stamp_ns, f"fusion failed: {err}")
             else:
-                discard, on_closed = payload
-                result = None
+                discard, closing, on_closed = payload
                 try:
-                    result = self._finish(rev, discard)
+                    closing.result = self._finish(rev, discard)
                 except Exception:                 # noqa: BLE001 - the worker must go on
                     log.exception("revisit %d could not be closed", rev.index)
+                closing.done.set()
                 if on_closed is not None:
-                    on_closed(result)
+                    on_closed()
 
     def _fuse(self, rev: _Revisit, frame: RawFrame) -> None:
         stamp = frame.stamp_ns

@@ -11,7 +11,6 @@ and ``end_revisit`` awaits the worker.
 from __future__ import annotations
 
 import sys
-import threading
 
 from nav_msgs.msg import Odometry
 from rcl_interfaces.msg import ParameterDescriptor
@@ -28,7 +27,6 @@ from std_msgs.msg import Header
 from tf2_msgs.msg import TFMessage
 
 from stseg_ros.ingest.accumulator import (
-    QUEUE_FULL,
     AccumulatorConfig,
     RawFrame,
     RevisitAccumulator,
@@ -186,7 +184,7 @@ class AccumulatorNode(Node):
             return response
         response.success, response.revisit = True, result.revisit
         response.frames_fused, response.frames_dropped = result.fused, result.dropped
-        response.frames_overflow = result.skipped.get(QUEUE_FULL, 0)
+        response.frames_overflow = result.overflow
         response.frames_thinned = result.thinned
         done = "discarded" if request.discard else "closed"
         response.message = (f"revisit {result.revisit} {done}: {result.fused} frames fused, "
@@ -195,23 +193,13 @@ class AccumulatorNode(Node):
 
     async def _closed(self, discard: bool) -> RevisitResult | None:
         """Close the open revisit and yield to the executor until the worker has
-        closed it; None if none was open."""
-        closed: list[RevisitResult | None] = []
-        ready = threading.Event()
-
-        def on_closed(result: RevisitResult | None) -> None:
-            closed.append(result)
-            ready.set()
-            if self.executor is not None:
-                self.executor.wake()
-
-        if not self.accumulator.close(discard, on_closed):
+        closed it (its wake-up brings the executor back); None if none was open."""
+        closing = self.accumulator.close(discard, self.executor.wake if self.executor else None)
+        if closing is None:
             return None
-        while not ready.is_set():
+        while not closing.done.is_set():
             await next_spin()
-        if closed[0] is None:
-            raise RuntimeError("the revisit could not be closed; see the log")
-        return closed[0]
+        return closing.outcome()
 
     def _status(self) -> None:
         status = self.accumulator.status()
