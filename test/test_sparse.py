@@ -96,3 +96,61 @@ def test_gradients_match_finite_differences():
 def test_coordinates_out_of_range_are_refused():
     with pytest.raises(ValueError, match="out of range"):
         encode(torch.tensor([[0, 0, 40000, 0, 0]]))
+
+
+def _minkowski_backend():
+    """The MinkowskiEngine backend; ``make test`` installs it and sets
+    STSEG_REQUIRE_MINKOWSKI=1, so there its absence fails instead of skipping."""
+    import os
+
+    from stseg_ros.sparse.backend import get_backend
+
+    try:
+        return get_backend("minkowski")
+    except ImportError as err:
+        if os.environ.get("STSEG_REQUIRE_MINKOWSKI") == "1":
+            raise
+        pytest.skip(f"MinkowskiEngine not installed ({err})")
+
+
+def test_minkowski_backend_gives_the_same_outputs_and_gradients():
+    from stseg_ros.sparse.backend import get_backend
+
+    ours, theirs = get_backend("torch"), _minkowski_backend()
+    x = _random_voxels(5, epochs=3)
+    x = SparseTensor(x.coords, x.feats.float())
+    g = torch.Generator().manual_seed(9)
+    w_conv = torch.randn(27, C_IN, C_OUT, generator=g)
+    w_down = torch.randn(8, C_IN, 6, generator=g)
+    w_up = torch.randn(8, 6, C_OUT, generator=g)
+    results = []
+    for backend in (ours, theirs):
+        weights = [w.clone().requires_grad_() for w in (w_conv, w_down, w_up)]
+        fine = SparseTensor(x.coords, x.feats)
+        y = backend.conv(fine, weights[0])
+        coarse = backend.downsample(fine, weights[1])
+        z = backend.upsample(coarse, fine, weights[2])
+        (y.feats.square().sum() + z.feats.sin().sum()).backward()
+        results.append((y.feats, coarse.coords, coarse.feats, z.feats,
+                        *[w.grad for w in weights]))
+    for a, b in zip(*results, strict=True):
+        assert a.shape == b.shape
+        assert torch.allclose(a.float(), b.float(), atol=1e-4, rtol=1e-4)
+
+
+def test_the_network_gives_the_same_outputs_on_both_backends():
+    from stseg_ros.learned.model import ModelConfig, UNet4D
+
+    _minkowski_backend()
+    torch.manual_seed(0)
+    cfg = ModelConfig(channels=(8, 16, 16), time_sharing=(0.0, 0.5, 1.0), embed_dim=4)
+    ours, theirs = UNet4D(cfg, "torch").eval(), UNet4D(cfg, "minkowski").eval()
+    theirs.load_state_dict(ours.state_dict())
+    g = torch.Generator().manual_seed(3)
+    coords = torch.cat([torch.zeros(4000, 1, dtype=torch.long),
+                        torch.randint(0, 3, (4000, 1), generator=g),
+                        torch.randint(-16, 16, (4000, 3), generator=g)], 1).unique(dim=0)
+    feats = torch.randn(len(coords), 5, generator=g)
+    with torch.no_grad():
+        for a, b in zip(ours(coords, feats), theirs(coords, feats), strict=True):
+            assert torch.allclose(a, b, atol=1e-4)

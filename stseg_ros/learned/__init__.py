@@ -1,0 +1,1 @@
+"""Learned 4D semantic instance segmentation (model, data, training, inference)."""

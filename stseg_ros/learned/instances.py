@@ -1,0 +1,139 @@
+"""From network outputs to 4D instances (tracks) and persistent identities.
+
+1. Object voxels (semantic argmax not wall/floor/ceiling) of ALL epochs are
+   clustered together in embedding space with HDBSCAN (SSEN): one cluster is
+   one identity, whichever epochs it spans.
+2. A cluster can hold look-alikes that the embedding cannot tell apart (two
+   identical chairs). Within each epoch it is split into spatially connected
+   components, and components are chained across epochs by nearest centroid
+   (Hungarian); each chain is a *track*, the 4D instance.
+3. ``reconcile`` gives tracks the persistent ids of the object memory: a track
+   takes the id most of its points carried in the stored past epochs, each id
+   going to at most one track.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+from scipy.spatial import cKDTree
+
+
+@dataclass(frozen=True)
+class InstanceConfig:
+    min_cluster_size: int = 20      # voxels, HDBSCAN
+    min_samples: int = 5
+    max_fit: int = 12000            # voxels HDBSCAN sees; the rest join their nearest
+    link: float = 1.8               # voxels closer than this (in voxel units) connect
+    min_component: int = 12         # voxels; smaller pieces join a neighbour or vanish
+    fill_reach: float = 2.5         # voxel units, unclustered object voxels join within
+    min_votes: float = 0.2          # share of a track's past points an id must hold
+
+
+def cluster_embeddings(emb: np.ndarray, cfg: InstanceConfig = InstanceConfig(),
+                       seed: int = 0) -> np.ndarray:
+    """Cluster label per row (-1: noise). Fits HDBSCAN on at most ``max_fit``
+    rows (a fixed random subset) and gives every other row the label of its
+    nearest fitted row in embedding space."""
+    from sklearn.cluster import HDBSCAN
+
+    n = len(emb)
+    if n < cfg.min_cluster_size:
+        return np.full(n, -1, np.int64)
+    fit = np.arange(n)
+    if n > cfg.max_fit:
+        fit = np.sort(np.random.default_rng(seed).choice(n, cfg.max_fit, replace=False))
+    labels_fit = HDBSCAN(min_cluster_size=cfg.min_cluster_size, min_samples=cfg.min_samples,
+                         copy=True).fit_predict(emb[fit])
+    labels = np.full(n, -1, np.int64)
+    labels[fit] = labels_fit
+    if len(fit) < n:
+        rest = np.setdiff1d(np.arange(n), fit)
+        _, nearest = cKDTree(emb[fit]).query(emb[rest])
+        labels[rest] = labels_fit[nearest]
+    return labels
+
+
+def _components(coords: np.ndarray, reach: float) -> np.ndarray:
+    """Connected component per voxel (voxels within ``reach`` connect)."""
+    if len(coords) == 0:
+        return np.zeros(0, np.int64)
+    pairs = cKDTree(coords).query_pairs(reach, output_type="ndarray")
+    graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])),
+                       shape=(len(coords), len(coords)))
+    return connected_components(graph, directed=False)[1]
+
+
+def tracks_from_clusters(coords: np.ndarray, epoch: np.ndarray, cluster: np.ndarray,
+                         cfg: InstanceConfig = InstanceConfig()) -> np.ndarray:
+    """Track id per voxel (-1: none). ``coords`` (V, 3) voxel indices, ``epoch``
+    (V,), ``cluster`` (V,) from ``cluster_embeddings`` (-1 ignored)."""
+    track = np.full(len(coords), -1, np.int64)
+    next_track = 0
+    for c in np.unique(cluster[cluster >= 0]):
+        heads: list[tuple[int, np.ndarray]] = []       # (track, last centroid)
+        for t in np.unique(epoch[cluster == c]):
+            rows = np.flatnonzero((cluster == c) & (epoch == t))
+            comp = _components(coords[rows].astype(np.float64), cfg.link)
+            ids, sizes = np.unique(comp, return_counts=True)
+            big = [i for i, s in zip(ids, sizes, strict=True) if s >= cfg.min_component]
+            if not big and len(ids):
+                big = [int(ids[np.argmax(sizes)])]     # a small object: its largest piece
+            cents = [coords[rows[comp == i]].mean(0) for i in big]
+            assigned = [-1] * len(big)
+            if heads:
+                cost = np.array([[np.linalg.norm(ct - h[1]) for h in heads] for ct in cents])
+                for a, b in zip(*linear_sum_assignment(cost), strict=True):
+                    assigned[a] = b
+            for k, i in enumerate(big):
+                if assigned[k] < 0:
+                    heads.append((next_track, cents[k]))
+                    assigned[k] = len(heads) - 1
+                    next_track += 1
+                tid = heads[assigned[k]][0]
+                heads[assigned[k]] = (tid, cents[k])
+                track[rows[comp == i]] = tid
+    return track
+
+
+def fill_unassigned(coords: np.ndarray, epoch: np.ndarray, track: np.ndarray,
+                    wanted: np.ndarray, reach: float) -> np.ndarray:
+    """Object voxels (``wanted``) left without a track take the track of the
+    nearest tracked voxel of the same epoch within ``reach``."""
+    track = track.copy()
+    for t in np.unique(epoch[wanted]):
+        have = np.flatnonzero((epoch == t) & (track >= 0))
+        need = np.flatnonzero((epoch == t) & wanted & (track < 0))
+        if len(have) == 0 or len(need) == 0:
+            continue
+        dist, idx = cKDTree(coords[have]).query(coords[need], distance_upper_bound=reach)
+        hit = np.isfinite(dist)
+        track[need[hit]] = track[have[idx[hit]]]
+    return track
+
+
+def reconcile(track_of_point: np.ndarray, stored_id: np.ndarray, tracks: list[int],
+              min_votes: float = 0.2) -> dict[int, int]:
+    """Persistent id per track, from the past epochs' points: ``track_of_point``
+    and ``stored_id`` are per past point (-1 / 0 where none). A track takes the
+    id that most of its past points carry (at least ``min_votes`` of them);
+    ids are unique (Hungarian over the vote counts)."""
+    order = np.asarray(sorted(tracks), np.int64)
+    if len(order) == 0:
+        return {}
+    row = np.searchsorted(order, track_of_point).clip(max=len(order) - 1)
+    member = (track_of_point >= 0) & (order[row] == track_of_point)
+    keep = member & (stored_id > 0)
+    if not keep.any():
+        return {}
+    ids, col = np.unique(stored_id[keep], return_inverse=True)
+    votes = np.zeros((len(order), len(ids)))
+    np.add.at(votes, (row[keep], col), 1)
+    totals = np.bincount(row[member], minlength=len(order))
+    rows, cols = linear_sum_assignment(-votes)
+    return {int(order[r]): int(ids[c]) for r, c in zip(rows, cols, strict=True)
+            if votes[r, c] > 0 and votes[r, c] >= min_votes * totals[r]}

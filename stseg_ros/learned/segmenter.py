@@ -1,0 +1,139 @@
+"""The learned segmenters: the 4D network behind the mapper's segmenter interface.
+
+``learned`` segments the new scan jointly with the stored past epochs (the
+last ``window`` registered ones): all epochs go through the network together,
+instances are clustered over all of them, and each instance of the new scan
+inherits the persistent id its past points carry in the object memory.
+``learned-per-epoch`` runs the same network on the new scan alone and leaves
+identities to the mapper's geometric association (the comparison baseline).
+"""
+
+from __future__ import annotations
+
+import time
+from importlib.resources import files
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from stseg_ros.learned.instances import (
+    InstanceConfig,
+    cluster_embeddings,
+    fill_unassigned,
+    reconcile,
+    tracks_from_clusters,
+)
+from stseg_ros.learned.model import STRUCTURE, UNet4D, build_model, load_weights
+from stseg_ros.learned.voxels import stack_epochs, voxelize
+from stseg_ros.mapping.geometric import GeometricConfig, describe, estimate_normals
+from stseg_ros.mapping.segmenter import Segmentation
+
+DEFAULT_WEIGHTS = "unet4d.pt"
+
+
+def shipped_weights() -> Path:
+    return Path(str(files("stseg_ros.data").joinpath(DEFAULT_WEIGHTS)))
+
+
+def weights_available(path: Path | None = None) -> bool:
+    return (path or shipped_weights()).is_file()
+
+
+class NetworkOutput:
+    """Per-voxel class probabilities and embeddings of a set of epochs."""
+
+    def __init__(self, model: UNet4D, clouds: list[tuple[np.ndarray, np.ndarray]],
+                 device: str) -> None:
+        voxel = model.cfg.voxel
+        self.epochs = [voxelize(xyz, rgb, voxel) for xyz, rgb in clouds]
+        self.vox = stack_epochs(self.epochs)
+        with torch.inference_mode():
+            logits, emb = model(torch.from_numpy(self.vox.coords).to(device),
+                                torch.from_numpy(self.vox.feats).to(device))
+        self.probs = torch.softmax(logits.float(), dim=1).cpu().numpy()
+        self.emb = emb.float().cpu().numpy()
+        self.epoch = self.vox.coords[:, 1]
+
+
+class LearnedSegmenter:
+    """Semantic instances from the 4D network (``joint``) or per epoch."""
+
+    def __init__(self, weights: Path | None = None, device: str = "cpu",
+                 backend: str = "torch", joint: bool = True, window: int = 10,
+                 instances: InstanceConfig | None = None) -> None:
+        path = Path(weights) if weights else shipped_weights()
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no weights for the learned segmenter (train "
+                                    "with stseg train, or use --segmenter geometric)")
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise ValueError("--device cuda: PyTorch sees no CUDA device here")
+        checkpoint = load_weights(path)
+        self.model = build_model(checkpoint, backend, device)
+        self.info = checkpoint.info
+        self.device, self.joint, self.window = device, joint, window
+        self.temporal = joint               # the mapper hands a temporal segmenter history
+        self.name = "learned" if joint else "learned-per-epoch"
+        self.cfg = instances or InstanceConfig()
+        self.class_ids = np.asarray(self.model.cfg.class_ids)
+        self.timings: dict[str, float] = {}
+
+    def segment(self, xyz: np.ndarray, rgb: np.ndarray, history=()) -> Segmentation:
+        """Segment the scan ``xyz`` (map frame); ``history`` is the stored past
+        epochs (``EpochPoints``, oldest first) for the joint model."""
+        past = list(history)[-self.window:] if self.joint else []
+        start = time.perf_counter()
+        out = NetworkOutput(self.model, [(p.xyz, p.rgb) for p in past] + [(xyz, rgb)],
+                            self.device)
+        network = time.perf_counter() - start
+        start = time.perf_counter()
+        track, cls, score = self._tracks(out)
+        now = len(past)
+        point_voxel = out.vox.point_voxel[now]
+        point_track = track[point_voxel]
+        identities = None
+        if self.joint:
+            track_of_past = [track[pv] for pv in out.vox.point_voxel[:now]]
+            ids = reconcile(np.concatenate(track_of_past) if past else np.zeros(0, np.int64),
+                            np.concatenate([p.instance_id for p in past]) if past
+                            else np.zeros(0, np.int32),
+                            sorted(np.unique(point_track[point_track >= 0]).tolist()),
+                            self.cfg.min_votes)
+        point_class = self.class_ids[out.probs[point_voxel].argmax(1)]
+        structure = np.where(np.isin(point_class, STRUCTURE), point_class, 0).astype(np.int32)
+        normals = estimate_normals(xyz, GeometricConfig().normal_radius)
+        segments, class_ids, scores, idents = [], [], [], []
+        for tid in np.unique(point_track[point_track >= 0]):
+            members = np.flatnonzero(point_track == tid)
+            if len(members) < GeometricConfig().min_object_points:
+                continue
+            segments.append(describe(xyz, rgb, normals, members))
+            class_ids.append(int(cls[tid]))
+            scores.append(float(score[tid]))
+            if self.joint:
+                idents.append(ids.get(int(tid), 0))
+        if self.joint:
+            identities = idents
+        self.timings = {"network": network, "instances": time.perf_counter() - start}
+        return Segmentation(structure, segments, class_ids, scores, normals, identities)
+
+    def _tracks(self, out: NetworkOutput):
+        """Track per voxel, and class and score per track."""
+        coords = out.vox.coords[:, 2:]
+        labels = out.probs.argmax(1)
+        is_object = ~np.isin(self.class_ids[labels], STRUCTURE)
+        rows = np.flatnonzero(is_object)
+        cluster = np.full(len(coords), -1, np.int64)
+        cluster[rows] = cluster_embeddings(out.emb[rows], self.cfg)
+        track = tracks_from_clusters(coords, out.epoch, cluster, self.cfg)
+        track = fill_unassigned(coords, out.epoch, track, is_object, self.cfg.fill_reach)
+        n = int(track.max()) + 1 if (track >= 0).any() else 0
+        object_probs = out.probs.copy()
+        object_probs[:, np.isin(self.class_ids, STRUCTURE)] = 0.0
+        sums = np.zeros((n, out.probs.shape[1]))
+        np.add.at(sums, track[track >= 0], object_probs[track >= 0])
+        counts = np.bincount(track[track >= 0], minlength=n)
+        best = sums.argmax(1) if n else np.zeros(0, np.int64)
+        cls = self.class_ids[best]
+        score = sums[np.arange(n), best] / np.maximum(counts, 1)
+        return track, cls, score

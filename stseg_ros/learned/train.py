@@ -1,0 +1,135 @@
+"""``stseg train``: fit the 4D network on generated datasets.
+
+Deterministic (sample ``i`` and the learning rate at step ``i`` depend only
+on the seed and ``i``; the model starts from ``torch.manual_seed(seed)``)
+and resumable: ``OUT/checkpoint.pt`` holds the model, the optimiser and the
+step, written every ``checkpoint_every`` steps, and a rerun with the same
+OUT continues from it. ``OUT/log.jsonl`` gets one line of losses per
+``log_every`` steps; ``OUT/weights.pt`` is the shipped form (float16,
+loadable without running code) with the training facts in its ``info``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from stseg_ros.learned.data import SampleConfig, load_scenes, make_sample
+from stseg_ros.learned.losses import cross_time_contrast, discriminative_loss, semantic_loss
+from stseg_ros.learned.model import ModelConfig, UNet4D, save_weights
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    iterations: int = 2000
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    warmup: int = 100
+    seed: int = 0
+    contrast_weight: float = 0.5
+    checkpoint_every: int = 50
+    log_every: int = 10
+    sample: SampleConfig = field(default_factory=SampleConfig)
+
+
+def learning_rate(cfg: TrainConfig, step: int) -> float:
+    """Linear warm-up, then cosine decay to 1 % of ``lr``."""
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    done = (step - cfg.warmup) / max(cfg.iterations - cfg.warmup, 1)
+    return cfg.lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(done, 1.0))))
+
+
+def losses(model: UNet4D, sample, device: str) -> dict[str, torch.Tensor]:
+    coords = torch.from_numpy(sample.coords).to(device)
+    logits, emb = model(coords, torch.from_numpy(sample.feats).to(device))
+    instance = torch.from_numpy(sample.instance).to(device)
+    return {"semantic": semantic_loss(logits, torch.from_numpy(sample.semantic).to(device)),
+            "instance": discriminative_loss(emb, instance),
+            "contrast": cross_time_contrast(emb, instance, coords[:, 1])}
+
+
+def train(datasets: list[Path], out: Path, cfg: TrainConfig = TrainConfig(),
+          model_cfg: ModelConfig | None = None, device: str = "cpu", progress: bool = True,
+          log: Callable[[str], None] = print) -> Path:
+    """Train (or continue training) into ``out``; returns the weights file."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    model_cfg = model_cfg or ModelConfig()
+    torch.manual_seed(cfg.seed)
+    model = UNet4D(model_cfg).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    step = 0
+    ckpt_path = out / "checkpoint.pt"
+    if ckpt_path.is_file():
+        ckpt = torch.load(ckpt_path, map_location=device, weights_only=True)
+        if ckpt["config"] != model_cfg.to_dict() or ckpt["train"]["seed"] != cfg.seed:
+            raise ValueError(f"{ckpt_path} was written with another model config or seed; "
+                             "use another --out or delete it")
+        model.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        step = int(ckpt["step"])
+        log(f"resuming from step {step} of {cfg.iterations} ({ckpt_path})")
+    scenes = load_scenes(datasets, model_cfg.voxel, model_cfg.class_ids, progress)
+    if not scenes:
+        raise ValueError("the training datasets hold no scenes")
+    log(f"{len(scenes)} scenes, {sum(len(s) for s in scenes)} epochs; "
+        f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters")
+    model.train()
+    bar = tqdm(total=cfg.iterations, initial=step, unit="it", desc="training",
+               disable=not progress)
+    running: dict[str, list[float]] = {}
+    start = time.perf_counter()
+    with (out / "log.jsonl").open("a") as log_file:
+        while step < cfg.iterations:
+            for group in opt.param_groups:
+                group["lr"] = learning_rate(cfg, step)
+            sample = make_sample(scenes, cfg.seed, step, model_cfg.voxel, cfg.sample)
+            parts = losses(model, sample, device)
+            total = parts["semantic"] + parts["instance"] + cfg.contrast_weight * parts["contrast"]
+            opt.zero_grad(set_to_none=True)
+            total.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            opt.step()
+            step += 1
+            for k, v in parts.items():
+                running.setdefault(k, []).append(float(v.detach()))
+            bar.update(1)
+            if step % cfg.log_every == 0 or step == cfg.iterations:
+                means = {k: round(float(np.mean(v)), 4) for k, v in running.items()}
+                bar.set_postfix(means)
+                log_file.write(json.dumps({"step": step, "lr": learning_rate(cfg, step - 1),
+                                           "voxels": len(sample.coords), **means,
+                                           "seconds": round(time.perf_counter() - start, 1)})
+                               + "\n")
+                log_file.flush()
+                running.clear()
+            if step % cfg.checkpoint_every == 0 or step == cfg.iterations:
+                tmp = ckpt_path.with_suffix(".tmp")
+                torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(),
+                            "step": step, "config": model_cfg.to_dict(),
+                            "train": _plain(asdict(cfg))}, tmp)
+                tmp.replace(ckpt_path)             # never a half-written checkpoint
+    bar.close()
+    weights = out / "weights.pt"
+    save_weights(weights, model, {"iterations": cfg.iterations, "train": _plain(asdict(cfg)),
+                                  "datasets": [str(d) for d in datasets]})
+    log(f"wrote {weights}")
+    return weights
+
+
+def _plain(value):
+    """Dataclass dicts as JSON-like data (tuples become lists)."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value

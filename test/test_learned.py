@@ -1,0 +1,149 @@
+"""The learned 4D segmenter's parts: voxels, losses, 4D instances and identities,
+safe weights, and deterministic, resumable training."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from stseg_ros.learned.instances import reconcile, tracks_from_clusters
+from stseg_ros.learned.losses import cross_time_contrast, discriminative_loss
+from stseg_ros.learned.model import ModelConfig, UNet4D, build_model, load_weights, save_weights
+from stseg_ros.learned.voxels import voxel_mode, voxelize
+
+SMALL = ModelConfig(channels=(8, 16, 16), time_sharing=(0.0, 0.5, 1.0), embed_dim=4)
+
+
+def test_voxel_features_ignore_a_revisit_s_exposure():
+    rng = np.random.default_rng(0)
+    xyz = rng.uniform(0, 2, (5000, 3))
+    rgb = rng.integers(40, 160, (5000, 3)).astype(np.uint8)
+    dark = (rgb * 0.7).astype(np.uint8)
+    a, b = voxelize(xyz, rgb, 0.05), voxelize(xyz, dark, 0.05)
+    assert np.array_equal(a.coords, b.coords)
+    assert np.abs(a.feats - b.feats).max() < 0.03          # only rounding differs
+    assert (a.point_voxel < len(a.coords)).all()
+    with pytest.raises(ValueError, match="not finite"):
+        voxelize(np.r_[xyz, [[np.nan, 0, 0]]], np.r_[rgb, [[0, 0, 0]]], 0.05)
+
+
+def test_voxel_mode_takes_the_most_frequent_label():
+    point_voxel = np.array([0, 0, 0, 1, 1, 2])
+    labels = np.array([7, 3, 7, 4, 5, 9])
+    assert voxel_mode(point_voxel, labels, 3).tolist() == [7, 4, 9]   # a tie: the smaller
+
+
+def test_discriminative_loss_is_zero_only_for_tight_separate_instances():
+    emb = torch.tensor([[0.0, 0], [0.1, 0], [5, 5], [5.1, 5]])
+    inst = torch.tensor([1, 1, 2, 2])
+    assert discriminative_loss(emb, inst, reg=0.0) == 0.0
+    merged = torch.tensor([[0.0, 0], [0.1, 0], [0.2, 0], [0.3, 0]])
+    assert discriminative_loss(merged, inst, reg=0.0) > 1.0
+    loose = torch.tensor([[0.0, 0], [2.0, 0], [5, 5], [5.1, 5]])
+    assert discriminative_loss(loose, inst, reg=0.0) > 0.0
+
+
+def test_cross_time_contrast_prefers_the_same_object_across_epochs():
+    inst = torch.tensor([1, 2, 1, 2])
+    epoch = torch.tensor([0, 0, 1, 1])
+    right = torch.tensor([[1.0, 0], [0, 1.0], [1.0, 0.1], [0.1, 1.0]])
+    swapped = torch.tensor([[1.0, 0], [0, 1.0], [0.1, 1.0], [1.0, 0.1]])
+    assert cross_time_contrast(right, inst, epoch) < cross_time_contrast(swapped, inst, epoch)
+
+
+def _blob(centre, n=40):
+    g = np.stack(np.meshgrid(range(4), range(5), range(2), indexing="ij"), -1).reshape(-1, 3)
+    return g[:n] + np.asarray(centre)
+
+
+def test_one_cluster_two_look_alikes_one_moved_gives_two_linked_tracks():
+    # epoch 0: chairs A at (0,0) and B at (20,0); epoch 1: A stays, B moved to (20,30);
+    # the embedding cannot tell them apart (one cluster)
+    parts = [(_blob((0, 0, 0)), 0), (_blob((20, 0, 0)), 0),
+             (_blob((0, 0, 0)), 1), (_blob((20, 30, 0)), 1)]
+    coords = np.concatenate([p for p, _ in parts])
+    epoch = np.concatenate([np.full(len(p), t) for p, t in parts])
+    track = tracks_from_clusters(coords, epoch, np.zeros(len(coords), np.int64))
+    a0, b0, a1, b1 = (track[i * 40] for i in range(4))
+    assert a0 == a1 and b0 == b1 and a0 != b0
+
+
+def test_a_cluster_spanning_epochs_is_one_track_even_far_away():
+    coords = np.concatenate([_blob((0, 0, 0)), _blob((60, 60, 0))])
+    epoch = np.r_[np.zeros(40), np.ones(40)].astype(np.int64)
+    track = tracks_from_clusters(coords, epoch, np.zeros(80, np.int64))
+    assert len(set(track.tolist())) == 1
+
+
+def test_reconcile_gives_each_persistent_id_to_one_track():
+    track = np.array([0, 0, 0, 1, 1, 1, 2, 2, -1])
+    stored = np.array([5, 5, 6, 5, 5, 0, 0, 0, 9])
+    ids = reconcile(track, stored, [0, 1, 2])
+    assert sorted(ids.values()) == [5, 6] or sorted(ids.values()) == [5]
+    assert len(set(ids.values())) == len(ids)
+    assert 2 not in ids                          # its past points carried no id
+    assert reconcile(track, stored, [0, 1, 2], min_votes=0.9) == {}
+
+
+def test_weights_round_trip_and_refuse_code(tmp_path):
+    torch.manual_seed(0)
+    model = UNet4D(SMALL).eval()
+    path = tmp_path / "w.pt"
+    save_weights(path, model, {"note": "test"})
+    loaded = load_weights(path)
+    assert loaded.config == SMALL and loaded.info == {"note": "test"}
+    coords = torch.tensor([[0, 0, x, y, 0] for x in range(6) for y in range(6)])
+    feats = torch.randn(len(coords), 5)
+    with torch.no_grad():
+        a = model(coords, feats)
+        b = build_model(loaded)(coords, feats)
+    for x, y in zip(a, b, strict=True):
+        assert torch.allclose(x, y, atol=1e-2)               # float16 storage
+
+    class Evil:
+        def __reduce__(self):
+            return (exec, (f"open({str(tmp_path / 'pwned')!r}, 'w').write('ran')",))
+
+    evil = tmp_path / "evil.pt"
+    evil.write_bytes(pickle.dumps({"format": "stseg_ros.unet4d", "x": Evil()}, protocol=2))
+    with pytest.raises(ValueError, match="not a stseg_ros weights file"):
+        load_weights(evil)
+    assert not (tmp_path / "pwned").exists()
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"some": torch.zeros(2)}, foreign)
+    with pytest.raises(ValueError, match="not a stseg_ros weights file"):
+        load_weights(foreign)
+
+
+@pytest.fixture(scope="module")
+def tiny_dataset(tmp_path_factory):
+    from stseg_ros.datasets.generate import GenerateConfig, generate_dataset
+
+    root = tmp_path_factory.mktemp("train") / "ds"
+    generate_dataset(root, GenerateConfig(seed=3, revisits=2, frames=0), progress=False)
+    return root
+
+
+def test_training_is_deterministic_and_resumes_exactly(tiny_dataset, tmp_path):
+    from stseg_ros.learned.data import SampleConfig
+    from stseg_ros.learned.train import TrainConfig, train
+
+    def run(out, iterations):
+        cfg = TrainConfig(iterations=iterations, warmup=2, checkpoint_every=2, log_every=1,
+                          sample=SampleConfig(crop=2.0))
+        return load_weights(train([tiny_dataset], out, cfg, SMALL, progress=False,
+                                  log=lambda _: None))
+
+    straight = run(tmp_path / "a", 4)
+    run(tmp_path / "b", 2)
+    resumed = run(tmp_path / "b", 4)                  # picks up the step-2 checkpoint
+    for k, v in straight.state.items():
+        assert torch.equal(v, resumed.state[k]), k
+    lines = (tmp_path / "b" / "log.jsonl").read_text().splitlines()
+    assert len(lines) == 4 and '"step": 4' in lines[-1]
+    with pytest.raises(ValueError, match="another model config"):
+        train([tiny_dataset], tmp_path / "b", TrainConfig(iterations=6), ModelConfig(),
+              progress=False, log=lambda _: None)
