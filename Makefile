@@ -45,11 +45,20 @@ $(STAMPS)/interfaces: $(INTERFACES) CMakeLists.txt package.xml tools/generate_in
 
 setup: system-deps $(STAMPS)/interfaces
 
+# MinkowskiEngine, the optional sparse backend, for the backend equivalence
+# tests: no wheels exist, so pip builds it (CPU only, about 10 min on 2 cores,
+# once: pip caches the wheel). It still imports numpy.distutils, which needs
+# the standard library's distutils.
+$(STAMPS)/minkowski: requirements-minkowski.txt $(STAMPS)/requirements | system-deps
+	SETUPTOOLS_USE_DISTUTILS=stdlib MAX_JOBS=$$(nproc) $(PY) -m pip install --quiet \
+	  --no-deps --no-build-isolation -r requirements-minkowski.txt
+	@touch $@
+
 lint: setup
 	$(VENV)/bin/ruff check .
 
-pytest: setup
-	$(PY) -m pytest
+pytest: setup $(STAMPS)/minkowski
+	STSEG_REQUIRE_MINKOWSKI=1 $(PY) -m pytest
 
 test: lint pytest
 

@@ -4,12 +4,13 @@
 #   cmake ninja-build g++  generate the msg/srv interfaces
 #   python3-venv           create the virtual environment (Debian's own Python)
 #   python3-dev            Python.h, for the generated interfaces' C extensions
+#   libopenblas-dev        BLAS for building MinkowskiEngine (make test only)
 #
 # Usage: tools/install_system_deps.sh [PYTHON]   (default python3.11)
 set -euo pipefail
 
 python=${1:-python3.11}
-packages=(libusb-1.0-0 cmake ninja-build g++)
+packages=(libusb-1.0-0 cmake ninja-build g++ libopenblas-dev)
 missing=()
 # Debian splits venv/ensurepip and the C headers out of its Python; other
 # Python builds (pyenv, conda) ship them and need neither package.
