@@ -19,6 +19,7 @@ import numpy as np
 from stseg_ros.core.classes import class_id, class_name
 from stseg_ros.datasets.layout import EpochResult, FormatError, open_dataset, read_epoch_result
 from stseg_ros.metrics.changes import ChangeCounts, score_epoch_changes
+from stseg_ros.metrics.history import HistoryScores, object_histories
 from stseg_ros.metrics.instance_ap import class_aps, summarize
 from stseg_ros.metrics.overlap import EpochOverlap, pair_counts
 from stseg_ros.metrics.registration import relative_error
@@ -76,12 +77,14 @@ def evaluate(dataset: Path, predictions: Path, progress: bool = False) -> dict:
         raise FormatError(f"{predictions}: not a directory")
     scans, temporal, changes = [], [], ChangeCounts()
     switches = 0
+    histories = HistoryScores()
     registration = []
     for scene in tqdm(index.scenes, desc="scoring", unit="scene", disable=not progress):
         s = load_scene(dataset, predictions, scene, index)
         scans.extend(e.scan() for e in s.epochs)
         tracked = relabel_identical_groups(s.epochs, s.groups)
         temporal.append(temporal_scan(tracked))
+        histories.add(temporal[-1], object_histories(s.truth), STRUCTURE_CLASSES)
         switches += id_switches(tracked)
         for t in range(1, len(s.epochs)):
             changes.add(score_epoch_changes(s.truth[t].changes, s.predicted[t].changes,
@@ -114,7 +117,8 @@ def evaluate(dataset: Path, predictions: Path, progress: bool = False) -> dict:
         "changes": {"true_positives": changes.true_positives,
                     "false_positives": changes.false_positives,
                     "false_negatives": changes.false_negatives},
-        "per_class": per_class, "registration": registration}
+        "per_class": per_class, "by_history": histories.report(),
+        "registration": registration}
     return metrics
 
 
@@ -145,6 +149,11 @@ def format_metrics(metrics: dict) -> str:
             lines.append(f"{name:<16} " + " ".join(
                 f"{num(row[k]):>7}" for k in ("mAP", "AP50", "AP25", "t_mAP", "t_AP50",
                                               "t_AP25")))
+    if details.get("by_history"):
+        lines += ["", f"{'history':<16} {'objects':>7} {'t_rec50':>7} {'t_IoU':>7}"]
+        for kind, row in details["by_history"].items():
+            lines.append(f"{kind:<16} {row['objects']:>7} {row['t_recall50']:>7.3f} "
+                         f"{row['mean_t_iou']:>7.3f}")
     if "changes" in details:
         c = details["changes"]
         lines.append(f"\nchanges: {c['true_positives']} found, {c['false_positives']} false, "
