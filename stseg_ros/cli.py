@@ -135,7 +135,17 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 def _cmd_bench(args: argparse.Namespace) -> int:
     import json
 
-    if args.what == "ingest":
+    if args.what == "segmentation":
+        from stseg_ros.bench.segmentation import bench_segmentation, format_segmentation
+
+        try:
+            result = bench_segmentation(args.revisits, args.points, device=args.device,
+                                        backend=args.sparse_backend, weights=args.weights)
+        except (FileNotFoundError, ValueError, ImportError) as err:
+            print(f"stseg bench: {err}", file=sys.stderr)
+            return 2
+        print(format_segmentation(result))
+    elif args.what == "ingest":
         from stseg_ros.bench.ingest import bench_ingest, format_ingest
 
         result = bench_ingest(args.rate, args.seconds, args.revisits, args.fusion_rate,
@@ -186,8 +196,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     try:
         summary = run_dataset(args.dataset, args.out, args.db, args.segmenter,
-                              log=lambda line: print(line, flush=True))
-    except (FormatError, MemoryFileError, ValueError, RuntimeError) as err:
+                              log=lambda line: print(line, flush=True), device=args.device,
+                              backend=args.sparse_backend, weights=args.weights)
+    except (FormatError, MemoryFileError, ValueError, RuntimeError, FileNotFoundError,
+            ImportError) as err:
         print(f"stseg run: {err}", file=sys.stderr)
         return 2
     changes = ", ".join(f"{n} {k}" for k, n in sorted(summary.changes.items())) or "none"
@@ -200,8 +212,27 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    from stseg_ros.datasets.layout import FormatError
+    from stseg_ros.learned.data import SampleConfig
+    from stseg_ros.learned.train import TrainConfig, train
+
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    cfg = TrainConfig(iterations=args.iterations, seed=args.seed, lr=args.lr,
+                      sample=SampleConfig(crop=args.crop))
+    try:
+        train([Path(d) for d in args.datasets], Path(args.out), cfg, device=args.device,
+              progress=not args.quiet, log=lambda line: print(line, flush=True))
+    except (FormatError, ValueError) as err:
+        print(f"stseg train: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _cmd_train_classifier(args: argparse.Namespace) -> int:
     import json
-    from pathlib import Path
 
     from stseg_ros.mapping.training import train_classifier
 
@@ -300,8 +331,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_generate)
 
-    p = verbs.add_parser("bench", help="measure generation speed, registration accuracy or "
-                                       "ingest throughput",
+    p = verbs.add_parser("bench", help="measure generation speed, registration accuracy, "
+                                       "ingest throughput or 4D segmentation speed",
                          description="generation: generate one frame-mode room and a few "
                                      "fast-mode scenes into a temporary directory and report "
                                      "wall-clock times. registration: register every revisit "
@@ -309,8 +340,11 @@ def build_parser() -> argparse.ArgumentParser:
                                      "distribution. ingest: stream 640x480 RGB-D at --rate "
                                      "into the accumulator and mapper processes while the "
                                      "mapper works and count fused, thinned and dropped "
-                                     "frames.")
-    p.add_argument("what", nargs="?", choices=("generation", "registration", "ingest"),
+                                     "frames. segmentation: time the learned 4D segmenter "
+                                     "on --revisits epochs of --points points and report "
+                                     "peak memory.")
+    p.add_argument("what", nargs="?",
+                   choices=("generation", "registration", "ingest", "segmentation"),
                    default="generation")
     p.add_argument("--rate", type=float, default=30.0,
                    help="ingest: camera frame rate in Hz (default 30)")
@@ -320,6 +354,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ingest: the accumulator's max_fusion_rate_hz (default: its own, 15; "
                         "0 fuses every frame)")
     p.add_argument("--seeds", type=int, default=10, help="registration: seeds 0..N-1 (10)")
+    p.add_argument("--points", type=int, default=100_000,
+                   help="segmentation: points per epoch (default 100000)")
+    p.add_argument("--device", default="cpu", help="segmentation: cpu or cuda")
+    p.add_argument("--sparse-backend", choices=("torch", "minkowski"), default="torch",
+                   help="segmentation: sparse convolution backend")
+    p.add_argument("--weights", help="segmentation: weights (default: the shipped ones)")
     p.add_argument("--frames", type=int, default=300, help="frames per revisit (default 300)")
     p.add_argument("--revisits", type=int, default=3, help="revisits (default 3)")
     p.add_argument("--fast-scenes", type=int, default=5, help="fast-mode scenes (default 5)")
@@ -328,7 +368,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_bench)
 
-    p = verbs.add_parser("train", help="train the geometric segmenter's cluster classifier",
+    p = verbs.add_parser("train", help="train the learned 4D segmenter",
+                         description="Train the 4D network on generated datasets (stseg "
+                                     "generate --frames 0): samples of 1-3 epochs of a scene, "
+                                     "semantic, discriminative-embedding and cross-time "
+                                     "contrastive losses. Deterministic for a seed; rerun with "
+                                     "the same --out to resume. Writes OUT/weights.pt, "
+                                     "OUT/checkpoint.pt and OUT/log.jsonl.")
+    p.add_argument("datasets", nargs="+", help="training dataset directories")
+    p.add_argument("--out", required=True, help="run directory")
+    p.add_argument("--iterations", type=int, default=2000, help="steps (default 2000)")
+    p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (default 2e-3)")
+    p.add_argument("--crop", type=float, default=4.0,
+                   help="side of the square training window in m (default 4.0)")
+    p.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads (default: torch's)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_train)
+
+    p = verbs.add_parser("train-classifier",
+                         help="train the geometric segmenter's cluster classifier",
                          description="Generate fast-mode scenes, segment them as stseg run "
                                      "does, label each cluster with its majority true class "
                                      "and fit the random forest; prints the model card "
@@ -340,7 +400,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="scenes after the training ones to measure accuracy on (default 10)")
     p.add_argument("--revisits", type=int, default=2, help="revisits per scene (default 2)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=_cmd_train)
+    p.set_defaults(func=_cmd_train_classifier)
 
     p = verbs.add_parser("run", help="map the revisits of a dataset offline",
                          description="Fuse (bags) or read (fast mode) each revisit's scan, "
@@ -352,8 +412,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="prediction directory")
     p.add_argument("--db", help="object memory SQLite file (default PRED/scene_XXX/memory.db; "
                                 "with several scenes, one file per scene next to it)")
-    p.add_argument("--segmenter", default="geometric", help="segmenter (default geometric)")
+    p.add_argument("--segmenter", default="auto",
+                   help="auto (default): the learned 4D segmenter when its weights are "
+                        "installed, else geometric; learned; geometric; learned-per-epoch: the "
+                        "same network on each revisit alone, identities by geometric association")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument("--sparse-backend", choices=("torch", "minkowski"), default="torch",
+                   help="sparse convolution of learned segmenters (minkowski needs "
+                        "MinkowskiEngine; same results)")
+    p.add_argument("--weights", help="weights of learned segmenters (default: the shipped "
+                                     "stseg_ros/data/unet4d.pt; stseg train writes others)")
     p.set_defaults(func=_cmd_run)
 
     p = verbs.add_parser("eval", help="score predictions against a dataset's ground truth",

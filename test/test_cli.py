@@ -11,7 +11,7 @@ import pytest
 from stseg_ros.cli import build_parser, main
 
 VERBS = ["demo", "replay", "serve", "watch", "query", "generate", "run", "eval", "bench",
-         "train"]
+         "train", "train-classifier"]
 
 
 def test_every_verb_has_help(capsys):
@@ -66,9 +66,15 @@ def test_train_writes_a_loadable_classifier_and_its_card(tmp_path, capsys):
     from stseg_ros.mapping.classifier import ClusterClassifier
 
     out = tmp_path / "model.npz"
-    assert main(["train", "--out", str(out), "--seeds", "1", "--held-out", "0",
+    assert main(["train-classifier", "--out", str(out), "--seeds", "1", "--held-out", "0",
                  "--quiet"]) == 0
     card = json.loads(capsys.readouterr().out.split("\nwrote")[0])
     assert card["clusters"] > 5 and 0 < card["train_accuracy"] <= 1
     model = ClusterClassifier.load(out)
     assert len(model.roots) == 100
+
+
+def test_train_of_a_missing_dataset_is_a_clear_error(tmp_path, capsys):
+    assert main(["train", str(tmp_path / "nowhere"), "--out", str(tmp_path / "run"),
+                 "--quiet"]) == 2
+    assert "stseg train:" in capsys.readouterr().err

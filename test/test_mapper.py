@@ -179,6 +179,7 @@ def test_run_killed_after_its_first_revisit_resumes(mapped, tmp_path, python):
     proc = subprocess.Popen([python, "-m", "stseg_ros.cli", "run", str(mapped / "ds"),
                              "--out", str(out)], stdout=subprocess.PIPE, text=True)
     try:
+        assert proc.stdout.readline().startswith("segmenter: ")
         first = proc.stdout.readline()
         assert "epoch_00" in first
         proc.send_signal(signal.SIGKILL)            # somewhere in epoch_01 or between

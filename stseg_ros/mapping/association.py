@@ -148,7 +148,8 @@ class Association:
 
 def associate(segments: list[Segment], classes: list[int], scan_xyz: np.ndarray,
               known: list[Known], cfg: AssociationConfig = AssociationConfig(),
-              seen_now: EmptyPlaces | None = None) -> Association:
+              seen_now: EmptyPlaces | None = None,
+              proposed: dict[int, int] | None = None) -> Association:
     """Match this epoch's segments to known objects.
 
     Three Hungarian rounds: in place by point overlap; elsewhere by shape and
@@ -156,6 +157,10 @@ def associate(segments: list[Segment], classes: list[int], scan_xyz: np.ndarray,
     object whose place is empty is matched more loosely to a segment of its
     class elsewhere (it was moved, not removed and another one added, and a
     moved object is often seen from another side).
+
+    ``proposed`` (segment index -> known id, from a segmenter that tracks
+    identities) replaces the rounds; what moved, and which unmatched objects'
+    places are empty, is still measured here.
     """
     n, m = len(segments), len(known)
     overlap = np.zeros((n, m))
@@ -168,18 +173,24 @@ def associate(segments: list[Segment], classes: list[int], scan_xyz: np.ndarray,
             hit = owner[idx[np.isfinite(dist)]]
             counts = np.bincount(hit, minlength=m)
             overlap[i] = np.maximum(counts / len(s.points), counts / sizes)
-    cost = np.where(overlap >= cfg.min_overlap, 1.0 - overlap, BIG)
-    matched = {r: known[c].id for r, c in _hungarian(cost)}
-    in_place = set(matched)
-    shape = np.array([[shape_distance(s, k.segment) for k in known] for s in segments]
-                     ).reshape(n, m)
-    _match_by_shape(matched, shape, classes, known, range(m), cfg.moved_shape)
+    column = {k.id: j for j, k in enumerate(known)}
+    if proposed is not None:
+        matched = dict(proposed)
+        in_place = {i for i, kid in matched.items() if overlap[i, column[kid]] >= cfg.min_overlap}
+    else:
+        cost = np.where(overlap >= cfg.min_overlap, 1.0 - overlap, BIG)
+        matched = {r: known[c].id for r, c in _hungarian(cost)}
+        in_place = set(matched)
+        shape = np.array([[shape_distance(s, k.segment) for k in known] for s in segments]
+                         ).reshape(n, m)
+        _match_by_shape(matched, shape, classes, known, range(m), cfg.moved_shape)
     vacated: list[int] = []
     if seen_now is not None:
         used = set(matched.values())
         vacated = [j for j in range(m) if known[j].id not in used
                    and seen_now.empty(known[j].segment, cfg)]
-        _match_by_shape(matched, shape, classes, known, vacated, cfg.vacated_shape)
+        if proposed is None:
+            _match_by_shape(matched, shape, classes, known, vacated, cfg.vacated_shape)
     by_id = {k.id: k for k in known}
     moved = {kid for i, kid in matched.items()
              if _moved(scan_xyz[segments[i].points], segments[i], by_id[kid],

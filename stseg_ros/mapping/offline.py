@@ -84,11 +84,13 @@ def prediction_from_memory(memory: ObjectMemory, epoch: int,
     return EpochResult(class_id, instance_id, instances, changes, entry.map_from_odom)
 
 
-def run_dataset(dataset: Path, out: Path, db: Path | None = None, segmenter: str = "geometric",
-                log: Callable[[str], None] = print) -> RunSummary:
+def run_dataset(dataset: Path, out: Path, db: Path | None = None, segmenter: str = "auto",
+                log: Callable[[str], None] = print, device: str = "cpu",
+                backend: str = "torch", weights: Path | None = None) -> RunSummary:
     dataset, out = Path(dataset), Path(out)
     index = open_dataset(dataset)
-    seg = make_segmenter(segmenter)
+    seg = make_segmenter(segmenter, device, backend, weights)
+    log(f"segmenter: {seg.name}")
     summary = RunSummary()
     for scene in index.scenes:
         (out / scene).mkdir(parents=True, exist_ok=True)

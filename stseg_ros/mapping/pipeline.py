@@ -118,7 +118,10 @@ class Mapper:
         entry = EpochEntry(epoch, True, transform, label, stamp_ns, fitness, rmse, len(xyz))
         empty = np.zeros(len(xyz), dtype=np.int32)
         start = time.perf_counter()
-        seg = self.segmenter.segment(xyz, rgb)
+        if getattr(self.segmenter, "temporal", False):
+            seg = self.segmenter.segment(xyz, rgb, history=self._history())
+        else:
+            seg = self.segmenter.segment(xyz, rgb)
         timings["segmentation"] = time.perf_counter() - start
 
         start = time.perf_counter()
@@ -137,10 +140,14 @@ class Mapper:
         return EpochOutcome(epoch, True, transform, reason, instance_id, class_id,
                             objects, changes, timings)
 
+    def _history(self) -> list[EpochPoints]:
+        """The stored segmented clouds of the registered epochs, oldest first."""
+        return [p for e in self.memory.epochs() if e.registered
+                and (p := self.memory.points(e.index)) is not None]
+
     def _seen_before(self) -> np.ndarray | None:
         """Every point earlier registered revisits saw (map frame), or None at the start."""
-        clouds = [p.xyz for e in self.memory.epochs() if e.registered
-                  and (p := self.memory.points(e.index)) is not None]
+        clouds = [p.xyz for p in self._history()]
         return np.concatenate(clouds) if clouds else None
 
     def _update(self, epoch: int, xyz: np.ndarray, seg):
@@ -149,8 +156,13 @@ class Mapper:
         stored = {o.id: o for o in self.memory.objects()}
         active = [k for k in known.values()
                   if stored.get(k.id) and stored[k.id].state != ObjectState.REMOVED]
+        proposed = None
+        if seg.identities is not None:        # the segmenter tracked them (4D model)
+            proposed = {i: oid for i, oid in enumerate(seg.identities) if oid in known}
+            back = set(proposed.values()) - {k.id for k in active}    # seen again
+            active += [known[oid] for oid in sorted(back)]
         assoc = associate(seg.segments, seg.class_ids, xyz, active, self.assoc_cfg,
-                          EmptyPlaces(xyz))
+                          EmptyPlaces(xyz), proposed)
         earlier = self._seen_before() if assoc.new else None   # only new segments ask
         seen_before = EmptyPlaces(earlier) if earlier is not None else None
         next_id = max([*stored, 0]) + 1

@@ -2,7 +2,9 @@
 
 A segmenter turns one registered scan (map frame) into structure labels and
 object segments with a class and a score. Identities across epochs are the
-association stage's job unless a segmenter provides them (a 4D model can).
+association stage's job unless a segmenter provides them: a ``temporal``
+segmenter (the 4D model) also receives the stored past epochs and returns
+the persistent id of each segment (0 for a new object).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ class Segmentation:
     class_ids: list[int]
     scores: list[float]
     normals: np.ndarray | None = None
-    identities: list[int] | None = None   # persistent ids, if the segmenter tracks them
+    identities: list[int] | None = None   # persistent id per segment (0: new), if tracked
     extra: dict = field(default_factory=dict)
 
 
@@ -37,6 +39,7 @@ class GeometricSegmenter:
     """Structure by planes, objects by DBSCAN, classes by a small trained classifier."""
 
     name = "geometric"
+    temporal = False
 
     def __init__(self, cfg: GeometricConfig | None = None,
                  classifier: ClusterClassifier | None = None) -> None:
@@ -58,11 +61,27 @@ class GeometricSegmenter:
                             normals)
 
 
-SEGMENTERS = {"geometric": GeometricSegmenter}
+SEGMENTERS = ("auto", "geometric", "learned", "learned-per-epoch")
 
 
-def make_segmenter(name: str):
-    """A segmenter by name; unknown names list what exists."""
+def default_segmenter() -> str:
+    """The learned 4D segmenter when its weights are installed, else geometric."""
+    from stseg_ros.learned.segmenter import weights_available
+
+    return "learned" if weights_available() else "geometric"
+
+
+def make_segmenter(name: str = "auto", device: str = "cpu", backend: str = "torch",
+                   weights: str | None = None):
+    """A segmenter by name (``auto``: ``default_segmenter()``); unknown names list
+    what exists. ``device``, ``backend`` and ``weights`` (default: the shipped
+    ones) apply to the learned ones."""
     if name not in SEGMENTERS:
         raise ValueError(f"unknown segmenter {name!r}; available: {', '.join(SEGMENTERS)}")
-    return SEGMENTERS[name]()
+    if name == "auto":
+        name = default_segmenter()
+    if name == "geometric":
+        return GeometricSegmenter()
+    from stseg_ros.learned.segmenter import LearnedSegmenter
+
+    return LearnedSegmenter(weights, device, backend, joint=name == "learned")

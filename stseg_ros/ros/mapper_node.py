@@ -63,11 +63,19 @@ class MapperNode(Node):
                 description="SQLite object memory; created if missing, reloaded if "
                             "present")).value
         segmenter = self.declare_parameter(
-            "segmenter", "geometric", ParameterDescriptor(
-                description="Segmenter of each revisit (stseg run --segmenter)")).value
+            "segmenter", "auto", ParameterDescriptor(
+                description="Segmenter of each revisit (stseg run --segmenter); auto: the "
+                            "learned 4D one when its weights are installed")).value
         self.device = self.declare_parameter(
             "device", "cpu", ParameterDescriptor(
                 description="Device of learned segmenters: cpu or cuda")).value
+        backend = self.declare_parameter(
+            "sparse_backend", "torch", ParameterDescriptor(
+                description="Sparse convolution of learned segmenters: torch or "
+                            "minkowski (needs MinkowskiEngine)")).value
+        weights = self.declare_parameter(
+            "weights", "", ParameterDescriptor(
+                description="Weights of learned segmenters; empty: the shipped ones")).value
         self.map_frame = self.declare_parameter(
             "map_frame", "map", ParameterDescriptor(
                 description="Frame of everything published (REP 105 map)")).value
@@ -82,7 +90,8 @@ class MapperNode(Node):
         # connections belong to one thread: the worker opens its own.
         with ObjectMemory(self.db_path) as memory:
             epochs, objects = len(memory.epoch_indices()), len(memory.objects())
-        self._segmenter = make_segmenter(segmenter)
+        self._segmenter = make_segmenter(segmenter, self.device, backend,
+                                         weights or None)
         self.memory: ObjectMemory | None = None
         self.publisher = MapPublisher(self, self.map_frame)
         self._cloud_pub = self.create_publisher(PointCloud2, "~/segmented_cloud", MAP_STATE_QOS)
@@ -92,7 +101,7 @@ class MapperNode(Node):
         self._worker = threading.Thread(target=self._work, name="mapper", daemon=True)
         self._worker.start()
         self.get_logger().info(f"object memory {self.db_path}: {epochs} epoch(s), {objects} "
-                               f"object(s); segmenter {segmenter}")
+                               f"object(s); segmenter {self._segmenter.name}")
 
     def _work(self) -> None:
         self.memory = ObjectMemory(self.db_path)
