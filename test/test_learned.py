@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from stseg_ros.learned.instances import reconcile, tracks_from_clusters
+from stseg_ros.learned.instances import link_moved, reconcile, tracks_from_clusters
 from stseg_ros.learned.losses import cross_time_contrast, discriminative_loss
 from stseg_ros.learned.model import ModelConfig, UNet4D, build_model, load_weights, save_weights
 from stseg_ros.learned.voxels import voxel_mode, voxelize
@@ -76,6 +76,24 @@ def test_a_cluster_spanning_epochs_is_one_track_even_far_away():
     epoch = np.r_[np.zeros(40), np.ones(40)].astype(np.int64)
     track = tracks_from_clusters(coords, epoch, np.zeros(80, np.int64))
     assert len(set(track.tolist())) == 1
+
+
+def test_a_moved_object_is_linked_by_embedding_only_where_its_old_place_was_seen():
+    old, new, other = _blob((0, 0, 0)), _blob((30, 0, 0)), _blob((0, 40, 0))
+    floor = np.array([(x, y, -1) for x in range(-2, 6) for y in range(-2, 7)])
+    coords = np.concatenate([old, other, new, floor])
+    epoch = np.r_[np.zeros(80), np.ones(40 + len(floor))].astype(np.int64)
+    track = np.r_[np.zeros(40), np.full(40, 1), np.full(40, 2),
+                  np.full(len(floor), -1)].astype(np.int64)
+    emb = np.zeros((len(coords), 4))
+    emb[:40, 0] = emb[80:120, 0] = 1.0           # old and new look alike
+    emb[40:80, 1] = 1.0
+    cls = np.array([5, 5, 5])
+    linked = link_moved(track, epoch, emb, cls, 1, coords)
+    assert (linked[80:120] == 0).all() and (linked[40:80] == 1).all()
+    unseen = link_moved(track[:120], epoch[:120], emb[:120], cls, 1, coords[:120])
+    assert (unseen[80:120] == 2).all()           # its old place was out of view
+    assert (link_moved(track, epoch, emb, np.array([5, 5, 7]), 1, coords)[80:120] == 2).all()
 
 
 def test_reconcile_gives_each_persistent_id_to_one_track():
@@ -147,3 +165,28 @@ def test_training_is_deterministic_and_resumes_exactly(tiny_dataset, tmp_path):
     with pytest.raises(ValueError, match="another model config"):
         train([tiny_dataset], tmp_path / "b", TrainConfig(iterations=6), ModelConfig(),
               progress=False, log=lambda _: None)
+
+
+def test_the_shipped_weights_are_the_default_segmenter_and_bench_reports_speed():
+    from stseg_ros.bench.segmentation import bench_segmentation, format_segmentation
+    from stseg_ros.learned.segmenter import shipped_weights
+    from stseg_ros.mapping.segmenter import make_segmenter
+
+    assert shipped_weights().is_file()
+    assert make_segmenter().name == "learned"
+    assert make_segmenter("learned-per-epoch").temporal is False
+    result = bench_segmentation(revisits=2, points=20_000, repeats=1)
+    assert result["points_per_epoch"] == [20_000, 20_000]
+    assert result["objects_found"] > 0 and result["seconds"]["total"] > 0
+    assert result["peak_rss_mib"] > 0
+    assert "4D segmentation of T=2 epochs" in format_segmentation(result)
+
+
+def test_missing_weights_and_cuda_without_a_gpu_are_clear_errors(tmp_path):
+    from stseg_ros.learned.segmenter import LearnedSegmenter
+
+    with pytest.raises(FileNotFoundError, match="no weights"):
+        LearnedSegmenter(tmp_path / "none.pt")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA device"):
+            LearnedSegmenter(device="cuda")

@@ -192,3 +192,20 @@ def test_run_killed_after_its_first_revisit_resumes(mapped, tmp_path, python):
     with ObjectMemory(out / "scene_000" / "memory.db") as memory:
         assert memory.epoch_indices() == [0, 1]
     assert main(["eval", str(mapped / "ds"), str(out), "--quiet"]) == 0
+
+
+def test_identities_from_a_tracking_segmenter_replace_matching_but_moves_are_measured():
+    rng = np.random.default_rng(4)
+    chair, table = ((0.5, 0.5, 0.9), (200, 30, 30)), ((1.6, 0.8, 0.75), (90, 60, 30))
+    xyz0, rgb0, m0 = _scene([((1, 1), *chair), ((3, 3), *table)], rng)
+    before = _segments(xyz0, rgb0, m0)
+    known = [Known(1, before[0], 5, xyz0[m0[0]]), Known(2, before[1], 7, xyz0[m0[1]])]
+    xyz1, rgb1, m1 = _scene([((1, 3.5), *chair)], rng)        # chair moved, table gone
+    now = _segments(xyz1, rgb1, m1)
+    # a 4D segmenter says segment 0 is object 1: taken as is, and the move measured
+    assoc = associate(now, [5], xyz1, known, seen_now=EmptyPlaces(xyz1), proposed={0: 1})
+    assert assoc.matched == {0: 1} and assoc.moved == {1}
+    assert assoc.missing == [2] and assoc.vacated == {2}       # the table's place is empty
+    # without a proposal the segment is new, even where shape matching would find it
+    alone = associate(now, [5], xyz1, known, proposed={})
+    assert alone.new == [0] and not alone.matched

@@ -1,13 +1,20 @@
 """From network outputs to 4D instances (tracks) and persistent identities.
 
 1. Object voxels (semantic argmax not wall/floor/ceiling) of ALL epochs are
-   clustered together in embedding space with HDBSCAN (SSEN): one cluster is
-   one identity, whichever epochs it spans.
-2. A cluster can hold look-alikes that the embedding cannot tell apart (two
-   identical chairs). Within each epoch it is split into spatially connected
-   components, and components are chained across epochs by nearest centroid
-   (Hungarian); each chain is a *track*, the 4D instance.
-3. ``reconcile`` gives tracks the persistent ids of the object memory: a track
+   clustered together with HDBSCAN (SSEN) in a union space of the instance
+   embedding, the map position and the class probabilities (FreeGS), without
+   the epoch: an object that stayed put is one cluster spanning the epochs,
+   and a sofa against a cabinet is two.
+2. A cluster can hold look-alikes side by side. Within each epoch it is split
+   into spatially connected components; components of a size comparable to
+   the largest are separate objects, smaller ones join the nearest of those.
+   Components are chained across epochs by nearest centroid (Hungarian);
+   each chain is a *track*, the 4D instance.
+3. Objects that moved are in different clusters before and after. Tracks seen
+   only in the newest epoch are linked to tracks not seen in it by their
+   mean embeddings (what the cross-time contrastive loss trains): same
+   class, cosine similarity above ``link_similarity``, Hungarian.
+4. ``reconcile`` gives tracks the persistent ids of the object memory: a track
    takes the id most of its points carried in the stored past epochs, each id
    going to at most one track.
 """
@@ -28,32 +35,41 @@ class InstanceConfig:
     min_cluster_size: int = 20      # voxels, HDBSCAN
     min_samples: int = 5
     max_fit: int = 12000            # voxels HDBSCAN sees; the rest join their nearest
+    xyz_weight: float = 1.0         # union space: embedding units per metre...
+    class_weight: float = 2.0       # ...and per unit of object-class probability
     link: float = 1.8               # voxels closer than this (in voxel units) connect
     min_component: int = 12         # voxels; smaller pieces join a neighbour or vanish
+    split_share: float = 0.4        # a component this share of the largest is an object
+    link_similarity: float = 0.8    # cosine similarity of mean embeddings to link a move
     fill_reach: float = 2.5         # voxel units, unclustered object voxels join within
     min_votes: float = 0.2          # share of a track's past points an id must hold
 
 
-def cluster_embeddings(emb: np.ndarray, cfg: InstanceConfig = InstanceConfig(),
-                       seed: int = 0) -> np.ndarray:
-    """Cluster label per row (-1: noise). Fits HDBSCAN on at most ``max_fit``
-    rows (a fixed random subset) and gives every other row the label of its
-    nearest fitted row in embedding space."""
+def cluster_union(emb: np.ndarray, xyz: np.ndarray, probs: np.ndarray,
+                  cfg: InstanceConfig = InstanceConfig(), seed: int = 0) -> np.ndarray:
+    """Cluster label per voxel (-1: noise) in the union space of embedding,
+    position (m) and class probabilities. HDBSCAN sees at most ``max_fit``
+    voxels (a fixed random subset, with the minimum cluster size scaled to
+    match); every other voxel takes the label of its nearest fitted voxel in
+    that space."""
     from sklearn.cluster import HDBSCAN
 
     n = len(emb)
     if n < cfg.min_cluster_size:
         return np.full(n, -1, np.int64)
+    space = np.concatenate([emb, xyz * cfg.xyz_weight, probs * cfg.class_weight],
+                           axis=1).astype(np.float32)
     fit = np.arange(n)
     if n > cfg.max_fit:
         fit = np.sort(np.random.default_rng(seed).choice(n, cfg.max_fit, replace=False))
-    labels_fit = HDBSCAN(min_cluster_size=cfg.min_cluster_size, min_samples=cfg.min_samples,
-                         copy=True).fit_predict(emb[fit])
+    size = max(5, round(cfg.min_cluster_size * len(fit) / n))
+    labels_fit = HDBSCAN(min_cluster_size=size, min_samples=min(cfg.min_samples, size),
+                         copy=True).fit_predict(space[fit])
     labels = np.full(n, -1, np.int64)
     labels[fit] = labels_fit
     if len(fit) < n:
         rest = np.setdiff1d(np.arange(n), fit)
-        _, nearest = cKDTree(emb[fit]).query(emb[rest])
+        _, nearest = cKDTree(space[fit]).query(space[rest])
         labels[rest] = labels_fit[nearest]
     return labels
 
@@ -80,10 +96,16 @@ def tracks_from_clusters(coords: np.ndarray, epoch: np.ndarray, cluster: np.ndar
             rows = np.flatnonzero((cluster == c) & (epoch == t))
             comp = _components(coords[rows].astype(np.float64), cfg.link)
             ids, sizes = np.unique(comp, return_counts=True)
-            big = [i for i, s in zip(ids, sizes, strict=True) if s >= cfg.min_component]
-            if not big and len(ids):
+            floor = max(cfg.min_component, cfg.split_share * sizes.max())
+            big = [int(i) for i, s in zip(ids, sizes, strict=True) if s >= floor]
+            if not big:
                 big = [int(ids[np.argmax(sizes)])]     # a small object: its largest piece
             cents = [coords[rows[comp == i]].mean(0) for i in big]
+            for i in ids:                              # small pieces join the nearest object
+                if int(i) not in big:
+                    piece = coords[rows[comp == i]].mean(0)
+                    comp[comp == i] = big[int(np.argmin([np.linalg.norm(piece - c)
+                                                         for c in cents]))]
             assigned = [-1] * len(big)
             if heads:
                 cost = np.array([[np.linalg.norm(ct - h[1]) for h in heads] for ct in cents])
@@ -114,6 +136,46 @@ def fill_unassigned(coords: np.ndarray, epoch: np.ndarray, track: np.ndarray,
         hit = np.isfinite(dist)
         track[need[hit]] = track[have[idx[hit]]]
     return track
+
+
+def place_seen(coords: np.ndarray, epoch: np.ndarray, rows: np.ndarray, newest: int,
+               share: float = 0.5) -> bool:
+    """Whether epoch ``newest`` saw the place of voxels ``rows`` (of an earlier
+    epoch): it has voxels in at least ``share`` of their (x, y) columns."""
+    columns = {tuple(c) for c in coords[rows, :2].tolist()}
+    now = {tuple(c) for c in coords[epoch == newest, :2].tolist()}
+    return len(columns & now) >= share * len(columns)
+
+
+def link_moved(track: np.ndarray, epoch: np.ndarray, emb: np.ndarray, cls: np.ndarray,
+               newest: int, coords: np.ndarray,
+               cfg: InstanceConfig = InstanceConfig()) -> np.ndarray:
+    """Join tracks seen only in epoch ``newest`` to tracks not seen in it whose
+    place that epoch saw (so they left it: moved) when their mean embeddings
+    agree: same class (``cls`` per track), cosine similarity at least
+    ``link_similarity``, one-to-one (Hungarian). A track whose place was not
+    seen may simply be out of view, and is not a candidate."""
+    ids = np.unique(track[track >= 0])
+    if len(ids) < 2:
+        return track
+    seen_now = {int(t) for t in np.unique(track[(epoch == newest) & (track >= 0)])}
+    seen_before = {int(t) for t in np.unique(track[(epoch != newest) & (track >= 0)])}
+    fresh = sorted(seen_now - seen_before)
+    gone = [t for t in sorted(seen_before - seen_now)
+            if place_seen(coords, epoch, np.flatnonzero(track == t), newest)]
+    if not fresh or not gone:
+        return track
+    keep = track >= 0
+    mean = np.zeros((int(ids.max()) + 1, emb.shape[1]))
+    np.add.at(mean, track[keep], emb[keep])
+    mean /= np.maximum(np.linalg.norm(mean, axis=1, keepdims=True), 1e-9)
+    sim = mean[fresh] @ mean[gone].T
+    sim[cls[fresh][:, None] != cls[gone][None, :]] = -1.0
+    out = track.copy()
+    for a, b in zip(*linear_sum_assignment(-sim), strict=True):
+        if sim[a, b] >= cfg.link_similarity:
+            out[track == fresh[a]] = gone[b]
+    return out
 
 
 def reconcile(track_of_point: np.ndarray, stored_id: np.ndarray, tracks: list[int],

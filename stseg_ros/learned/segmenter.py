@@ -19,8 +19,9 @@ import torch
 
 from stseg_ros.learned.instances import (
     InstanceConfig,
-    cluster_embeddings,
+    cluster_union,
     fill_unassigned,
+    link_moved,
     reconcile,
     tracks_from_clusters,
 )
@@ -72,11 +73,15 @@ class LearnedSegmenter:
         self.model = build_model(checkpoint, backend, device)
         self.info = checkpoint.info
         self.device, self.joint, self.window = device, joint, window
-        self.temporal = joint               # the mapper hands a temporal segmenter history
         self.name = "learned" if joint else "learned-per-epoch"
         self.cfg = instances or InstanceConfig()
         self.class_ids = np.asarray(self.model.cfg.class_ids)
         self.timings: dict[str, float] = {}
+
+    @property
+    def temporal(self) -> bool:
+        """The mapper hands a temporal segmenter the stored epochs."""
+        return self.joint
 
     def segment(self, xyz: np.ndarray, rgb: np.ndarray, history=()) -> Segmentation:
         """Segment the scan ``xyz`` (map frame); ``history`` is the stored past
@@ -91,12 +96,10 @@ class LearnedSegmenter:
         now = len(past)
         point_voxel = out.vox.point_voxel[now]
         point_track = track[point_voxel]
-        identities = None
-        if self.joint:
-            track_of_past = [track[pv] for pv in out.vox.point_voxel[:now]]
-            ids = reconcile(np.concatenate(track_of_past) if past else np.zeros(0, np.int64),
-                            np.concatenate([p.instance_id for p in past]) if past
-                            else np.zeros(0, np.int32),
+        ids: dict[int, int] = {}            # track -> persistent id, from the past epochs
+        if past:
+            ids = reconcile(np.concatenate([track[pv] for pv in out.vox.point_voxel[:now]]),
+                            np.concatenate([p.instance_id for p in past]),
                             sorted(np.unique(point_track[point_track >= 0]).tolist()),
                             self.cfg.min_votes)
         point_class = self.class_ids[out.probs[point_voxel].argmax(1)]
@@ -110,12 +113,10 @@ class LearnedSegmenter:
             segments.append(describe(xyz, rgb, normals, members))
             class_ids.append(int(cls[tid]))
             scores.append(float(score[tid]))
-            if self.joint:
-                idents.append(ids.get(int(tid), 0))
-        if self.joint:
-            identities = idents
+            idents.append(ids.get(int(tid), 0))
         self.timings = {"network": network, "instances": time.perf_counter() - start}
-        return Segmentation(structure, segments, class_ids, scores, normals, identities)
+        return Segmentation(structure, segments, class_ids, scores, normals,
+                            idents if self.joint else None)
 
     def _tracks(self, out: NetworkOutput):
         """Track per voxel, and class and score per track."""
@@ -124,9 +125,21 @@ class LearnedSegmenter:
         is_object = ~np.isin(self.class_ids[labels], STRUCTURE)
         rows = np.flatnonzero(is_object)
         cluster = np.full(len(coords), -1, np.int64)
-        cluster[rows] = cluster_embeddings(out.emb[rows], self.cfg)
+        centres = (coords[rows] + 0.5) * self.model.cfg.voxel
+        object_probs = out.probs[rows][:, ~np.isin(self.class_ids, STRUCTURE)]
+        cluster[rows] = cluster_union(out.emb[rows], centres, object_probs, self.cfg)
         track = tracks_from_clusters(coords, out.epoch, cluster, self.cfg)
         track = fill_unassigned(coords, out.epoch, track, is_object, self.cfg.fill_reach)
+        cls, score = self._classes(out, track)
+        if self.joint and len(out.epochs) > 1:
+            track = link_moved(track, out.epoch, out.emb, cls, len(out.epochs) - 1, coords,
+                               self.cfg)
+            cls, score = self._classes(out, track)
+        return track, cls, score
+
+    def _classes(self, out: NetworkOutput, track: np.ndarray):
+        """Class (NYU40) and score of each track id: the object class with the
+        highest summed probability over its voxels, and its mean probability."""
         n = int(track.max()) + 1 if (track >= 0).any() else 0
         object_probs = out.probs.copy()
         object_probs[:, np.isin(self.class_ids, STRUCTURE)] = 0.0
@@ -134,6 +147,4 @@ class LearnedSegmenter:
         np.add.at(sums, track[track >= 0], object_probs[track >= 0])
         counts = np.bincount(track[track >= 0], minlength=n)
         best = sums.argmax(1) if n else np.zeros(0, np.int64)
-        cls = self.class_ids[best]
-        score = sums[np.arange(n), best] / np.maximum(counts, 1)
-        return track, cls, score
+        return self.class_ids[best], sums[np.arange(n), best] / np.maximum(counts, 1)
