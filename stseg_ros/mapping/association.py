@@ -159,8 +159,9 @@ def associate(segments: list[Segment], classes: list[int], scan_xyz: np.ndarray,
     moved object is often seen from another side).
 
     ``proposed`` (segment index -> known id, from a segmenter that tracks
-    identities) replaces the rounds; what moved, and which unmatched objects'
-    places are empty, is still measured here.
+    identities) is taken as it is and replaces the shape rounds; segments
+    without a proposal may still match a remaining object in place. What
+    moved, and which unmatched objects' places are empty, is measured here.
     """
     n, m = len(segments), len(known)
     overlap = np.zeros((n, m))
@@ -174,13 +175,17 @@ def associate(segments: list[Segment], classes: list[int], scan_xyz: np.ndarray,
             counts = np.bincount(hit, minlength=m)
             overlap[i] = np.maximum(counts / len(s.points), counts / sizes)
     column = {k.id: j for j, k in enumerate(known)}
+    cost = np.where(overlap >= cfg.min_overlap, 1.0 - overlap, BIG)
     if proposed is not None:
         matched = dict(proposed)
-        in_place = {i for i, kid in matched.items() if overlap[i, column[kid]] >= cfg.min_overlap}
+        taken = [column[kid] for kid in matched.values()]
+        cost[list(matched)] = BIG            # proposed segments and objects are settled
+        cost[:, taken] = BIG
     else:
-        cost = np.where(overlap >= cfg.min_overlap, 1.0 - overlap, BIG)
-        matched = {r: known[c].id for r, c in _hungarian(cost)}
-        in_place = set(matched)
+        matched = {}
+    matched.update({r: known[c].id for r, c in _hungarian(cost)})
+    in_place = {i for i, kid in matched.items() if overlap[i, column[kid]] >= cfg.min_overlap}
+    if proposed is None:
         shape = np.array([[shape_distance(s, k.segment) for k in known] for s in segments]
                          ).reshape(n, m)
         _match_by_shape(matched, shape, classes, known, range(m), cfg.moved_shape)
