@@ -412,10 +412,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="prediction directory")
     p.add_argument("--db", help="object memory SQLite file (default PRED/scene_XXX/memory.db; "
                                 "with several scenes, one file per scene next to it)")
-    p.add_argument("--segmenter", default="auto",
-                   help="auto (default): the learned 4D segmenter when its weights are "
-                        "installed, else geometric; learned; geometric; learned-per-epoch: the "
-                        "same network on each revisit alone, identities by geometric association")
+    p.add_argument("--segmenter", default="geometric",
+                   help="geometric (default); learned: the 4D network over this revisit and "
+                        "the stored ones; learned-per-epoch: the same network on each revisit "
+                        "alone, identities by geometric association")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--sparse-backend", choices=("torch", "minkowski"), default="torch",
                    help="sparse convolution of learned segmenters (minkowski needs "

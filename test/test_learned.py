@@ -167,13 +167,13 @@ def test_training_is_deterministic_and_resumes_exactly(tiny_dataset, tmp_path):
               progress=False, log=lambda _: None)
 
 
-def test_the_shipped_weights_are_the_default_segmenter_and_bench_reports_speed():
+def test_the_shipped_weights_load_and_bench_reports_speed():
     from stseg_ros.bench.segmentation import bench_segmentation, format_segmentation
     from stseg_ros.learned.segmenter import shipped_weights
     from stseg_ros.mapping.segmenter import make_segmenter
 
     assert shipped_weights().is_file()
-    assert make_segmenter().name == "learned"
+    assert make_segmenter("learned").name == "learned"
     assert make_segmenter("learned-per-epoch").temporal is False
     result = bench_segmentation(revisits=2, points=20_000, repeats=1)
     assert result["points_per_epoch"] == [20_000, 20_000]

@@ -37,10 +37,6 @@ def shipped_weights() -> Path:
     return Path(str(files("stseg_ros.data").joinpath(DEFAULT_WEIGHTS)))
 
 
-def weights_available(path: Path | None = None) -> bool:
-    return (path or shipped_weights()).is_file()
-
-
 class NetworkOutput:
     """Per-voxel class probabilities and embeddings of a set of epochs."""
 

@@ -61,25 +61,16 @@ class GeometricSegmenter:
                             normals)
 
 
-SEGMENTERS = ("auto", "geometric", "learned", "learned-per-epoch")
+SEGMENTERS = ("geometric", "learned", "learned-per-epoch")
 
 
-def default_segmenter() -> str:
-    """The learned 4D segmenter when its weights are installed, else geometric."""
-    from stseg_ros.learned.segmenter import weights_available
-
-    return "learned" if weights_available() else "geometric"
-
-
-def make_segmenter(name: str = "auto", device: str = "cpu", backend: str = "torch",
+def make_segmenter(name: str = "geometric", device: str = "cpu", backend: str = "torch",
                    weights: str | None = None):
-    """A segmenter by name (``auto``: ``default_segmenter()``); unknown names list
-    what exists. ``device``, ``backend`` and ``weights`` (default: the shipped
-    ones) apply to the learned ones."""
+    """A segmenter by name; unknown names list what exists. ``device``,
+    ``backend`` and ``weights`` (default: the shipped ones) apply to the
+    learned ones."""
     if name not in SEGMENTERS:
         raise ValueError(f"unknown segmenter {name!r}; available: {', '.join(SEGMENTERS)}")
-    if name == "auto":
-        name = default_segmenter()
     if name == "geometric":
         return GeometricSegmenter()
     from stseg_ros.learned.segmenter import LearnedSegmenter

@@ -63,9 +63,9 @@ class MapperNode(Node):
                 description="SQLite object memory; created if missing, reloaded if "
                             "present")).value
         segmenter = self.declare_parameter(
-            "segmenter", "auto", ParameterDescriptor(
-                description="Segmenter of each revisit (stseg run --segmenter); auto: the "
-                            "learned 4D one when its weights are installed")).value
+            "segmenter", "geometric", ParameterDescriptor(
+                description="Segmenter of each revisit (stseg run --segmenter): geometric, "
+                            "learned or learned-per-epoch")).value
         self.device = self.declare_parameter(
             "device", "cpu", ParameterDescriptor(
                 description="Device of learned segmenters: cpu or cuda")).value
