@@ -87,7 +87,7 @@ def _components(coords: np.ndarray, reach: float) -> np.ndarray:
 def tracks_from_clusters(coords: np.ndarray, epoch: np.ndarray, cluster: np.ndarray,
                          cfg: InstanceConfig = InstanceConfig()) -> np.ndarray:
     """Track id per voxel (-1: none). ``coords`` (V, 3) voxel indices, ``epoch``
-    (V,), ``cluster`` (V,) from ``cluster_embeddings`` (-1 ignored)."""
+    (V,), ``cluster`` (V,) from ``cluster_union`` (-1 ignored)."""
     track = np.full(len(coords), -1, np.int64)
     next_track = 0
     for c in np.unique(cluster[cluster >= 0]):

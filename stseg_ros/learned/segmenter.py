@@ -72,6 +72,7 @@ class LearnedSegmenter:
         self.name = "learned" if joint else "learned-per-epoch"
         self.cfg = instances or InstanceConfig()
         self.class_ids = np.asarray(self.model.cfg.class_ids)
+        self.is_structure = np.isin(self.class_ids, STRUCTURE)    # per network class
         self.timings: dict[str, float] = {}
 
     @property
@@ -96,15 +97,17 @@ class LearnedSegmenter:
         if past:
             ids = reconcile(np.concatenate([track[pv] for pv in out.vox.point_voxel[:now]]),
                             np.concatenate([p.instance_id for p in past]),
-                            sorted(np.unique(point_track[point_track >= 0]).tolist()),
+                            np.unique(point_track[point_track >= 0]).tolist(),
                             self.cfg.min_votes)
-        point_class = self.class_ids[out.probs[point_voxel].argmax(1)]
-        structure = np.where(np.isin(point_class, STRUCTURE), point_class, 0).astype(np.int32)
-        normals = estimate_normals(xyz, GeometricConfig().normal_radius)
+        point_label = out.probs[point_voxel].argmax(1)
+        structure = np.where(self.is_structure[point_label], self.class_ids[point_label],
+                             0).astype(np.int32)
+        geometric = GeometricConfig()
+        normals = estimate_normals(xyz, geometric.normal_radius)
         segments, class_ids, scores, idents = [], [], [], []
         for tid in np.unique(point_track[point_track >= 0]):
             members = np.flatnonzero(point_track == tid)
-            if len(members) < GeometricConfig().min_object_points:
+            if len(members) < geometric.min_object_points:
                 continue
             segments.append(describe(xyz, rgb, normals, members))
             class_ids.append(int(cls[tid]))
@@ -117,12 +120,11 @@ class LearnedSegmenter:
     def _tracks(self, out: NetworkOutput):
         """Track per voxel, and class and score per track."""
         coords = out.vox.coords[:, 2:]
-        labels = out.probs.argmax(1)
-        is_object = ~np.isin(self.class_ids[labels], STRUCTURE)
+        is_object = ~self.is_structure[out.probs.argmax(1)]
         rows = np.flatnonzero(is_object)
         cluster = np.full(len(coords), -1, np.int64)
         centres = (coords[rows] + 0.5) * self.model.cfg.voxel
-        object_probs = out.probs[rows][:, ~np.isin(self.class_ids, STRUCTURE)]
+        object_probs = out.probs[rows][:, ~self.is_structure]
         cluster[rows] = cluster_union(out.emb[rows], centres, object_probs, self.cfg)
         track = tracks_from_clusters(coords, out.epoch, cluster, self.cfg)
         track = fill_unassigned(coords, out.epoch, track, is_object, self.cfg.fill_reach)
@@ -138,7 +140,7 @@ class LearnedSegmenter:
         highest summed probability over its voxels, and its mean probability."""
         n = int(track.max()) + 1 if (track >= 0).any() else 0
         object_probs = out.probs.copy()
-        object_probs[:, np.isin(self.class_ids, STRUCTURE)] = 0.0
+        object_probs[:, self.is_structure] = 0.0
         sums = np.zeros((n, out.probs.shape[1]))
         np.add.at(sums, track[track >= 0], object_probs[track >= 0])
         counts = np.bincount(track[track >= 0], minlength=n)

@@ -118,14 +118,16 @@ class Mapper:
         entry = EpochEntry(epoch, True, transform, label, stamp_ns, fitness, rmse, len(xyz))
         empty = np.zeros(len(xyz), dtype=np.int32)
         start = time.perf_counter()
-        if getattr(self.segmenter, "temporal", False):
-            seg = self.segmenter.segment(xyz, rgb, history=self._history())
+        # a temporal segmenter reads the stored epochs; association reuses them
+        history = self._history() if getattr(self.segmenter, "temporal", False) else None
+        if history is not None:
+            seg = self.segmenter.segment(xyz, rgb, history=history)
         else:
             seg = self.segmenter.segment(xyz, rgb)
         timings["segmentation"] = time.perf_counter() - start
 
         start = time.perf_counter()
-        objects, changes, ids = self._update(epoch, xyz, seg)
+        objects, changes, ids = self._update(epoch, xyz, seg, history)
         instance_id = empty.copy()
         class_id = seg.structure.copy()
         for segment, oid, cid in zip(seg.segments, ids, seg.class_ids, strict=True):
@@ -145,13 +147,16 @@ class Mapper:
         return [p for e in self.memory.epochs() if e.registered
                 and (p := self.memory.points(e.index)) is not None]
 
-    def _seen_before(self) -> np.ndarray | None:
-        """Every point earlier registered revisits saw (map frame), or None at the start."""
-        clouds = [p.xyz for p in self._history()]
+    def _seen_before(self, history: list[EpochPoints] | None) -> np.ndarray | None:
+        """Every point earlier registered revisits saw (map frame), or None at the
+        start; ``history`` when already read, else read from the memory."""
+        clouds = [p.xyz for p in (history if history is not None else self._history())]
         return np.concatenate(clouds) if clouds else None
 
-    def _update(self, epoch: int, xyz: np.ndarray, seg):
-        """New object states, change events, and the persistent id of each segment."""
+    def _update(self, epoch: int, xyz: np.ndarray, seg,
+                history: list[EpochPoints] | None = None):
+        """New object states, change events, and the persistent id of each segment
+        (``history``: the stored epochs, if already read)."""
         known = self.known()
         stored = {o.id: o for o in self.memory.objects()}
         active = [k for k in known.values()
@@ -163,7 +168,7 @@ class Mapper:
             active += [known[oid] for oid in sorted(back)]
         assoc = associate(seg.segments, seg.class_ids, xyz, active, self.assoc_cfg,
                           EmptyPlaces(xyz), proposed)
-        earlier = self._seen_before() if assoc.new else None   # only new segments ask
+        earlier = self._seen_before(history) if assoc.new else None   # only new segments ask
         seen_before = EmptyPlaces(earlier) if earlier is not None else None
         next_id = max([*stored, 0]) + 1
         ids: list[int] = []

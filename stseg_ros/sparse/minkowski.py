@@ -25,7 +25,7 @@ import warnings
 
 import torch
 
-from stseg_ros.sparse.ops import coarser_coords, kernel_offsets
+from stseg_ros.sparse.ops import coarser, kernel_offsets
 from stseg_ros.sparse.tensor import MAX_EPOCHS, KeyIndex, SparseTensor, encode
 
 if not hasattr(collections, "Sequence"):
@@ -133,6 +133,21 @@ def kernel_permutation(kind: str) -> torch.Tensor:
     return perm
 
 
+def _run(kind: str, x: SparseTensor, level: _Level, out_key, out_rows: torch.Tensor,
+         size: int, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """One MinkowskiEngine convolution of ``kind`` over ``x`` (at ``level``) into
+    ``out_key``; the result in our row order (``out_rows``: our row of each of
+    its rows, ``size`` rows in all)."""
+    function = (MinkowskiConvolutionTransposeFunction if kind == "up"
+                else MinkowskiConvolutionFunction)
+    feats = x.feats.index_select(0, level.me_rows).float().cpu()
+    w = weight[kernel_permutation(kind).to(weight.device)].float().cpu()
+    out = function.apply(feats, w, _generator(kind), ConvolutionMode.DEFAULT, level.key,
+                         out_key, level.manager)
+    result = x.feats.new_zeros((size, weight.shape[2])).index_copy(0, out_rows, out.to(x.feats))
+    return result + bias if bias is not None else result
+
+
 class MinkowskiBackend:
     name = "minkowski"
 
@@ -140,31 +155,15 @@ class MinkowskiBackend:
         if weight.shape[0] != 27:
             raise ValueError("the MinkowskiEngine backend implements 3x3x3 convolutions only")
         lv = _level(x)
-        feats = x.feats.index_select(0, lv.me_rows).float().cpu()
-        w = weight[kernel_permutation("conv").to(weight.device)].float().cpu()
-        out = MinkowskiConvolutionFunction.apply(feats, w, _generator("conv"),
-                                                 ConvolutionMode.DEFAULT, lv.key, lv.key,
-                                                 lv.manager)
-        result = x.feats.new_zeros((len(x.coords), weight.shape[2]))
-        result = result.index_copy(0, lv.me_rows, out.to(result))
-        return x.replace(result + bias if bias is not None else result)
+        return x.replace(_run("conv", x, lv, lv.key, lv.me_rows, len(x.coords), weight, bias))
 
     def downsample(self, x, weight, bias=None):
         lv = _level(x)
         out_key = lv.manager.stride(lv.key, [2, 2, 2])
-        feats = x.feats.index_select(0, lv.me_rows).float().cpu()
-        w = weight[kernel_permutation("down").to(weight.device)].float().cpu()
-        out = MinkowskiConvolutionFunction.apply(feats, w, _generator("down"),
-                                                 ConvolutionMode.DEFAULT, lv.key, out_key,
-                                                 lv.manager)
-        if "coarser" not in x._cache:
-            x._cache["coarser"] = coarser_coords(x.coords)
-        coords, _ = x._cache["coarser"]
+        coords, _ = coarser(x)
         rows = _rows_of(lv.manager.get_coordinates(out_key), x.stride * 2, coords)
-        result = x.feats.new_zeros((len(coords), weight.shape[2]))
-        result = result.index_copy(0, rows, out.to(result))
-        coarse = SparseTensor(coords, result + bias if bias is not None else result,
-                              x.stride * 2)
+        coarse = SparseTensor(coords, _run("down", x, lv, out_key, rows, len(coords), weight,
+                                           bias), x.stride * 2)
         coarse._cache["minkowski"] = _Level(lv.manager, out_key, rows)
         return coarse
 
@@ -172,12 +171,5 @@ class MinkowskiBackend:
         lv_fine = _level(fine)
         if "minkowski" not in coarse._cache:
             raise ValueError("the coarse tensor did not come from this backend's downsample")
-        lv = coarse._cache["minkowski"]
-        feats = coarse.feats.index_select(0, lv.me_rows).float().cpu()
-        w = weight[kernel_permutation("up").to(weight.device)].float().cpu()
-        out = MinkowskiConvolutionTransposeFunction.apply(
-            feats, w, _generator("up"), ConvolutionMode.DEFAULT, lv.key, lv_fine.key,
-            lv.manager)
-        result = coarse.feats.new_zeros((len(fine.coords), weight.shape[2]))
-        result = result.index_copy(0, lv_fine.me_rows, out.to(result))
-        return fine.replace(result + bias if bias is not None else result)
+        return fine.replace(_run("up", coarse, coarse._cache["minkowski"], lv_fine.key,
+                                 lv_fine.me_rows, len(fine.coords), weight, bias))

@@ -65,6 +65,14 @@ def coarser_coords(coords: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return parent[first], inverse
 
 
+def coarser(x: SparseTensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``coarser_coords`` of a tensor's voxels, cached on it (its downsampling and
+    the upsampling back onto it share them)."""
+    if "coarser" not in x._cache:
+        x._cache["coarser"] = coarser_coords(x.coords)
+    return x._cache["coarser"]
+
+
 def _child_slot(coords: torch.Tensor) -> torch.Tensor:
     """Which of the 8 cells of its parent a voxel is, in ``kernel_offsets(2)`` order."""
     bit = torch.remainder(coords[:, 2:], 2)
@@ -75,9 +83,7 @@ def downsample(x: SparseTensor, weight: torch.Tensor,
                bias: torch.Tensor | None = None) -> SparseTensor:
     """Stride-2 convolution with a 2x2x2 kernel: out[q] = sum_k W[k]^T x[2q + k].
     ``weight`` is (8, C_in, C_out)."""
-    if "coarser" not in x._cache:
-        x._cache["coarser"] = coarser_coords(x.coords)
-    coords, parent = x._cache["coarser"]
+    coords, parent = coarser(x)
     slot = _child_slot(x.coords)
     out = x.feats.new_zeros((len(coords), weight.shape[2]))
     for k in range(8):
@@ -93,9 +99,7 @@ def upsample(coarse: SparseTensor, fine: SparseTensor, weight: torch.Tensor,
              bias: torch.Tensor | None = None) -> SparseTensor:
     """Transposed stride-2 convolution onto the voxels of ``fine``:
     out[2q + k] = W[k]^T coarse[q]. ``weight`` is (8, C_in, C_out)."""
-    if "coarser" not in fine._cache:
-        fine._cache["coarser"] = coarser_coords(fine.coords)
-    coords, parent = fine._cache["coarser"]
+    coords, parent = coarser(fine)
     if len(coords) != len(coarse.coords) or not torch.equal(coords, coarse.coords):
         raise ValueError("the coarse tensor is not the downsampled voxels of the fine one")
     slot = _child_slot(fine.coords)
