@@ -12,7 +12,7 @@ import torch
 from stseg_ros.learned.instances import link_moved, reconcile, tracks_from_clusters
 from stseg_ros.learned.losses import cross_time_contrast, discriminative_loss
 from stseg_ros.learned.model import ModelConfig, UNet4D, build_model, load_weights, save_weights
-from stseg_ros.learned.voxels import voxel_mode, voxelize
+from stseg_ros.learned.voxels import voxel_centres, voxel_mode, voxelize
 
 SMALL = ModelConfig(channels=(8, 16, 16), time_sharing=(0.0, 0.5, 1.0), embed_dim=4)
 
@@ -28,6 +28,14 @@ def test_voxel_features_ignore_a_revisit_s_exposure():
     assert (a.point_voxel < len(a.coords)).all()
     with pytest.raises(ValueError, match="not finite"):
         voxelize(np.r_[xyz, [[np.nan, 0, 0]]], np.r_[rgb, [[0, 0, 0]]], 0.05)
+
+
+def test_a_thin_floor_fills_one_voxel_layer():
+    rng = np.random.default_rng(1)
+    floor = np.c_[rng.uniform(0, 2, (4000, 2)), rng.normal(0, 0.003, 4000)]   # fused: +-3 mm
+    vox = voxelize(floor, np.full((4000, 3), 120, np.uint8), 0.05)
+    assert set(vox.coords[:, 2].tolist()) == {0}
+    assert np.allclose(voxel_centres(vox.coords, 0.05)[:, 2], 0.0)
 
 
 def test_voxel_mode_takes_the_most_frequent_label():
@@ -143,6 +151,31 @@ def tiny_dataset(tmp_path_factory):
     root = tmp_path_factory.mktemp("train") / "ds"
     generate_dataset(root, GenerateConfig(seed=3, revisits=2, frames=0), progress=False)
     return root
+
+
+def test_training_samples_keep_epochs_apart_and_labels_on_their_voxels(tiny_dataset):
+    from stseg_ros.datasets.layout import open_dataset, read_epoch_result
+    from stseg_ros.learned.data import SampleConfig, load_scenes, make_sample
+
+    classes = ModelConfig().class_ids
+    scenes = load_scenes([tiny_dataset], classes, progress=False)
+    truth = read_epoch_result(tiny_dataset / open_dataset(tiny_dataset).scenes[0] / "epoch_00")
+    true_class = {i: e.class_id for i, e in truth.instances.items()}
+    cfg = SampleConfig(crop=3.0, epoch_counts=(2,), epoch_weights=(1.0,))
+    sample = make_sample(scenes, seed=0, index=0, voxel=0.05, cfg=cfg)
+    again = make_sample(scenes, seed=0, index=0, voxel=0.05, cfg=cfg)
+    assert np.array_equal(sample.coords, again.coords)          # (seed, index) decides
+    assert set(sample.coords[:, 1].tolist()) == {0, 1}
+    assert len(np.unique(sample.coords, axis=0)) == len(sample.coords)
+    ids = [set(sample.instance[(sample.coords[:, 1] == t) & (sample.instance > 0)].tolist())
+           for t in (0, 1)]
+    assert ids[0] & ids[1]                    # persistent ids: the same objects in both
+    labelled = np.flatnonzero(np.isin(sample.instance, list(true_class)))
+    expected = [classes.index(true_class[i]) if true_class[i] in classes else -1
+                for i in sample.instance[labelled]]
+    assert (sample.semantic[labelled] == expected).mean() > 0.9
+    floor = sample.semantic == classes.index(2)
+    assert (sample.coords[floor, 4] == 0).mean() > 0.7       # the floor's own layer
 
 
 def test_training_is_deterministic_and_resumes_exactly(tiny_dataset, tmp_path):

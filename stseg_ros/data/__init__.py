@@ -1,1 +1,9 @@
 """Data files shipped with stseg_ros."""
+
+from importlib.resources import files
+from pathlib import Path
+
+
+def data_file(name: str) -> Path:
+    """Path of a file shipped in this package (it may be missing in a trimmed install)."""
+    return Path(str(files(__name__).joinpath(name)))

@@ -11,12 +11,12 @@ identities to the mapper's geometric association (the comparison baseline).
 from __future__ import annotations
 
 import time
-from importlib.resources import files
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from stseg_ros.data import data_file
 from stseg_ros.learned.instances import (
     InstanceConfig,
     cluster_union,
@@ -26,15 +26,13 @@ from stseg_ros.learned.instances import (
     tracks_from_clusters,
 )
 from stseg_ros.learned.model import STRUCTURE, UNet4D, build_model, load_weights
-from stseg_ros.learned.voxels import stack_epochs, voxelize
+from stseg_ros.learned.voxels import stack_epochs, voxel_centres, voxelize
 from stseg_ros.mapping.geometric import GeometricConfig, describe, estimate_normals
-from stseg_ros.mapping.segmenter import Segmentation
-
-DEFAULT_WEIGHTS = "unet4d.pt"
+from stseg_ros.mapping.segmenter import LEARNED_WEIGHTS, Segmentation
 
 
 def shipped_weights() -> Path:
-    return Path(str(files("stseg_ros.data").joinpath(DEFAULT_WEIGHTS)))
+    return data_file(LEARNED_WEIGHTS)
 
 
 class NetworkOutput:
@@ -123,7 +121,7 @@ class LearnedSegmenter:
         is_object = ~self.is_structure[out.probs.argmax(1)]
         rows = np.flatnonzero(is_object)
         cluster = np.full(len(coords), -1, np.int64)
-        centres = (coords[rows] + 0.5) * self.model.cfg.voxel
+        centres = voxel_centres(coords[rows], self.model.cfg.voxel)
         object_probs = out.probs[rows][:, ~self.is_structure]
         cluster[rows] = cluster_union(out.emb[rows], centres, object_probs, self.cfg)
         track = tracks_from_clusters(coords, out.epoch, cluster, self.cfg)

@@ -78,7 +78,7 @@ def train(datasets: list[Path], out: Path, cfg: TrainConfig = TrainConfig(),
         opt.load_state_dict(ckpt["optimizer"])
         step = int(ckpt["step"])
         log(f"resuming from step {step} of {cfg.iterations} ({ckpt_path})")
-    scenes = load_scenes(datasets, model_cfg.voxel, model_cfg.class_ids, progress)
+    scenes = load_scenes(datasets, model_cfg.class_ids, progress)
     if not scenes:
         raise ValueError("the training datasets hold no scenes")
     log(f"{len(scenes)} scenes, {sum(len(s) for s in scenes)} epochs; "

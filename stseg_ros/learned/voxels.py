@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 IN_CHANNELS = 5          # r, g, b (brightness-normalised, centred), height, 1
+GRID_SHIFT = np.array([0.0, 0.0, 0.5])     # in voxels: layer 0 spans z = +-voxel/2
 
 
 @dataclass
@@ -50,7 +51,7 @@ def voxelize(xyz: np.ndarray, rgb: np.ndarray, voxel: float) -> EpochVoxels:
     finite = np.isfinite(xyz).all(axis=1)
     if not finite.all():
         raise ValueError(f"{int((~finite).sum())} points are not finite")
-    cells = np.floor(xyz / voxel).astype(np.int64)
+    cells = np.floor(xyz / voxel + GRID_SHIFT).astype(np.int64)
     coords, inverse, counts = np.unique(cells, axis=0, return_inverse=True, return_counts=True)
     inverse = inverse.reshape(-1)
     sums = np.zeros((len(coords), 4))
@@ -58,6 +59,11 @@ def voxelize(xyz: np.ndarray, rgb: np.ndarray, voxel: float) -> EpochVoxels:
     means = sums / counts[:, None]
     return EpochVoxels(coords.astype(np.int32), voxel_features(means[:, :3], means[:, 3]),
                        inverse)
+
+
+def voxel_centres(coords: np.ndarray, voxel: float) -> np.ndarray:
+    """Map-frame centres (m) of voxels with indices ``coords`` (V, 3)."""
+    return (coords + 0.5 - GRID_SHIFT) * voxel
 
 
 def stack_epochs(epochs: list[EpochVoxels]) -> Voxels4D:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from stseg_ros.data import data_file
 from stseg_ros.mapping.classifier import ClusterClassifier
 from stseg_ros.mapping.geometric import (
     GeometricConfig,
@@ -62,13 +63,21 @@ class GeometricSegmenter:
 
 
 SEGMENTERS = ("geometric", "learned", "learned-per-epoch")
+LEARNED_WEIGHTS = "unet4d.pt"          # shipped in stseg_ros/data
 
 
-def make_segmenter(name: str = "geometric", device: str = "cpu", backend: str = "torch",
+def default_segmenter() -> str:
+    """``learned`` (the 4D network) where its weights are installed, as they
+    are with the package; ``geometric`` in an install without them."""
+    return "learned" if data_file(LEARNED_WEIGHTS).is_file() else "geometric"
+
+
+def make_segmenter(name: str | None = None, device: str = "cpu", backend: str = "torch",
                    weights: str | None = None):
-    """A segmenter by name; unknown names list what exists. ``device``,
-    ``backend`` and ``weights`` (default: the shipped ones) apply to the
-    learned ones."""
+    """A segmenter by name (None: ``default_segmenter()``); unknown names list
+    what exists. ``device``, ``backend`` and ``weights`` (default: the
+    shipped ones) apply to the learned ones."""
+    name = name or default_segmenter()
     if name not in SEGMENTERS:
         raise ValueError(f"unknown segmenter {name!r}; available: {', '.join(SEGMENTERS)}")
     if name == "geometric":
