@@ -209,3 +209,49 @@ def test_identities_from_a_tracking_segmenter_replace_matching_but_moves_are_mea
     # without a proposal the segment is new, even where shape matching would find it
     alone = associate(now, [5], xyz1, known, proposed={})
     assert alone.new == [0] and not alone.matched
+
+
+class _ScriptedSegmenter:
+    """Segments given as point sets with classes: the mapper's change rules
+    tested apart from any segmenter's mistakes."""
+
+    name, temporal = "scripted", False
+
+    def __init__(self) -> None:
+        self.script: list[tuple[np.ndarray, int]] = []
+
+    def segment(self, xyz, rgb):
+        from stseg_ros.mapping.segmenter import Segmentation
+
+        normals = estimate_normals(xyz, 0.08)
+        return Segmentation(np.zeros(len(xyz), np.int32),
+                            [describe(xyz, rgb, normals, m) for m, _ in self.script],
+                            [c for _, c in self.script], [0.9] * len(self.script), normals)
+
+
+def test_a_swinging_door_is_not_reported_moved_but_a_moved_chair_is(tmp_path):
+    from stseg_ros.core.classes import class_id
+    from stseg_ros.core.records import ChangeKind
+
+    rng = np.random.default_rng(5)
+    door, chair = class_id("door"), class_id("chair")
+    walls = [((0.0, 2.5), (0.1, 5.0, 2.2), (200, 200, 190)),
+             ((2.5, 0.0), (5.0, 0.1, 2.2), (180, 190, 200)),
+             ((4.0, 4.0), (1.6, 0.8, 0.75), (90, 60, 30))]            # and a table
+    chair_box = ((0.5, 0.5, 0.9), (200, 30, 30))
+    seg = _ScriptedSegmenter()
+    with ObjectMemory(tmp_path / "m.db") as memory:
+        mapper = Mapper(memory, seg)
+        ids = []
+        for door_angle, chair_at in ((0.0, (2.0, 2.0)), (40.0, (3.0, 1.2))):
+            xyz, rgb, members = _scene([*walls, ((1.5, 3.0), (0.9, 0.05, 2.0), (120, 80, 40)),
+                                        (chair_at, *chair_box)], rng)
+            hinge = np.array([1.05, 3.0, 0.0])
+            xyz[members[3]] = _turned(xyz[members[3]], hinge, door_angle)
+            seg.script = [(members[3], door), (members[4], chair)]
+            outcome = mapper.process(FusedScan.single(xyz, rgb))
+            assert outcome.registered, outcome.reason
+            ids.append([int(outcome.instance_id[m].max()) for m in members[3:]])
+        assert ids[0] == ids[1]                         # both kept their identity
+        moved = {c.object_id for c in memory.changes(1) if c.kind == ChangeKind.MOVED}
+        assert moved == {ids[1][1]}                     # the chair, not the door

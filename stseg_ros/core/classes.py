@@ -28,3 +28,13 @@ def class_id(name: str) -> int:
     if key not in _IDS_BY_NAME:
         raise ValueError(f"unknown NYU40 class name {name!r}")
     return _IDS_BY_NAME[key]
+
+
+# Parts of the building: a door swings and a window opens, but neither moves or
+# changes identity, so neither is ever reported as moved.
+FIXTURES = ("door", "window")
+
+
+def is_fixture(class_id: int) -> bool:
+    """Whether an NYU40 class is a fixture (``FIXTURES``)."""
+    return class_name(class_id) in FIXTURES

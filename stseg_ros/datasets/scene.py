@@ -18,7 +18,6 @@ from stseg_ros.core.pointcloud import planar_pose
 from stseg_ros.core.records import yaw_difference
 from stseg_ros.datasets.furniture import AGAINST_WALL, FAMILIES, Part, Style
 
-FIXTURES = ("door", "window")  # instances that never move or change identity
 ROOM_KINDS = {
     # class -> (min, max) count; identical=True builds all copies from one style
     "living room": [("sofa", 1, 1), ("table", 1, 1), ("chair", 2, 4), ("television", 0, 1),

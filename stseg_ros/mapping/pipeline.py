@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from stseg_ros.core.classes import class_name
+from stseg_ros.core.classes import class_name, is_fixture
 from stseg_ros.core.records import ChangeKind, ChangeRecord, ObjectRecord, ObjectState, Pose
 from stseg_ros.mapping.association import (
     AssociationConfig,
@@ -179,7 +179,7 @@ class Mapper:
                 oid = assoc.matched[i]
                 before = stored[oid]
                 first = before.epoch_first_seen
-                if assoc.matched[i] in assoc.moved:
+                if oid in assoc.moved and not is_fixture(before.class_id):
                     changes.append(ChangeRecord(ChangeKind.MOVED, oid, cid, class_name(cid), epoch,
                                                 before.pose, _pose(segment), confidence=score))
                 if cid != before.class_id and score < 0.6:
