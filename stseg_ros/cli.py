@@ -188,8 +188,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     from stseg_ros.datasets.layout import FormatError
     from stseg_ros.mapping.offline import run_dataset
+    from stseg_ros.mapping.segmenter import default_segmenter
     from stseg_ros.memory import MemoryFileError
 
+    args.segmenter = args.segmenter or default_segmenter()
     if args.device == "cuda" and args.segmenter == "geometric":
         print("stseg run: the geometric segmenter runs on the CPU; --device cuda ignored",
               file=sys.stderr)
@@ -412,10 +414,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="prediction directory")
     p.add_argument("--db", help="object memory SQLite file (default PRED/scene_XXX/memory.db; "
                                 "with several scenes, one file per scene next to it)")
-    p.add_argument("--segmenter", default="geometric",
-                   help="geometric (default); learned: the 4D network over this revisit and "
-                        "the stored ones; learned-per-epoch: the same network on each revisit "
-                        "alone, identities by geometric association")
+    p.add_argument("--segmenter",
+                   help="learned (default): the 4D network over this revisit and the stored "
+                        "ones; learned-per-epoch: the same network on each revisit alone, "
+                        "identities by geometric association; geometric: planes, clusters "
+                        "and a small classifier (the default where the weights are not "
+                        "installed)")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--sparse-backend", choices=("torch", "minkowski"), default="torch",
                    help="sparse convolution of learned segmenters (minkowski needs "

@@ -84,7 +84,7 @@ def prediction_from_memory(memory: ObjectMemory, epoch: int,
     return EpochResult(class_id, instance_id, instances, changes, entry.map_from_odom)
 
 
-def run_dataset(dataset: Path, out: Path, db: Path | None = None, segmenter: str = "geometric",
+def run_dataset(dataset: Path, out: Path, db: Path | None = None, segmenter: str | None = None,
                 log: Callable[[str], None] = print, device: str = "cpu",
                 backend: str = "torch", weights: Path | None = None) -> RunSummary:
     dataset, out = Path(dataset), Path(out)

@@ -27,7 +27,7 @@ from stseg_ros.core.colors import identity_color
 from stseg_ros.core.snapshot import EpochState
 from stseg_ros.mapping.frames import stamp_ns
 from stseg_ros.mapping.pipeline import Mapper
-from stseg_ros.mapping.segmenter import make_segmenter
+from stseg_ros.mapping.segmenter import default_segmenter, make_segmenter
 from stseg_ros.memory import ObjectMemory
 from stseg_ros.msg import RevisitScan
 from stseg_ros.ros.conversions import scan_from_msg
@@ -63,9 +63,10 @@ class MapperNode(Node):
                 description="SQLite object memory; created if missing, reloaded if "
                             "present")).value
         segmenter = self.declare_parameter(
-            "segmenter", "geometric", ParameterDescriptor(
-                description="Segmenter of each revisit (stseg run --segmenter): geometric, "
-                            "learned or learned-per-epoch")).value
+            "segmenter", default_segmenter(), ParameterDescriptor(
+                description="Segmenter of each revisit (stseg run --segmenter): learned "
+                            "(default where its weights are installed), learned-per-epoch "
+                            "or geometric")).value
         self.device = self.declare_parameter(
             "device", "cpu", ParameterDescriptor(
                 description="Device of learned segmenters: cpu or cuda")).value
