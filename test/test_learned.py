@@ -206,7 +206,7 @@ def test_the_shipped_weights_load_and_bench_reports_speed():
     from stseg_ros.mapping.segmenter import make_segmenter
 
     assert shipped_weights().is_file()
-    assert make_segmenter("learned").name == "learned"
+    assert make_segmenter().name == "learned"              # the default, installed
     assert make_segmenter("learned-per-epoch").temporal is False
     result = bench_segmentation(revisits=2, points=20_000, repeats=1)
     assert result["points_per_epoch"] == [20_000, 20_000]
@@ -223,3 +223,11 @@ def test_missing_weights_and_cuda_without_a_gpu_are_clear_errors(tmp_path):
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="no CUDA device"):
             LearnedSegmenter(device="cuda")
+
+
+def test_without_installed_weights_the_default_falls_back_to_geometric(monkeypatch):
+    import stseg_ros.mapping.segmenter as segmenters
+
+    monkeypatch.setattr(segmenters, "LEARNED_WEIGHTS", "not_installed.pt")
+    assert segmenters.default_segmenter() == "geometric"
+    assert segmenters.make_segmenter().name == "geometric"
