@@ -8,8 +8,8 @@ about z, with a small per-epoch shift that stands in for registration error
 and a per-epoch lift that moves the floor within its voxel layer, then
 voxelised exactly as at inference. Each epoch is levelled so that its floor
 lies at z = 0, as in a registered map (fast-mode clouds put it about 1 cm
-high: far floor points carry more depth noise). Sample ``i`` of a run depends only on
-(seed, i), so an interrupted run resumes exactly.
+high: far floor points carry more depth noise). Sample ``i`` of a run
+depends only on (seed, i), so an interrupted run resumes exactly.
 """
 
 from __future__ import annotations
