@@ -24,7 +24,7 @@ from tqdm import tqdm
 from stseg_ros.core.classes import class_id
 from stseg_ros.core.pointcloud import transform_points
 from stseg_ros.datasets.layout import open_dataset, read_cloud, read_epoch_result
-from stseg_ros.learned.voxels import voxel_mode, voxelize
+from stseg_ros.learned.voxels import stack_epochs, voxel_mode, voxelize
 
 FLOOR = class_id("floor")
 
@@ -94,20 +94,17 @@ def make_sample(scenes: list[list[LabelledEpoch]], seed: int, index: int, voxel:
     rot = np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
     first = scene[chosen[0]]
     centre = first.xyz[int(rng.integers(len(first.xyz))), :2].astype(np.float64)
-    coords, feats, semantic, instance = [], [], [], []
-    for t, e in enumerate(chosen):
+    epochs, semantic, instance = [], [], []
+    for e in chosen:
         ep = scene[e]
         inside = (np.abs(ep.xyz[:, :2] - centre) < cfg.crop / 2).all(axis=1)
         xy = (ep.xyz[inside, :2] - centre) @ rot.T + rng.normal(0, cfg.shift, 2)
         z = ep.xyz[inside, 2:] + rng.uniform(-cfg.lift, cfg.lift)
         ev = voxelize(np.concatenate([xy, z], axis=1), ep.rgb[inside], voxel)
+        ev.feats[:, :3] = (ev.feats[:, :3] + 0.5) * rng.uniform(1 - cfg.gain, 1 + cfg.gain) - 0.5
         n = len(ev.coords)
-        gain = rng.uniform(1 - cfg.gain, 1 + cfg.gain)
-        feats.append(np.concatenate([(ev.feats[:, :3] + 0.5) * gain - 0.5, ev.feats[:, 3:]],
-                                    axis=1))
-        coords.append(np.concatenate([np.zeros((n, 1), np.int64), np.full((n, 1), t, np.int64),
-                                      ev.coords.astype(np.int64)], axis=1))
+        epochs.append(ev)
         semantic.append(voxel_mode(ev.point_voxel, ep.semantic[inside], n).astype(np.int64))
         instance.append(voxel_mode(ev.point_voxel, ep.instance[inside], n).astype(np.int64))
-    return Sample(np.concatenate(coords), np.concatenate(feats).astype(np.float32),
-                  np.concatenate(semantic), np.concatenate(instance))
+    vox = stack_epochs(epochs)
+    return Sample(vox.coords, vox.feats, np.concatenate(semantic), np.concatenate(instance))
