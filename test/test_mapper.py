@@ -54,13 +54,20 @@ def _segments(xyz, rgb, members):
     return [describe(xyz, rgb, normals, m) for m in members]
 
 
+CHAIR, TABLE = ((0.5, 0.5, 0.9), (200, 30, 30)), ((1.6, 0.8, 0.75), (90, 60, 30))
+
+
+def _known_chair_and_table(rng):
+    """A chair (object 1, class 5) at (1, 1) and a table (object 2, class 7) at (3, 3)."""
+    xyz, rgb, members = _scene([((1, 1), *CHAIR), ((3, 3), *TABLE)], rng)
+    before = _segments(xyz, rgb, members)
+    return [Known(1, before[0], 5, xyz[members[0]]), Known(2, before[1], 7, xyz[members[1]])]
+
+
 def test_static_objects_keep_ids_and_a_moved_one_is_found_by_shape():
     rng = np.random.default_rng(0)
-    chair, table = ((0.5, 0.5, 0.9), (200, 30, 30)), ((1.6, 0.8, 0.75), (90, 60, 30))
-    xyz0, rgb0, m0 = _scene([((1, 1), *chair), ((3, 3), *table)], rng)
-    before = _segments(xyz0, rgb0, m0)
-    known = [Known(1, before[0], 5, xyz0[m0[0]]), Known(2, before[1], 7, xyz0[m0[1]])]
-    xyz1, rgb1, m1 = _scene([((1, 3.5), *chair), ((3, 3), *table)], rng)  # the chair moved
+    known = _known_chair_and_table(rng)
+    xyz1, rgb1, m1 = _scene([((1, 3.5), *CHAIR), ((3, 3), *TABLE)], rng)  # the chair moved
     now = _segments(xyz1, rgb1, m1)
     assoc = associate(now, [5, 7], xyz1, known)
     assert assoc.matched == {0: 1, 1: 2}
@@ -196,11 +203,8 @@ def test_run_killed_after_its_first_revisit_resumes(mapped, tmp_path, python):
 
 def test_identities_from_a_tracking_segmenter_replace_matching_but_moves_are_measured():
     rng = np.random.default_rng(4)
-    chair, table = ((0.5, 0.5, 0.9), (200, 30, 30)), ((1.6, 0.8, 0.75), (90, 60, 30))
-    xyz0, rgb0, m0 = _scene([((1, 1), *chair), ((3, 3), *table)], rng)
-    before = _segments(xyz0, rgb0, m0)
-    known = [Known(1, before[0], 5, xyz0[m0[0]]), Known(2, before[1], 7, xyz0[m0[1]])]
-    xyz1, rgb1, m1 = _scene([((1, 3.5), *chair)], rng)        # chair moved, table gone
+    known = _known_chair_and_table(rng)
+    xyz1, rgb1, m1 = _scene([((1, 3.5), *CHAIR)], rng)        # chair moved, table gone
     now = _segments(xyz1, rgb1, m1)
     # a 4D segmenter says segment 0 is object 1: taken as is, and the move measured
     assoc = associate(now, [5], xyz1, known, seen_now=EmptyPlaces(xyz1), proposed={0: 1})
@@ -237,15 +241,14 @@ def test_a_swinging_door_is_not_reported_moved_but_a_moved_chair_is(tmp_path):
     door, chair = class_id("door"), class_id("chair")
     walls = [((0.0, 2.5), (0.1, 5.0, 2.2), (200, 200, 190)),
              ((2.5, 0.0), (5.0, 0.1, 2.2), (180, 190, 200)),
-             ((4.0, 4.0), (1.6, 0.8, 0.75), (90, 60, 30))]            # and a table
-    chair_box = ((0.5, 0.5, 0.9), (200, 30, 30))
+             ((4.0, 4.0), *TABLE)]                                        # and a table
     seg = _ScriptedSegmenter()
     with ObjectMemory(tmp_path / "m.db") as memory:
         mapper = Mapper(memory, seg)
         ids = []
         for door_angle, chair_at in ((0.0, (2.0, 2.0)), (40.0, (3.0, 1.2))):
             xyz, rgb, members = _scene([*walls, ((1.5, 3.0), (0.9, 0.05, 2.0), (120, 80, 40)),
-                                        (chair_at, *chair_box)], rng)
+                                        (chair_at, *CHAIR)], rng)
             hinge = np.array([1.05, 3.0, 0.0])
             xyz[members[3]] = _turned(xyz[members[3]], hinge, door_angle)
             seg.script = [(members[3], door), (members[4], chair)]
