@@ -223,6 +223,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
         torch.set_num_threads(args.threads)
     cfg = TrainConfig(iterations=args.iterations, seed=args.seed, lr=args.lr,
+                      class_balance=args.class_balance, contrast_weight=args.contrast_weight,
                       sample=SampleConfig(crop=args.crop))
     try:
         train([Path(d) for d in args.datasets], Path(args.out), cfg, device=args.device,
@@ -383,6 +384,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (default 2e-3)")
     p.add_argument("--crop", type=float, default=4.0,
                    help="side of the square training window in m (default 4.0)")
+    p.add_argument("--class-balance", type=float, default=0.5,
+                   help="semantic loss weight per class = frequency ** -this; 0 for plain "
+                        "cross entropy (default 0.5)")
+    p.add_argument("--contrast-weight", type=float, default=0.5,
+                   help="weight of the cross-time contrastive loss (default 0.5)")
     p.add_argument("--seed", type=int, default=0, help="seed (default 0)")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (default: torch's)")

@@ -144,6 +144,20 @@ def test_weights_round_trip_and_refuse_code(tmp_path):
         load_weights(foreign)
 
 
+def test_class_weights_lift_rare_classes_and_keep_the_average_loss_scale():
+    from stseg_ros.learned.data import LabelledEpoch, class_weights
+
+    labels = np.array([0] * 90 + [1] * 10 + [-1] * 5, np.int8)     # wall-like, rare, unknown
+    scene = [[LabelledEpoch(np.zeros((len(labels), 3), np.float32),
+                            np.zeros((len(labels), 3), np.uint8), labels,
+                            np.zeros(len(labels), np.int32))]]
+    w = class_weights(scene, 3, power=0.5)
+    assert w[1] == pytest.approx(3 * w[0])          # (0.9 / 0.1) ** 0.5
+    assert 0.9 * w[0] + 0.1 * w[1] == pytest.approx(1.0)
+    assert w[2] == pytest.approx(1.0)               # never seen: left alone
+    assert np.allclose(class_weights(scene, 3, power=0.0), 1.0)
+
+
 @pytest.fixture(scope="module")
 def tiny_dataset(tmp_path_factory):
     from stseg_ros.datasets.generate import GenerateConfig, generate_dataset

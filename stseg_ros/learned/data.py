@@ -83,6 +83,26 @@ def load_scenes(datasets: list[Path], class_ids: tuple[int, ...],
     return scenes
 
 
+def class_weights(scenes: list[list[LabelledEpoch]], num_classes: int,
+                  power: float) -> np.ndarray:
+    """Cross-entropy weight per class, ``frequency ** -power`` over the labelled
+    points of the training scenes (0: plain cross entropy), scaled so that the
+    average weight of a labelled point stays 1. Classes never seen weigh 1."""
+    counts = np.zeros(num_classes)
+    for scene in scenes:
+        for ep in scene:
+            known = ep.semantic[ep.semantic >= 0]
+            counts += np.bincount(known, minlength=num_classes)[:num_classes]
+    if counts.sum() == 0:
+        return np.ones(num_classes)
+    freq = counts / counts.sum()
+    seen = counts > 0
+    weights = np.ones(num_classes)
+    weights[seen] = freq[seen] ** -power
+    weights[seen] /= float((freq[seen] * weights[seen]).sum())
+    return weights
+
+
 def make_sample(scenes: list[list[LabelledEpoch]], seed: int, index: int, voxel: float,
                 cfg: SampleConfig = SampleConfig()) -> Sample:
     """Training sample ``index`` of a run with ``seed``."""

@@ -6,6 +6,9 @@
   epochs of the sample is one instance, so this already asks for identity
   across revisits. Each instance's pull term is divided by ``|E_i|^p``
   (p = 1 weights every instance alike whatever its size, SSEN's best).
+- ``semantic_loss``: cross entropy, weighted per class so that furniture
+  standing against a wall is not outvoted by the wall (walls and floors are
+  most of the voxels of a room).
 - ``cross_time_contrast`` (ReScene4D, spatio-temporal contrast): the mean
   embedding of an object in one epoch must be closer to the same object in
   another epoch than to any other object of the sample (supervised InfoNCE).
@@ -65,8 +68,10 @@ def cross_time_contrast(emb: torch.Tensor, instance: torch.Tensor, epoch: torch.
     return -(pos_log_prob[anchors] / positive[anchors].sum(1)).mean()
 
 
-def semantic_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Cross entropy over voxels with a known class (target -1 is ignored)."""
+def semantic_loss(logits: torch.Tensor, target: torch.Tensor,
+                  weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Cross entropy over voxels with a known class (target -1 is ignored),
+    optionally with a weight per class (``class_weights``)."""
     if not (target >= 0).any():
         return logits.sum() * 0.0
-    return functional.cross_entropy(logits, target, ignore_index=-1)
+    return functional.cross_entropy(logits, target, weight=weight, ignore_index=-1)

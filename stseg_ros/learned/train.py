@@ -22,7 +22,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from stseg_ros.learned.data import SampleConfig, load_scenes, make_sample
+from stseg_ros.core.classes import class_name
+from stseg_ros.learned.data import SampleConfig, class_weights, load_scenes, make_sample
 from stseg_ros.learned.losses import cross_time_contrast, discriminative_loss, semantic_loss
 from stseg_ros.learned.model import ModelConfig, UNet4D, save_weights
 
@@ -35,6 +36,7 @@ class TrainConfig:
     warmup: int = 100
     seed: int = 0
     contrast_weight: float = 0.5
+    class_balance: float = 0.5      # semantic CE weights: class frequency ** -class_balance
     checkpoint_every: int = 50
     log_every: int = 10
     sample: SampleConfig = field(default_factory=SampleConfig)
@@ -48,11 +50,13 @@ def learning_rate(cfg: TrainConfig, step: int) -> float:
     return cfg.lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(done, 1.0))))
 
 
-def losses(model: UNet4D, sample, device: str) -> dict[str, torch.Tensor]:
+def losses(model: UNet4D, sample, device: str,
+           weights: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     coords = torch.from_numpy(sample.coords).to(device)
     logits, emb = model(coords, torch.from_numpy(sample.feats).to(device))
     instance = torch.from_numpy(sample.instance).to(device)
-    return {"semantic": semantic_loss(logits, torch.from_numpy(sample.semantic).to(device)),
+    target = torch.from_numpy(sample.semantic).to(device)
+    return {"semantic": semantic_loss(logits, target, weights),
             "instance": discriminative_loss(emb, instance),
             "contrast": cross_time_contrast(emb, instance, coords[:, 1])}
 
@@ -83,6 +87,10 @@ def train(datasets: list[Path], out: Path, cfg: TrainConfig = TrainConfig(),
         raise ValueError("the training datasets hold no scenes")
     log(f"{len(scenes)} scenes, {sum(len(s) for s in scenes)} epochs; "
         f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters")
+    balance = class_weights(scenes, len(model_cfg.class_ids), cfg.class_balance)
+    log("class weights: " + ", ".join(f"{class_name(c)} {w:.2f}"
+                                      for c, w in zip(model_cfg.class_ids, balance, strict=True)))
+    ce_weights = torch.tensor(balance, dtype=torch.float32, device=device)
     model.train()
     bar = tqdm(total=cfg.iterations, initial=step, unit="it", desc="training",
                disable=not progress)
@@ -93,7 +101,7 @@ def train(datasets: list[Path], out: Path, cfg: TrainConfig = TrainConfig(),
             for group in opt.param_groups:
                 group["lr"] = learning_rate(cfg, step)
             sample = make_sample(scenes, cfg.seed, step, model_cfg.voxel, cfg.sample)
-            parts = losses(model, sample, device)
+            parts = losses(model, sample, device, ce_weights)
             total = parts["semantic"] + parts["instance"] + cfg.contrast_weight * parts["contrast"]
             opt.zero_grad(set_to_none=True)
             total.backward()
