@@ -4,6 +4,7 @@ safe weights, and deterministic, resumable training."""
 from __future__ import annotations
 
 import pickle
+import warnings
 
 import numpy as np
 import pytest
@@ -28,6 +29,9 @@ def test_voxel_features_ignore_a_revisit_s_exposure():
     assert (a.point_voxel < len(a.coords)).all()
     with pytest.raises(ValueError, match="not finite"):
         voxelize(np.r_[xyz, [[np.nan, 0, 0]]], np.r_[rgb, [[0, 0, 0]]], 0.05)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                 # a training crop may miss an epoch
+        assert len(voxelize(np.zeros((0, 3)), np.zeros((0, 3), np.uint8), 0.05).coords) == 0
 
 
 def test_a_thin_floor_fills_one_voxel_layer():

@@ -38,7 +38,7 @@ class Voxels4D:
 def voxel_features(rgb_mean: np.ndarray, z_mean: np.ndarray) -> np.ndarray:
     """Network input per voxel from mean colour (0..255) and mean height (m)."""
     rgb = rgb_mean.astype(np.float32) / 255.0
-    brightness = max(float(rgb.mean()), 0.05)
+    brightness = max(float(rgb.mean()), 0.05) if len(rgb) else 1.0   # empty: a crop missed it
     rgb = np.clip(rgb * (0.45 / brightness), 0.0, 1.5) - 0.5
     height = (z_mean.astype(np.float32) / 1.5 - 0.5)[:, None]
     return np.concatenate([rgb, height, np.ones_like(height)], axis=1).astype(np.float32)
