@@ -6,9 +6,9 @@
   epochs of the sample is one instance, so this already asks for identity
   across revisits. Each instance's pull term is divided by ``|E_i|^p``
   (p = 1 weights every instance alike whatever its size, SSEN's best).
-- ``semantic_loss``: cross entropy, weighted per class so that furniture
-  standing against a wall is not outvoted by the wall (walls and floors are
-  most of the voxels of a room).
+- ``semantic_loss``: cross entropy, optionally weighted per class
+  (``stseg train --class-balance``): walls and floors are most of the voxels
+  of a room and outvote the furniture standing against them.
 - ``cross_time_contrast`` (ReScene4D, spatio-temporal contrast): the mean
   embedding of an object in one epoch must be closer to the same object in
   another epoch than to any other object of the sample (supervised InfoNCE).

@@ -36,7 +36,7 @@ class TrainConfig:
     warmup: int = 100
     seed: int = 0
     contrast_weight: float = 0.5
-    class_balance: float = 0.5      # semantic CE weights: class frequency ** -class_balance
+    class_balance: float = 0.0      # semantic CE weights: class frequency ** -class_balance
     checkpoint_every: int = 50
     log_every: int = 10
     sample: SampleConfig = field(default_factory=SampleConfig)
@@ -87,10 +87,12 @@ def train(datasets: list[Path], out: Path, cfg: TrainConfig = TrainConfig(),
         raise ValueError("the training datasets hold no scenes")
     log(f"{len(scenes)} scenes, {sum(len(s) for s in scenes)} epochs; "
         f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters")
-    balance = class_weights(scenes, len(model_cfg.class_ids), cfg.class_balance)
-    log("class weights: " + ", ".join(f"{class_name(c)} {w:.2f}"
-                                      for c, w in zip(model_cfg.class_ids, balance, strict=True)))
-    ce_weights = torch.tensor(balance, dtype=torch.float32, device=device)
+    ce_weights = None                      # plain cross entropy, as before the option
+    if cfg.class_balance:
+        balance = class_weights(scenes, len(model_cfg.class_ids), cfg.class_balance)
+        log("class weights: " + ", ".join(f"{class_name(c)} {w:.2f}" for c, w
+                                          in zip(model_cfg.class_ids, balance, strict=True)))
+        ce_weights = torch.tensor(balance, dtype=torch.float32, device=device)
     model.train()
     bar = tqdm(total=cfg.iterations, initial=step, unit="it", desc="training",
                disable=not progress)
