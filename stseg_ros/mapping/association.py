@@ -159,9 +159,8 @@ def associate(segments: list[Segment], classes: list[int], scan_xyz: np.ndarray,
     moved object is often seen from another side).
 
     ``proposed`` (segment index -> known id, from a segmenter that tracks
-    identities) is taken as it is and replaces the first shape round; segments
-    without a proposal may still match a remaining object in place, or one
-    whose place is seen empty (a move the segmenter did not link). What
+    identities) is taken as it is and replaces the shape rounds; segments
+    without a proposal may still match a remaining object in place. What
     moved, and which unmatched objects' places are empty, is measured here.
     """
     n, m = len(segments), len(known)
@@ -186,16 +185,17 @@ def associate(segments: list[Segment], classes: list[int], scan_xyz: np.ndarray,
         matched = {}
     matched.update({r: known[c].id for r, c in _hungarian(cost)})
     in_place = {i for i, kid in matched.items() if overlap[i, column[kid]] >= cfg.min_overlap}
-    shape = np.array([[shape_distance(s, k.segment) for k in known] for s in segments]
-                     ).reshape(n, m)
     if proposed is None:
+        shape = np.array([[shape_distance(s, k.segment) for k in known] for s in segments]
+                         ).reshape(n, m)
         _match_by_shape(matched, shape, classes, known, range(m), cfg.moved_shape)
     vacated: list[int] = []
     if seen_now is not None:
         used = set(matched.values())
         vacated = [j for j in range(m) if known[j].id not in used
                    and seen_now.empty(known[j].segment, cfg)]
-        _match_by_shape(matched, shape, classes, known, vacated, cfg.vacated_shape)
+        if proposed is None:
+            _match_by_shape(matched, shape, classes, known, vacated, cfg.vacated_shape)
     by_id = {k.id: k for k in known}
     moved = {kid for i, kid in matched.items()
              if _moved(scan_xyz[segments[i].points], segments[i], by_id[kid],
