@@ -78,3 +78,16 @@ def test_train_of_a_missing_dataset_is_a_clear_error(tmp_path, capsys):
     assert main(["train", str(tmp_path / "nowhere"), "--out", str(tmp_path / "run"),
                  "--quiet"]) == 2
     assert "stseg train:" in capsys.readouterr().err
+
+
+def test_a_second_demo_replaces_the_first_one_s_memory_and_recording(tmp_path):
+    from stseg_ros.ros.demo import clear_demo_outputs
+
+    out = tmp_path / "stseg_demo"
+    (out / "outputs").mkdir(parents=True)
+    (out / "outputs" / "metadata.yaml").write_text("rosbag2_bagfile_information: {}\n")
+    (out / "memory.db").write_bytes(b"SQLite format 3\0")
+    (out / "notes.txt").write_text("mine")
+    clear_demo_outputs(out)
+    assert not (out / "outputs").exists() and not (out / "memory.db").exists()
+    assert (out / "notes.txt").read_text() == "mine"

@@ -10,6 +10,7 @@ drawn as a top-view PNG.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -59,6 +60,16 @@ def stop_process(proc: subprocess.Popen, timeout: float = 20.0) -> int:
     return proc.returncode
 
 
+def clear_demo_outputs(out: Path) -> None:
+    """Remove what an earlier demo wrote into ``out`` (its object memory and its
+    recording, which the bag writer refuses to overwrite); other files stay."""
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in (out / "memory.db", out / "memory.db-wal", out / "memory.db-shm"):
+        stale.unlink(missing_ok=True)
+    if (out / "outputs").is_dir():
+        shutil.rmtree(out / "outputs")
+
+
 def run_demo(out: Path = Path("stseg_demo"), rate: float = 2.0, timeout: float = 300.0) -> int:
     from stseg_ros.core.report import format_epoch_changes, format_epoch_objects
     from stseg_ros.mapping.offline import write_scene_predictions
@@ -70,10 +81,8 @@ def run_demo(out: Path = Path("stseg_demo"), rate: float = 2.0, timeout: float =
     os.environ.update(localhost_ros_env())
     dataset = demo_dataset()
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    clear_demo_outputs(out)                        # every demo maps from scratch
     db = out / "memory.db"
-    for stale in (db, out / "memory.db-wal", out / "memory.db-shm"):
-        stale.unlink(missing_ok=True)              # every demo maps from scratch
     nodes = [start_node("accumulator_node", log=out / "accumulator.log"),
              start_node("mapper_node", "-p", f"db_path:={db.resolve()}", log=out / "mapper.log")]
     print(f"accumulator (pid {nodes[0].pid}) and mapper (pid {nodes[1].pid}) started; "
