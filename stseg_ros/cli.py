@@ -384,9 +384,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (default 2e-3)")
     p.add_argument("--crop", type=float, default=4.0,
                    help="side of the square training window in m (default 4.0)")
-    p.add_argument("--class-balance", type=float, default=0.0,
-                   help="semantic loss weight per class = frequency ** -this (default 0: "
-                        "plain cross entropy, as the shipped weights)")
+    p.add_argument("--class-balance", type=float, default=0.5,
+                   help="semantic loss weight per class = frequency ** -this (default 0.5, "
+                        "as the shipped weights; 0: plain cross entropy)")
     p.add_argument("--contrast-weight", type=float, default=0.5,
                    help="weight of the cross-time contrastive loss (default 0.5)")
     p.add_argument("--seed", type=int, default=0, help="seed (default 0)")

@@ -211,11 +211,41 @@ def test_training_is_deterministic_and_resumes_exactly(tiny_dataset, tmp_path):
     resumed = run(tmp_path / "b", 4)                  # picks up the step-2 checkpoint
     for k, v in straight.state.items():
         assert torch.equal(v, resumed.state[k]), k
+    # class-balanced by default: the loss's class weights travel with the weights
+    assert len(resumed.info["class_weights"]) == len(SMALL.class_ids)
     lines = (tmp_path / "b" / "log.jsonl").read_text().splitlines()
     assert len(lines) == 4 and '"step": 4' in lines[-1]
     with pytest.raises(ValueError, match="another model config"):
         train([tiny_dataset], tmp_path / "b", TrainConfig(iterations=6), ModelConfig(),
               progress=False, log=lambda _: None)
+    other_loss = TrainConfig(iterations=6, warmup=2, checkpoint_every=2, log_every=1,
+                             sample=SampleConfig(crop=2.0), class_balance=0.0)
+    with pytest.raises(ValueError, match="another class_balance"):
+        train([tiny_dataset], tmp_path / "b", other_loss, SMALL, progress=False,
+              log=lambda _: None)
+
+
+def test_stored_class_weights_take_part_of_the_balancing_bias_back_out(tmp_path):
+    from stseg_ros.learned.segmenter import PRIOR_CORRECTION, LearnedSegmenter, NetworkOutput
+
+    torch.manual_seed(0)
+    weights = np.linspace(0.4, 8.0, len(SMALL.class_ids))     # rare classes weigh more
+    path = tmp_path / "balanced.pt"
+    save_weights(path, UNet4D(SMALL).eval(), {"class_weights": weights.tolist()})
+    corrected = LearnedSegmenter(path)
+    raw = LearnedSegmenter(path, prior_correction=0.0)
+    assert raw.logit_shift is None
+    rng = np.random.default_rng(0)
+    cloud = [(rng.uniform(0, 2, (3000, 3)), rng.integers(0, 255, (3000, 3), dtype=np.uint8))]
+    log_ratio = (np.log(NetworkOutput(corrected.model, cloud, "cpu", corrected.logit_shift).probs)
+                 - np.log(NetworkOutput(raw.model, cloud, "cpu").probs))
+    # per voxel, each class loses PRIOR_CORRECTION x its log weight (up to a constant)
+    expected = -PRIOR_CORRECTION * np.log(weights)
+    assert np.allclose(log_ratio - log_ratio[:, :1], expected - expected[0], atol=1e-4)
+
+    save_weights(path, UNet4D(SMALL).eval(), {"class_weights": [1.0, 2.0]})
+    with pytest.raises(ValueError, match="class weights"):
+        LearnedSegmenter(path)
 
 
 def test_the_shipped_weights_load_and_bench_reports_speed():

@@ -6,6 +6,13 @@ instances are clustered over all of them, and each instance of the new scan
 inherits the persistent id its past points carry in the object memory.
 ``learned-per-epoch`` runs the same network on the new scan alone and leaves
 identities to the mapper's geometric association (the comparison baseline).
+
+Weights trained with class-balanced cross entropy (``stseg train
+--class-balance``) over-predict rare classes, walls called doors or cabinets
+above all. The segmenter takes half of that bias back out (logit adjustment:
+logits minus ``prior_correction`` x log class weight, with the weights stored
+in the file), which keeps most of the gain on rare furniture while a wall
+stays a wall.
 """
 
 from __future__ import annotations
@@ -30,6 +37,8 @@ from stseg_ros.learned.voxels import stack_epochs, voxel_centres, voxelize
 from stseg_ros.mapping.geometric import GeometricConfig, describe, estimate_normals
 from stseg_ros.mapping.segmenter import LEARNED_WEIGHTS, Segmentation
 
+PRIOR_CORRECTION = 0.5      # share of the class-balancing bias taken back out
+
 
 def shipped_weights() -> Path:
     return data_file(LEARNED_WEIGHTS)
@@ -39,14 +48,17 @@ class NetworkOutput:
     """Per-voxel class probabilities and embeddings of a set of epochs."""
 
     def __init__(self, model: UNet4D, clouds: list[tuple[np.ndarray, np.ndarray]],
-                 device: str) -> None:
+                 device: str, logit_shift: torch.Tensor | None = None) -> None:
         voxel = model.cfg.voxel
         self.epochs = [voxelize(xyz, rgb, voxel) for xyz, rgb in clouds]
         self.vox = stack_epochs(self.epochs)
         with torch.inference_mode():
             logits, emb = model(torch.from_numpy(self.vox.coords).to(device),
                                 torch.from_numpy(self.vox.feats).to(device))
-        self.probs = torch.softmax(logits.float(), dim=1).cpu().numpy()
+        logits = logits.float()
+        if logit_shift is not None:
+            logits = logits - logit_shift
+        self.probs = torch.softmax(logits, dim=1).cpu().numpy()
         self.emb = emb.float().cpu().numpy()
         self.epoch = self.vox.coords[:, 1]
 
@@ -56,7 +68,8 @@ class LearnedSegmenter:
 
     def __init__(self, weights: Path | None = None, device: str = "cpu",
                  backend: str = "torch", joint: bool = True, window: int = 10,
-                 instances: InstanceConfig | None = None) -> None:
+                 instances: InstanceConfig | None = None,
+                 prior_correction: float = PRIOR_CORRECTION) -> None:
         path = Path(weights) if weights else shipped_weights()
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no weights for the learned segmenter (train "
@@ -71,7 +84,21 @@ class LearnedSegmenter:
         self.cfg = instances or InstanceConfig()
         self.class_ids = np.asarray(self.model.cfg.class_ids)
         self.is_structure = np.isin(self.class_ids, STRUCTURE)    # per network class
+        self.logit_shift = self._logit_shift(prior_correction)
         self.timings: dict[str, float] = {}
+
+    def _logit_shift(self, prior_correction: float) -> torch.Tensor | None:
+        """``prior_correction`` x log of the class weights the network was trained
+        with (None for plain cross entropy: nothing to correct)."""
+        weights = self.info.get("class_weights")
+        if weights is None or not prior_correction:
+            return None
+        weights = np.asarray(weights, dtype=np.float64)
+        if weights.shape != self.class_ids.shape or not (weights > 0).all():
+            raise ValueError(f"the weights file lists {weights.size} class weights for "
+                             f"{self.class_ids.size} classes, or one is not positive")
+        shift = prior_correction * np.log(weights)
+        return torch.tensor(shift, dtype=torch.float32, device=self.device)
 
     @property
     def temporal(self) -> bool:
@@ -84,7 +111,7 @@ class LearnedSegmenter:
         past = list(history)[-self.window:] if self.joint else []
         start = time.perf_counter()
         out = NetworkOutput(self.model, [(p.xyz, p.rgb) for p in past] + [(xyz, rgb)],
-                            self.device)
+                            self.device, self.logit_shift)
         network = time.perf_counter() - start
         start = time.perf_counter()
         track, cls, score = self._tracks(out)

@@ -6,7 +6,9 @@ and resumable: ``OUT/checkpoint.pt`` holds the model, the optimiser and the
 step, written every ``checkpoint_every`` steps, and a rerun with the same
 OUT continues from it. ``OUT/log.jsonl`` gets one line of losses per
 ``log_every`` steps; ``OUT/weights.pt`` is the shipped form (float16,
-loadable without running code) with the training facts in its ``info``.
+loadable without running code) with the training facts in its ``info``,
+including the class weights of the semantic loss (the segmenter takes part
+of their bias back out at inference).
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ from stseg_ros.learned.data import SampleConfig, class_weights, load_scenes, mak
 from stseg_ros.learned.losses import cross_time_contrast, discriminative_loss, semantic_loss
 from stseg_ros.learned.model import ModelConfig, UNet4D, save_weights
 
+# settings a resumed run may change: they do not alter the samples or the loss
+RESUMABLE = ("iterations", "checkpoint_every", "log_every")
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -36,7 +41,7 @@ class TrainConfig:
     warmup: int = 100
     seed: int = 0
     contrast_weight: float = 0.5
-    class_balance: float = 0.0      # semantic CE weights: class frequency ** -class_balance
+    class_balance: float = 0.5      # semantic CE weights: class frequency ** -class_balance
     checkpoint_every: int = 50
     log_every: int = 10
     sample: SampleConfig = field(default_factory=SampleConfig)
@@ -75,9 +80,14 @@ def train(datasets: list[Path], out: Path, cfg: TrainConfig = TrainConfig(),
     ckpt_path = out / "checkpoint.pt"
     if ckpt_path.is_file():
         ckpt = torch.load(ckpt_path, map_location=device, weights_only=True)
-        if ckpt["config"] != model_cfg.to_dict() or ckpt["train"]["seed"] != cfg.seed:
-            raise ValueError(f"{ckpt_path} was written with another model config or seed; "
+        if ckpt["config"] != model_cfg.to_dict():
+            raise ValueError(f"{ckpt_path} was written with another model config; "
                              "use another --out or delete it")
+        changed = sorted(k for k, v in _plain(asdict(cfg)).items()
+                         if k not in RESUMABLE and ckpt["train"].get(k) != v)
+        if changed:
+            raise ValueError(f"{ckpt_path} was written with another {', '.join(changed)}; "
+                             "resuming would mix two trainings: use another --out or delete it")
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
         step = int(ckpt["step"])
@@ -87,9 +97,10 @@ def train(datasets: list[Path], out: Path, cfg: TrainConfig = TrainConfig(),
         raise ValueError("the training datasets hold no scenes")
     log(f"{len(scenes)} scenes, {sum(len(s) for s in scenes)} epochs; "
         f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters")
-    ce_weights = None                      # plain cross entropy, as before the option
+    ce_weights, info = None, {}          # power 0: plain cross entropy, no weight tensor
     if cfg.class_balance:
         balance = class_weights(scenes, len(model_cfg.class_ids), cfg.class_balance)
+        info["class_weights"] = balance.tolist()
         log("class weights: " + ", ".join(f"{class_name(c)} {w:.2f}" for c, w
                                           in zip(model_cfg.class_ids, balance, strict=True)))
         ce_weights = torch.tensor(balance, dtype=torch.float32, device=device)
@@ -131,7 +142,7 @@ def train(datasets: list[Path], out: Path, cfg: TrainConfig = TrainConfig(),
     bar.close()
     weights = out / "weights.pt"
     save_weights(weights, model, {"iterations": cfg.iterations, "train": _plain(asdict(cfg)),
-                                  "datasets": [str(d) for d in datasets]})
+                                  "datasets": [str(d) for d in datasets], **info})
     log(f"wrote {weights}")
     return weights
 
