@@ -117,10 +117,16 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     import json
 
     from stseg_ros.datasets.layout import FormatError
-    from stseg_ros.metrics.evaluate import evaluate, format_metrics, json_ready
+    from stseg_ros.metrics.evaluate import evaluate_sets, format_metrics, json_ready
 
+    paths = [args.dataset, args.predictions, *args.more]
+    if len(paths) % 2:
+        print(f"stseg eval: {paths[-1]} has no partner: give DATASET PREDICTIONS pairs",
+              file=sys.stderr)
+        return 2
     try:
-        metrics = evaluate(args.dataset, args.predictions, progress=not args.quiet)
+        pairs = list(zip(paths[::2], paths[1::2], strict=True))
+        metrics = evaluate_sets(pairs, progress=not args.quiet)
     except (FormatError, ValueError) as err:
         print(f"stseg eval: {err}", file=sys.stderr)
         return 2
@@ -441,6 +447,9 @@ def build_parser() -> argparse.ArgumentParser:
                                      "scored against itself gives 1.0.")
     p.add_argument("dataset", help="dataset directory (from stseg generate)")
     p.add_argument("predictions", help="prediction directory (README, 'Prediction format')")
+    p.add_argument("more", nargs="*", metavar="DATASET PREDICTIONS",
+                   help="further pairs, scored together with the first as one set (for "
+                        "example the evaluation sets of several seeds)")
     p.add_argument("--json", help="also write the metrics to this JSON file")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_eval)

@@ -19,7 +19,7 @@ from stseg_ros.datasets.layout import (
     read_epoch_result,
     write_epoch_result,
 )
-from stseg_ros.metrics.evaluate import evaluate
+from stseg_ros.metrics.evaluate import evaluate, evaluate_sets
 from stseg_ros.metrics.instance_ap import Instance, Scan, class_aps, summarize
 
 AP_KEYS = ("mAP", "AP50", "AP25", "t_mAP", "t_AP50", "t_AP25")
@@ -250,3 +250,31 @@ def test_changes_nobody_could_see_are_not_expected(tmp_path):
     m = evaluate(out, out)
     assert (m["change_precision"], m["change_recall"]) == (1.0, 1.0)
     assert all(m[k] == 1.0 for k in AP_KEYS)
+
+
+def test_several_sets_are_scored_as_one(dataset, prediction, tmp_path, capsys):
+    a = _well_seen(dataset)[0]
+
+    def drop(r):
+        r.instance_id[r.instance_id == a] = 0
+        del r.instances[a]
+    _edit(prediction / "epoch_02", drop)
+    once = evaluate(dataset, prediction.parent)
+    twice = evaluate_sets([(dataset, prediction.parent)] * 2)
+    # the same rooms twice rank alike: the same scores, twice the counts
+    for key in AP_KEYS:
+        assert twice[key] == pytest.approx(once[key])
+    assert twice["details"]["scenes"] == 2 * once["details"]["scenes"]
+    assert twice["details"]["changes"]["true_positives"] == \
+        2 * once["details"]["changes"]["true_positives"]
+    assert twice["details"]["registration"][0]["scene"] == f"{dataset.name}/scene_000"
+    # with a perfect set alongside, the imperfect one weighs half
+    mixed = evaluate_sets([(dataset, prediction.parent), (dataset, dataset)])
+    assert once["t_mAP"] < mixed["t_mAP"] < 1.0
+
+    out = tmp_path / "m.json"
+    assert main(["eval", str(dataset), str(prediction.parent), str(dataset), str(dataset),
+                 "--quiet", "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["t_mAP"] == pytest.approx(mixed["t_mAP"])
+    assert main(["eval", str(dataset), str(prediction.parent), str(dataset), "--quiet"]) == 2
+    assert "no partner" in capsys.readouterr().err

@@ -1,4 +1,5 @@
-"""Score a prediction directory against a dataset (``stseg eval``).
+"""Score a prediction directory against a dataset (``stseg eval``), or several
+pairs of them as one set.
 
 Reads each epoch's ground truth and prediction (``datasets/layout.py``), reduces
 them to point-overlap tables, and computes the keys of the package contract:
@@ -11,6 +12,7 @@ scored.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -69,18 +71,32 @@ def load_scene(dataset: Path, predictions: Path, scene: str, index) -> SceneEval
 
 def evaluate(dataset: Path, predictions: Path, progress: bool = False) -> dict:
     """All metrics of a prediction directory, plus per-class and per-revisit details."""
+    return evaluate_sets([(dataset, predictions)], progress)
+
+
+def evaluate_sets(pairs: Sequence[tuple[Path, Path]], progress: bool = False) -> dict:
+    """``evaluate`` over several (dataset, predictions) pairs scored as one set:
+    AP ranks the predictions of all their rooms together, as if one dataset
+    held them all (evaluation sets of several seeds). Scene names in the
+    details are prefixed with their dataset's directory name when there is
+    more than one pair."""
     from tqdm import tqdm
 
-    dataset, predictions = Path(dataset), Path(predictions)
-    index = open_dataset(dataset)
-    if not predictions.is_dir():
-        raise FormatError(f"{predictions}: not a directory")
+    jobs = []
+    for dataset, predictions in pairs:
+        dataset, predictions = Path(dataset), Path(predictions)
+        index = open_dataset(dataset)
+        if not predictions.is_dir():
+            raise FormatError(f"{predictions}: not a directory")
+        jobs += [(dataset, predictions, scene, index) for scene in index.scenes]
     scans, temporal, changes = [], [], ChangeCounts()
     switches = 0
     histories = HistoryScores()
     registration = []
-    for scene in tqdm(index.scenes, desc="scoring", unit="scene", disable=not progress):
+    for dataset, predictions, scene, index in tqdm(jobs, desc="scoring", unit="scene",
+                                                   disable=not progress):
         s = load_scene(dataset, predictions, scene, index)
+        name = scene if len(pairs) == 1 else f"{dataset.name}/{scene}"
         scans.extend(e.scan() for e in s.epochs)
         tracked = relabel_identical_groups(s.epochs, s.groups)
         temporal.append(temporal_scan(tracked))
@@ -92,7 +108,7 @@ def evaluate(dataset: Path, predictions: Path, progress: bool = False) -> dict:
             rot, trans = relative_error(s.truth[t].map_from_odom, s.truth[0].map_from_odom,
                                         s.predicted[t].map_from_odom,
                                         s.predicted[0].map_from_odom)
-            registration.append({"scene": scene, "epoch": t, "rot_deg": round(rot, 4),
+            registration.append({"scene": name, "epoch": t, "rot_deg": round(rot, 4),
                                  "trans_m": round(trans, 4)})
     classes = sorted({i.class_id for scan in scans + temporal for i in scan.gt + scan.pred}
                      - STRUCTURE_CLASSES - {0})
@@ -113,7 +129,7 @@ def evaluate(dataset: Path, predictions: Path, progress: bool = False) -> dict:
         if not all(math.isnan(v) for v in row.values()):
             per_class[class_name(c)] = row
     metrics["details"] = {
-        "scenes": len(index.scenes), "epochs": len(scans),
+        "scenes": len(jobs), "epochs": len(scans),
         "changes": {"true_positives": changes.true_positives,
                     "false_positives": changes.false_positives,
                     "false_negatives": changes.false_negatives},
