@@ -146,13 +146,15 @@ def test_swapping_two_different_objects_in_one_epoch_lowers_t_map_only(dataset, 
     assert m["id_switches"] == 4                          # a: pa, pb, pa; b likewise
 
 
-def test_dropping_an_object_in_one_epoch_lowers_t_map(dataset, prediction):
-    a = _well_seen(dataset)[0]
-
-    def drop(r):
+def _drop(a):
+    def edit(r):
         r.instance_id[r.instance_id == a] = 0
         del r.instances[a]
-    _edit(prediction / "epoch_02", drop)
+    return edit
+
+
+def test_dropping_an_object_in_one_epoch_lowers_t_map(dataset, prediction):
+    _edit(prediction / "epoch_02", _drop(_well_seen(dataset)[0]))
     m = evaluate(dataset, prediction.parent)
     assert m["t_mAP"] < 1.0 and m["t_AP25"] < 1.0
 
@@ -253,12 +255,7 @@ def test_changes_nobody_could_see_are_not_expected(tmp_path):
 
 
 def test_several_sets_are_scored_as_one(dataset, prediction, tmp_path, capsys):
-    a = _well_seen(dataset)[0]
-
-    def drop(r):
-        r.instance_id[r.instance_id == a] = 0
-        del r.instances[a]
-    _edit(prediction / "epoch_02", drop)
+    _edit(prediction / "epoch_02", _drop(_well_seen(dataset)[0]))
     once = evaluate(dataset, prediction.parent)
     twice = evaluate_sets([(dataset, prediction.parent)] * 2)
     # the same rooms twice rank alike: the same scores, twice the counts
