@@ -11,12 +11,18 @@ prediction directory::
 A dataset adds ``dataset.json``, ``scene.json``, and per epoch the evaluation
 cloud ``cloud.npz`` (xyz in the revisit's odom frame, rgb), ``epoch.json`` and,
 unless generated in fast mode, the revisit's rosbag2 in ``bag/``.
+
+A change's ``ambiguous`` flag means uncertain: neither missed nor found (swaps
+of identical objects, and events an importer could not confirm). Fields this
+module does not know, in entries and at the top level of the JSON files, are
+kept in ``extra`` and written back unchanged, so datasets written by other
+tools or importers (per-scan labels, reasons) read and round-trip.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -41,11 +47,13 @@ class InstanceEntry:
     num_points: int | None = None
     pose: dict | None = None           # x, y, yaw in the map frame
     extents: list[float] | None = None
+    extra: dict = field(default_factory=dict)    # fields of other tools, kept as read
 
 
 @dataclass
 class ChangeEntry:
-    """A change since the previous epoch; ``ambiguous`` marks swaps of identical objects."""
+    """A change since the previous epoch; ``ambiguous``: uncertain, neither missed nor
+    found (swaps of identical objects, and events an importer could not confirm)."""
 
     kind: str
     object_id: int
@@ -53,6 +61,7 @@ class ChangeEntry:
     ambiguous: bool = False
     previous: dict | None = None
     current: dict | None = None
+    extra: dict = field(default_factory=dict)    # fields of other tools, kept as read
 
 
 @dataclass
@@ -64,11 +73,39 @@ class EpochResult:
     instances: dict[int, InstanceEntry]
     changes: list[ChangeEntry]
     map_from_odom: np.ndarray          # (4, 4)
-    extra: dict = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)   # file name -> its unknown top-level keys
 
 
 def _drop_none(d: dict) -> dict:
     return {k: v for k, v in d.items() if v is not None}
+
+
+def _entry_json(entry: InstanceEntry | ChangeEntry) -> dict:
+    """An entry as written: its extra fields flattened back in (known fields win)."""
+    known = _drop_none(asdict(entry))
+    extra = known.pop("extra")
+    return {**known, **{k: v for k, v in extra.items() if k not in known}}
+
+
+def _entry(cls: type, item, required: tuple[str, ...], path: Path, n: int):
+    """One JSON entry as ``cls``; keys ``cls`` does not know go to its ``extra``."""
+    if not isinstance(item, dict):
+        raise FormatError(f"{path}: entry {n} is not an object")
+    missing = [k for k in required if k not in item]
+    if missing:
+        raise FormatError(f"{path}: entry {n} lacks {', '.join(map(repr, missing))}")
+    names = {f.name for f in fields(cls)} - {"extra"}
+    return cls(**{k: v for k, v in item.items() if k in names},
+               extra={k: v for k, v in item.items() if k not in names})
+
+
+def _entries(path: Path, key: str, cls: type, required: tuple[str, ...]) -> tuple[list, dict]:
+    """The entries under ``key`` of a JSON file, and its other top-level keys."""
+    data = read_json(path)
+    if not isinstance(data, dict) or not isinstance(data.get(key), list):
+        raise FormatError(f"{path}: expected {{{key!r}: [{{{', '.join(required)}, ...}}]}}")
+    entries = [_entry(cls, item, required, path, n) for n, item in enumerate(data[key])]
+    return entries, {k: v for k, v in data.items() if k != key}
 
 
 def write_json(path: Path, data) -> None:
@@ -88,12 +125,16 @@ def write_epoch_result(epoch_dir: Path, result: EpochResult) -> None:
     epoch_dir.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(epoch_dir / "labels.npz", class_id=result.class_id.astype(np.int32),
                         instance_id=result.instance_id.astype(np.int32))
-    write_json(epoch_dir / "instances.json",
-               {"instances": [_drop_none(asdict(i)) for i in result.instances.values()]})
-    write_json(epoch_dir / "changes.json",
-               {"changes": [_drop_none(asdict(c)) for c in result.changes]})
-    write_json(epoch_dir / "transform.json",
-               {"map_from_odom": np.asarray(result.map_from_odom, dtype=float).tolist()})
+    extra = result.extra
+    write_json(epoch_dir / "instances.json", {
+        **extra.get("instances.json", {}),
+        "instances": [_entry_json(i) for i in result.instances.values()]})
+    write_json(epoch_dir / "changes.json", {
+        **extra.get("changes.json", {}),
+        "changes": [_entry_json(c) for c in result.changes]})
+    write_json(epoch_dir / "transform.json", {
+        **extra.get("transform.json", {}),
+        "map_from_odom": np.asarray(result.map_from_odom, dtype=float).tolist()})
 
 
 def _array(npz, name: str, path: Path, n: int | None) -> np.ndarray:
@@ -120,36 +161,32 @@ def read_epoch_result(epoch_dir: Path, num_points: int | None = None) -> EpochRe
         if isinstance(err, FormatError):
             raise
         raise FormatError(f"{path}: not a readable .npz ({err})") from None
-    instances: dict[int, InstanceEntry] = {}
     ipath = epoch_dir / "instances.json"
-    data = read_json(ipath)
+    entries, instances_extra = _entries(ipath, "instances", InstanceEntry, ("id", "class_id"))
     try:
-        for item in data["instances"]:
-            entry = InstanceEntry(**item)
-            instances[int(entry.id)] = entry
-    except (KeyError, TypeError) as err:
-        raise FormatError(f"{ipath}: expected {{'instances': [{{id, class_id, score}}]}} "
-                          f"({err})") from None
+        instances = {int(e.id): e for e in entries}
+    except (TypeError, ValueError) as err:
+        raise FormatError(f"{ipath}: instance ids must be integers ({err})") from None
     unknown = sorted(set(np.unique(inst).tolist()) - set(instances) - {0})
     if unknown:
         raise FormatError(f"{ipath}: instance ids {unknown[:5]} label points but are not listed")
-    cpath = epoch_dir / "changes.json"
-    try:
-        changes = [ChangeEntry(**c) for c in read_json(cpath)["changes"]]
-    except (KeyError, TypeError) as err:
-        raise FormatError(f"{cpath}: expected {{'changes': [{{kind, object_id}}]}} "
-                          f"({err})") from None
+    changes, changes_extra = _entries(epoch_dir / "changes.json", "changes", ChangeEntry,
+                                      ("kind", "object_id"))
     tpath = epoch_dir / "transform.json"
     if not tpath.is_file():
         raise FormatError(f"{tpath}: missing (predictions must carry the revisit-to-map "
                           "transform)")
+    transform = read_json(tpath)
     try:
-        pose = np.asarray(read_json(tpath)["map_from_odom"], dtype=float)
+        pose = np.asarray(transform["map_from_odom"], dtype=float)
     except (KeyError, TypeError, ValueError) as err:
         raise FormatError(f"{tpath}: expected {{'map_from_odom': 4x4}} ({err})") from None
     if pose.shape != (4, 4) or not np.isfinite(pose).all():
         raise FormatError(f"{tpath}: map_from_odom must be a finite 4x4 matrix")
-    return EpochResult(cls, inst, instances, changes, pose)
+    extra = {"instances.json": instances_extra, "changes.json": changes_extra,
+             "transform.json": {k: v for k, v in transform.items() if k != "map_from_odom"}}
+    return EpochResult(cls, inst, instances, changes, pose,
+                       {name: keys for name, keys in extra.items() if keys})
 
 
 def write_cloud(epoch_dir: Path, xyz: np.ndarray, rgb: np.ndarray) -> None:
