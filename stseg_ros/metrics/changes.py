@@ -9,11 +9,12 @@ that object in that epoch (each true event counts once), and a false
 positive otherwise. An event whose id has no points where it would be
 matched names nothing checkable and is ignored. Ground-truth events nobody
 could see are not expected: an addition or move of an object without points
-in that epoch, a removal of an object never seen before. Swaps of identical
-objects are ambiguous (nobody can see them happen): they count as neither
-missed nor found, and predicted ``moved`` events on the swapped objects are
-ignored. Epoch 0 has no previous epoch and is not scored; kinds other than
-added, removed and moved are ignored.
+in that epoch, a removal of an object never seen before. A true event marked
+``ambiguous`` is uncertain: neither missed nor found (swaps of identical
+objects, which nobody can see happen, and events an importer could not
+confirm), and a predicted event of the same kind for that object is ignored.
+Epoch 0 has no previous epoch and is not scored; kinds other than added,
+removed and moved are ignored.
 """
 
 from __future__ import annotations
@@ -74,16 +75,16 @@ def score_epoch_changes(truth: list[ChangeEntry], predicted: list[ChangeEntry],
 
     real = {(c.kind, c.object_id) for c in truth
             if c.kind in CHANGE_KINDS and not c.ambiguous and observable(c.kind, c.object_id)}
-    ambiguous = {c.object_id for c in truth if c.ambiguous}
+    uncertain = {(c.kind, c.object_id) for c in truth if c.ambiguous}
     counts = ChangeCounts()
     found: set[tuple[str, int]] = set()
     for event in predicted:
         if event.kind not in CHANGE_KINDS:
             continue
         g = referent(event.kind, int(event.object_id))
-        if g is False or (event.kind == "moved" and g in ambiguous):
-            continue
         key = (event.kind, g)
+        if g is False or key in uncertain:
+            continue
         if g is not None and key in real and key not in found:
             found.add(key)
             counts.true_positives += 1

@@ -100,7 +100,7 @@ def evaluate_sets(pairs: Sequence[tuple[Path, Path]], progress: bool = False) ->
         scans.extend(e.scan() for e in s.epochs)
         tracked = relabel_identical_groups(s.epochs, s.groups)
         temporal.append(temporal_scan(tracked))
-        histories.add(temporal[-1], object_histories(s.truth), STRUCTURE_CLASSES)
+        histories.add(temporal[-1], object_histories(s.truth, s.groups), STRUCTURE_CLASSES)
         switches += id_switches(tracked)
         for t in range(1, len(s.epochs)):
             changes.add(score_epoch_changes(s.truth[t].changes, s.predicted[t].changes,

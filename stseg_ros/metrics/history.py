@@ -1,13 +1,13 @@
 """How well each kind of object history is tracked (``stseg eval`` details).
 
 Every ground-truth 4D object gets one history kind from the true changes,
-first match wins: ``swapped`` (took part in a swap of identical objects),
-``moved``, ``added`` (appeared after the first revisit), ``removed`` (gone
-before the last one), else ``static``. Per kind the report gives the number
-of objects, the share whose best prediction has a temporal IoU (ReScene4D:
-the minimum per-epoch IoU over the epochs where either exists) above 0.5,
-and the mean of that best temporal IoU. A per-kind AP would need per-kind
-false positives, which a prediction does not have.
+first match wins: ``swapped`` (an uncertain move of an object of an
+identical group: a swap), ``moved``, ``added`` (appeared after the first
+revisit), ``removed`` (gone before the last one), else ``static``. Per kind
+the report gives the number of objects, the share whose best prediction has
+a temporal IoU (ReScene4D: the minimum per-epoch IoU over the epochs where
+either exists) above 0.5, and the mean of that best temporal IoU. A per-kind
+AP would need per-kind false positives, which a prediction does not have.
 """
 
 from __future__ import annotations
@@ -20,13 +20,16 @@ from stseg_ros.metrics.instance_ap import Scan
 HISTORY_KINDS = ("static", "moved", "swapped", "added", "removed")
 
 
-def object_histories(truth: list[EpochResult]) -> dict[int, str]:
-    """History kind of each ground-truth object of a scene."""
+def object_histories(truth: list[EpochResult], groups: list[list[int]]) -> dict[int, str]:
+    """History kind of each ground-truth object of a scene. An uncertain move outside
+    the identical ``groups`` is one an importer could not confirm, not a swap."""
     ids = {i for epoch in truth for i in epoch.instances}
+    grouped = {i for g in groups if len(g) > 1 for i in g}
     events: dict[int, set[str]] = {}
     for epoch in truth[1:]:
         for c in epoch.changes:
-            kind = "swapped" if c.kind == "moved" and c.ambiguous else c.kind
+            swap = c.kind == "moved" and c.ambiguous and c.object_id in grouped
+            kind = "swapped" if swap else c.kind
             events.setdefault(c.object_id, set()).add(kind)
     out = {}
     for i in ids:
