@@ -118,6 +118,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
     from stseg_ros.datasets.layout import FormatError
     from stseg_ros.metrics.evaluate import evaluate_sets, format_metrics, json_ready
+    from stseg_ros.metrics.selection import ScoringMode, parse_classes
 
     paths = [args.dataset, args.predictions, *args.more]
     if len(paths) % 2:
@@ -125,8 +126,10 @@ def _cmd_eval(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     try:
+        mode = ScoringMode(args.class_agnostic,
+                           parse_classes(args.classes) if args.classes is not None else None)
         pairs = list(zip(paths[::2], paths[1::2], strict=True))
-        metrics = evaluate_sets(pairs, progress=not args.quiet)
+        metrics = evaluate_sets(pairs, progress=not args.quiet, mode=mode)
     except (FormatError, ValueError) as err:
         print(f"stseg eval: {err}", file=sys.stderr)
         return 2
@@ -450,6 +453,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("more", nargs="*", metavar="DATASET PREDICTIONS",
                    help="further pairs, scored together with the first as one set (for "
                         "example the evaluation sets of several seeds)")
+    p.add_argument("--class-agnostic", action="store_true",
+                   help="every object class is one class: score grouping and identity "
+                        "only (wall, floor, ceiling are still not instances)")
+    p.add_argument("--classes", metavar="NAMES|FILE",
+                   help="score only these NYU40 classes: comma-separated names or ids "
+                        "(chair,table,sofa), or a file with one per line or a JSON list; "
+                        "ground truth of other classes is ignored, predictions of other "
+                        "classes are dropped")
     p.add_argument("--json", help="also write the metrics to this JSON file")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_eval)

@@ -13,8 +13,10 @@ in that epoch, a removal of an object never seen before. A true event marked
 ``ambiguous`` is uncertain: neither missed nor found (swaps of identical
 objects, which nobody can see happen, and events an importer could not
 confirm), and a predicted event of the same kind for that object is ignored.
-Epoch 0 has no previous epoch and is not scored; kinds other than added,
-removed and moved are ignored.
+Ground-truth objects in ``ignored`` (classes left out of scoring) have no
+expected events, and predicted events referring to them are ignored. Epoch 0
+has no previous epoch and is not scored; kinds other than added, removed and
+moved are ignored.
 """
 
 from __future__ import annotations
@@ -53,8 +55,10 @@ class ChangeCounts:
 
 
 def score_epoch_changes(truth: list[ChangeEntry], predicted: list[ChangeEntry],
-                        history: list[EpochOverlap]) -> ChangeCounts:
-    """Counts for the last epoch t >= 1 of ``history`` (epochs 0..t of a scene)."""
+                        history: list[EpochOverlap],
+                        ignored: frozenset[int] = frozenset()) -> ChangeCounts:
+    """Counts for the last epoch t >= 1 of ``history`` (epochs 0..t of a scene);
+    ``ignored``: ground-truth ids whose events are neither expected nor wrong."""
     t = len(history) - 1
     now = history[t]
     refers = [{p: g for g, p in e.best_match(0.5).items()} for e in history]
@@ -74,7 +78,8 @@ def score_epoch_changes(truth: list[ChangeEntry], predicted: list[ChangeEntry],
         return False
 
     real = {(c.kind, c.object_id) for c in truth
-            if c.kind in CHANGE_KINDS and not c.ambiguous and observable(c.kind, c.object_id)}
+            if c.kind in CHANGE_KINDS and not c.ambiguous and c.object_id not in ignored
+            and observable(c.kind, c.object_id)}
     uncertain = {(c.kind, c.object_id) for c in truth if c.ambiguous}
     counts = ChangeCounts()
     found: set[tuple[str, int]] = set()
@@ -83,7 +88,7 @@ def score_epoch_changes(truth: list[ChangeEntry], predicted: list[ChangeEntry],
             continue
         g = referent(event.kind, int(event.object_id))
         key = (event.kind, g)
-        if g is False or key in uncertain:
+        if g is False or g in ignored or key in uncertain:
             continue
         if g is not None and key in real and key not in found:
             found.add(key)

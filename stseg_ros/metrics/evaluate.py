@@ -6,7 +6,8 @@ them to point-overlap tables, and computes the keys of the package contract:
 per-epoch instance AP (every scene epoch is a scan), t-mAP (every scene is a 4D
 scan), change precision/recall/F1, identity switches and registration errors.
 Structure classes (wall, floor, ceiling) are not instance classes and are not
-scored.
+scored. A ``ScoringMode`` (``selection.py``) may score a subset of the classes,
+or all of them as one class.
 """
 
 from __future__ import annotations
@@ -18,16 +19,21 @@ from pathlib import Path
 
 import numpy as np
 
-from stseg_ros.core.classes import class_id, class_name
 from stseg_ros.datasets.layout import EpochResult, FormatError, open_dataset, read_epoch_result
 from stseg_ros.metrics.changes import ChangeCounts, score_epoch_changes
 from stseg_ros.metrics.history import HistoryScores, object_histories
 from stseg_ros.metrics.instance_ap import class_aps, summarize
 from stseg_ros.metrics.overlap import EpochOverlap, pair_counts
 from stseg_ros.metrics.registration import relative_error
+from stseg_ros.metrics.selection import (
+    CLASS_AWARE,
+    STRUCTURE_CLASSES,
+    ScoringMode,
+    describe,
+    scoring_class_name,
+)
 from stseg_ros.metrics.temporal import id_switches, relabel_identical_groups, temporal_scan
 
-STRUCTURE_CLASSES = {class_id("wall"), class_id("floor"), class_id("ceiling")}
 METRIC_KEYS = ("mAP", "AP50", "AP25", "t_mAP", "t_AP50", "t_AP25", "change_precision",
                "change_recall", "change_f1", "id_switches", "reg_rot_err_deg",
                "reg_trans_err_m")
@@ -69,17 +75,20 @@ def load_scene(dataset: Path, predictions: Path, scene: str, index) -> SceneEval
                            [list(map(int, g)) for g in info.get("identical_groups", [])])
 
 
-def evaluate(dataset: Path, predictions: Path, progress: bool = False) -> dict:
+def evaluate(dataset: Path, predictions: Path, progress: bool = False,
+             mode: ScoringMode = CLASS_AWARE) -> dict:
     """All metrics of a prediction directory, plus per-class and per-revisit details."""
-    return evaluate_sets([(dataset, predictions)], progress)
+    return evaluate_sets([(dataset, predictions)], progress, mode)
 
 
-def evaluate_sets(pairs: Sequence[tuple[Path, Path]], progress: bool = False) -> dict:
+def evaluate_sets(pairs: Sequence[tuple[Path, Path]], progress: bool = False,
+                  mode: ScoringMode = CLASS_AWARE) -> dict:
     """``evaluate`` over several (dataset, predictions) pairs scored as one set:
     AP ranks the predictions of all their rooms together, as if one dataset
     held them all (evaluation sets of several seeds). Scene names in the
     details are prefixed with their dataset's directory name when there is
-    more than one pair."""
+    more than one pair. ``mode`` chooses the classes scored (``selection.py``)
+    and is reported under ``mode``."""
     from tqdm import tqdm
 
     jobs = []
@@ -97,14 +106,15 @@ def evaluate_sets(pairs: Sequence[tuple[Path, Path]], progress: bool = False) ->
                                                    disable=not progress):
         s = load_scene(dataset, predictions, scene, index)
         name = scene if len(pairs) == 1 else f"{dataset.name}/{scene}"
-        scans.extend(e.scan() for e in s.epochs)
-        tracked = relabel_identical_groups(s.epochs, s.groups)
+        sel = mode.select(s.epochs, s.groups)
+        scans.extend(e.scan() for e in sel.scored)
+        tracked = relabel_identical_groups(sel.scored, sel.groups)
         temporal.append(temporal_scan(tracked))
         histories.add(temporal[-1], object_histories(s.truth, s.groups), STRUCTURE_CLASSES)
         switches += id_switches(tracked)
         for t in range(1, len(s.epochs)):
             changes.add(score_epoch_changes(s.truth[t].changes, s.predicted[t].changes,
-                                            s.epochs[:t + 1]))
+                                            sel.kept[:t + 1], sel.ignored))
             rot, trans = relative_error(s.truth[t].map_from_odom, s.truth[0].map_from_odom,
                                         s.predicted[t].map_from_odom,
                                         s.predicted[0].map_from_odom)
@@ -127,7 +137,8 @@ def evaluate_sets(pairs: Sequence[tuple[Path, Path]], progress: bool = False) ->
         row = {**summarize({c: per_epoch[c]}), **{f"t_{k}": v for k, v in
                                                    summarize({c: per_4d[c]}).items()}}
         if not all(math.isnan(v) for v in row.values()):
-            per_class[class_name(c)] = row
+            per_class[scoring_class_name(c)] = row
+    metrics["mode"] = mode.report()
     metrics["details"] = {
         "scenes": len(jobs), "epochs": len(scans),
         "changes": {"true_positives": changes.true_positives,
@@ -155,7 +166,8 @@ def format_metrics(metrics: dict) -> str:
         return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else (
             f"{v:.4f}" if isinstance(v, float) else str(v))
 
-    lines = [f"{k:<18} {num(metrics[k])}" for k in METRIC_KEYS]
+    lines = [describe(metrics["mode"])] if "mode" in metrics else []
+    lines += [f"{k:<18} {num(metrics[k])}" for k in METRIC_KEYS]
     details = metrics.get("details", {})
     per_class = details.get("per_class", {})
     if per_class:

@@ -70,6 +70,18 @@ class EpochOverlap:
         gt_class = {mapping.get(g, g): c for g, c in self.gt_class.items()}
         return EpochOverlap(counts, gt_class, self.pred_class, self.pred_score)
 
+    def voided(self, gt_ids: set[int], pred_ids: set[int]) -> EpochOverlap:
+        """The same epoch with these ground-truth ids made void and these predicted
+        ids unpredicted (id 0): ignored ground truth, dropped predictions."""
+        counts: dict[tuple[int, int], int] = {}
+        for (g, p), n in self.counts.items():
+            key = (0 if g in gt_ids else g, 0 if p in pred_ids else p)
+            counts[key] = counts.get(key, 0) + n
+        return EpochOverlap(counts,
+                            {g: c for g, c in self.gt_class.items() if g not in gt_ids},
+                            {p: c for p, c in self.pred_class.items() if p not in pred_ids},
+                            {p: v for p, v in self.pred_score.items() if p not in pred_ids})
+
     def best_match(self, threshold: float = 0.5) -> dict[int, int]:
         """gt id -> the prediction overlapping it with IoU above ``threshold`` (unique
         for thresholds of 0.5 and more)."""
