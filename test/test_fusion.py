@@ -9,11 +9,13 @@ import pytest
 from scipy.spatial import cKDTree
 
 from stseg_ros.core.camera import Intrinsics
+from stseg_ros.core.images import decode_image
 from stseg_ros.datasets.generate import GenerateConfig, generate_dataset
 from stseg_ros.datasets.layout import read_cloud
 from stseg_ros.mapping.drift import DriftConfig, FragmentFusion
-from stseg_ros.mapping.frames import RgbdFrame, SkippedFrame, decode_image, read_bag_frames
+from stseg_ros.mapping.frames import RgbdFrame, SkippedFrame
 from stseg_ros.mapping.fusion import TsdfFusion
+from stseg_ros.sources.rosbag import read_bag_frames
 
 
 @pytest.fixture(scope="module")

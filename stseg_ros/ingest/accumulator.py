@@ -20,13 +20,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from stseg_ros.core.images import decode_image
 from stseg_ros.ingest.tf_buffer import TfBuffer
 from stseg_ros.mapping.drift import DriftConfig, FragmentFusion, FusedScan
-from stseg_ros.mapping.frames import (
-    RgbdFrame,
-    decode_image,
-    intrinsics_from_camera_info,
-)
+from stseg_ros.mapping.frames import RgbdFrame, intrinsics_from_camera_info
 from stseg_ros.mapping.fusion import FusionConfig
 
 log = logging.getLogger(__name__)

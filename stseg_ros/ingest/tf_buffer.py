@@ -130,6 +130,19 @@ class TfBuffer:
             pose = parent_from_child @ pose
             out[frame] = pose
 
+    def root(self, frame: str) -> str:
+        """The top of ``frame``'s branch of the tree (``map``, ``odom``, ``world``...)."""
+        frame, seen = frame.lstrip("/"), set()
+        with self._lock:
+            while frame not in seen:
+                seen.add(frame)
+                parent = self._static.get(frame, (None,))[0] or getattr(
+                    self._dynamic.get(frame), "parent", None)
+                if parent is None:
+                    break
+                frame = parent
+        return frame
+
     def lookup(self, target: str, source: str, stamp_ns: int,
                tolerance_ns: int = 0) -> np.ndarray | None:
         """target_from_source (4x4) at the stamp, or None if the buffer cannot say.

@@ -1,0 +1,78 @@
+"""Fused scans from elsewhere (another SLAM system, a LiDAR, a mesh): one PLY,
+PCD or NPZ file per revisit, points and colours taken as they are.
+
+PLY and PCD are read with Open3D (a mesh PLY gives its vertices); an NPZ
+holds ``xyz`` (N, 3) and optionally ``rgb`` (N, 3) uint8, as ``cloud.npz``
+of the dataset layout. Non-finite points are dropped and counted; clouds
+are thinned to one point per ``cloud_voxel`` so a dense LiDAR map costs what
+a fused scan does.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from stseg_ros.core.pointcloud import voxel_downsample
+from stseg_ros.sources.base import InputError, Source
+
+log = logging.getLogger(__name__)
+SUFFIXES = (".ply", ".pcd", ".npz")
+
+
+def read_cloud_file(path, voxel: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """xyz (N, 3) float32 and rgb (N, 3) uint8 of a PLY / PCD / NPZ file."""
+    suffix = path.suffix.lower()
+    if suffix == ".npz":
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                if "xyz" not in npz:
+                    raise InputError(f"{path}: no array 'xyz' (expected xyz (N, 3), rgb (N, 3))")
+                xyz = np.asarray(npz["xyz"], np.float64)
+                rgb = np.asarray(npz["rgb"]) if "rgb" in npz else None
+        except (OSError, ValueError) as err:
+            if isinstance(err, InputError):
+                raise
+            raise InputError(f"{path}: not a readable .npz ({err})") from None
+    elif suffix in (".ply", ".pcd"):
+        import open3d as o3d
+
+        with o3d.utility.VerbosityContextManager(o3d.utility.VerbosityLevel.Error):
+            pc = o3d.io.read_point_cloud(str(path))
+        xyz = np.asarray(pc.points, np.float64)
+        if not len(xyz):
+            raise InputError(f"{path}: no points could be read (not a {suffix[1:].upper()} "
+                             "point cloud or mesh, or empty)")
+        rgb = (np.asarray(pc.colors) * 255).round() if pc.has_colors() else None
+    else:
+        raise InputError(f"{path}: not a point cloud file ({', '.join(SUFFIXES)})")
+    if xyz.ndim != 2 or xyz.shape[1] != 3:
+        raise InputError(f"{path}: xyz has shape {xyz.shape}, expected (N, 3)")
+    if rgb is None:
+        rgb = np.full((len(xyz), 3), 128)
+    if rgb.shape != xyz.shape:
+        raise InputError(f"{path}: rgb has shape {rgb.shape}, xyz {xyz.shape}")
+    finite = np.isfinite(xyz).all(axis=1) & (np.abs(xyz) < 1e4).all(axis=1)
+    if not finite.all():
+        log.warning("%s: %d of %d points are not finite (or beyond 10 km) and were dropped",
+                    path, int((~finite).sum()), len(xyz))
+        xyz, rgb = xyz[finite], rgb[finite]
+    if len(xyz) < 100:
+        raise InputError(f"{path}: {len(xyz)} usable points, too few for a scan")
+    if voxel > 0:
+        keep = voxel_downsample(xyz, voxel)
+        xyz, rgb = xyz[keep], rgb[keep]
+    return xyz.astype(np.float32), np.clip(rgb, 0, 255).astype(np.uint8)
+
+
+class CloudSource(Source):
+    name = "cloud"
+    description = "fused scan: one PLY / PCD / NPZ point cloud or mesh"
+
+    @classmethod
+    def detect(cls, path) -> bool:
+        return path.is_file() and path.suffix.lower() in SUFFIXES
+
+    def revisits(self):
+        return [self.revisit(cloud=lambda: read_cloud_file(self.path, self.cfg.cloud_voxel))]
