@@ -78,9 +78,14 @@ def test_unregistered_revisit_is_recorded_without_touching_objects(tmp_path):
         before = memory.objects()
         with pytest.raises(ValueError, match="unregistered"):
             memory.commit_epoch(EpochEntry(2, False, np.eye(4)), [_obj(9, 5, "chair", 0, 0, 2)])
-        memory.commit_epoch(EpochEntry(2, False, np.eye(4), "lost"))
+        with pytest.raises(ValueError, match="unregistered"):
+            memory.commit_epoch(EpochEntry(2, False, np.eye(4)), points=_points(50, 2))
+        scan = _points(50, 2)
+        scan.instance_id[:] = 0                  # classes only: kept for inspection
+        memory.commit_epoch(EpochEntry(2, False, np.eye(4), "lost"), points=scan)
         assert memory.epoch_indices() == [0, 1, 2] and not memory.epochs()[2].registered
-        assert memory.objects() == before and memory.points(2) is None
+        assert memory.objects() == before and memory.changes(2) == []
+        assert np.array_equal(memory.points(2).class_id, scan.class_id)
         with pytest.raises(ValueError, match="already stored"):
             memory.commit_epoch(EpochEntry(1, True, np.eye(4)))
 

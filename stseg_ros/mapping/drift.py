@@ -55,6 +55,7 @@ class FusedScan:
     xyz: np.ndarray                 # (N, 3) float32
     rgb: np.ndarray                 # (N, 3) uint8
     fragments: list[np.ndarray] = field(default_factory=list)
+    camera_down: np.ndarray | None = None   # mean image-down direction of its cameras
 
     @classmethod
     def single(cls, xyz: np.ndarray, rgb: np.ndarray) -> FusedScan:
@@ -64,6 +65,14 @@ class FusedScan:
     @property
     def parts(self) -> int:
         return len(self.fragments)
+
+    def transformed(self, transform: np.ndarray) -> FusedScan:
+        """The same scan in another frame (``transform``: new_from_old)."""
+        if np.allclose(transform, np.eye(4)):
+            return self
+        down = None if self.camera_down is None else transform[:3, :3] @ self.camera_down
+        return FusedScan(transform_points(transform, self.xyz).astype(np.float32), self.rgb,
+                         [transform_points(transform, f) for f in self.fragments], down)
 
 
 class FragmentFusion:
@@ -82,6 +91,7 @@ class FragmentFusion:
         self.stats = self.tsdf.stats
         self._fragments: list[np.ndarray] = []
         self._current: list[np.ndarray] = []
+        self._down = np.zeros(3)
 
     def integrate(self, frame: RgbdFrame) -> bool:
         """Fuse one frame (a frame that cannot be used is counted, not fused)."""
@@ -90,6 +100,7 @@ class FragmentFusion:
         xyz, _ = backproject(frame.depth, frame.intrinsics, frame.odom_from_camera,
                              self.cfg.pixel_stride, self.fusion_cfg.depth_max)
         self._current.append(xyz)
+        self._down += frame.odom_from_camera[:3, 1]       # the optical frame's y: image down
         if len(self._current) >= self.cfg.fragment_frames:
             self._close()
         return True
@@ -104,7 +115,8 @@ class FragmentFusion:
     def scan(self) -> FusedScan:
         self._close()
         xyz, rgb = self.tsdf.scan()
-        return FusedScan(xyz, rgb, self._fragments)
+        n = self.stats.integrated
+        return FusedScan(xyz, rgb, self._fragments, self._down / n if n else None)
 
 
 def _planar(params: np.ndarray) -> np.ndarray:

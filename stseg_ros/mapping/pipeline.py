@@ -1,11 +1,12 @@
 """The long-term mapper: one revisit's scan in, the map's new state out.
 
-Per revisit: register the scan to the map (the first revisit defines the map
-frame), bend its fragments onto the map to undo odometry drift, segment it,
-give segments persistent identities, detect changes, and commit everything
-to the object memory in one transaction. A revisit that cannot be registered
-is recorded as such and changes nothing else. The ROS mapper node and
-``stseg run`` both drive this class.
+Per revisit: level the scan (z up, ``gravity.py``), register it to the map
+(the first revisit defines the map frame), bend its fragments onto the map to
+undo odometry drift, segment it, give segments persistent identities, detect
+changes, and commit everything to the object memory in one transaction. A
+revisit that cannot be registered is recorded as such with its scan
+segmented in its own (levelled) frame, for the user to inspect, and changes
+nothing else. The ROS mapper node and ``stseg run`` both drive this class.
 """
 
 from __future__ import annotations
@@ -25,13 +26,15 @@ from stseg_ros.mapping.association import (
 )
 from stseg_ros.mapping.drift import DriftConfig, FusedScan, bend_onto_map, corrected, place
 from stseg_ros.mapping.geometric import GeometricConfig, Segment, describe, estimate_normals
+from stseg_ros.mapping.gravity import LevellingConfig, level_scan
 from stseg_ros.mapping.registration import RegistrationConfig, register_scan
 from stseg_ros.memory import EpochEntry, EpochPoints, ObjectMemory
 
 
 @dataclass
 class EpochOutcome:
-    """What one revisit did to the map, with per-stage timings (seconds)."""
+    """What one revisit did to the map, with per-stage timings (seconds).
+    ``levelling`` says how the scan's up direction was chosen."""
 
     epoch: int
     registered: bool
@@ -42,14 +45,17 @@ class EpochOutcome:
     objects: list[ObjectRecord] = field(default_factory=list)
     changes: list[ChangeRecord] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    levelling: str = ""
 
 
 class Mapper:
     def __init__(self, memory: ObjectMemory, segmenter,
                  registration: RegistrationConfig | None = None,
                  association: AssociationConfig | None = None,
-                 drift: DriftConfig | None = None) -> None:
+                 drift: DriftConfig | None = None,
+                 levelling: LevellingConfig | None = None) -> None:
         self.memory, self.segmenter = memory, segmenter
+        self.level_cfg = levelling or LevellingConfig()
         self.reg_cfg = registration or RegistrationConfig()
         self.drift_cfg = drift or DriftConfig()
         self.assoc_cfg = association or AssociationConfig()
@@ -91,6 +97,10 @@ class Mapper:
         epoch = self.memory.next_epoch()
         timings: dict[str, float] = {}
         start = time.perf_counter()
+        level = level_scan(scan.xyz, self.level_cfg, scan.camera_down)
+        scan = scan.transformed(level.levelled_from_input)
+        timings["levelling"] = time.perf_counter() - start
+        start = time.perf_counter()
         xyz_odom, rgb = scan.xyz, scan.rgb
         reference = self._reference()
         if reference is None:
@@ -101,11 +111,10 @@ class Mapper:
             fitness, rmse, reason = result.fitness, result.inlier_rmse, result.reason
         timings["registration"] = time.perf_counter() - start
         if not ok:
-            empty = np.zeros(0, dtype=np.int32)
-            self.memory.commit_epoch(EpochEntry(epoch, False, transform, label, stamp_ns,
-                                                fitness, rmse, len(xyz_odom)))
-            return EpochOutcome(epoch, False, transform, reason, empty, empty.copy(),
-                                timings=timings)
+            return self._unregistered(epoch, scan, transform @ level.levelled_from_input,
+                                      reason, EpochEntry(epoch, False, np.eye(4), label,
+                                                         stamp_ns, fitness, rmse,
+                                                         len(xyz_odom)), timings, level.note)
 
         start = time.perf_counter()
         corrections = np.zeros((scan.parts, 3))      # the first revisit defines the map
@@ -114,6 +123,7 @@ class Mapper:
         xyz = place(scan, transform, corrections).astype(np.float32)
         if scan.parts:
             transform = corrected(transform, corrections[0])   # at the start odometry is exact
+        transform = transform @ level.levelled_from_input     # from the input's own frame
         timings["drift"] = time.perf_counter() - start
         entry = EpochEntry(epoch, True, transform, label, stamp_ns, fitness, rmse, len(xyz))
         empty = np.zeros(len(xyz), dtype=np.int32)
@@ -140,7 +150,28 @@ class Mapper:
                                  EpochPoints(xyz, rgb, instance_id, class_id))
         timings["memory"] = time.perf_counter() - start
         return EpochOutcome(epoch, True, transform, reason, instance_id, class_id,
-                            objects, changes, timings)
+                            objects, changes, timings, level.note)
+
+    def _unregistered(self, epoch: int, scan: FusedScan, tried: np.ndarray, reason: str,
+                      entry: EpochEntry, timings: dict[str, float], levelling: str
+                      ) -> EpochOutcome:
+        """Record a revisit that could not be registered: its scan, segmented
+        alone in its own levelled frame (classes only, no identities), is
+        stored for inspection; objects, changes and the map stay as they were."""
+        start = time.perf_counter()
+        if getattr(self.segmenter, "temporal", False):
+            seg = self.segmenter.segment(scan.xyz, scan.rgb, history=[])
+        else:
+            seg = self.segmenter.segment(scan.xyz, scan.rgb)
+        class_id = seg.structure.copy()
+        for segment, cid in zip(seg.segments, seg.class_ids, strict=True):
+            class_id[segment.points] = cid
+        instance_id = np.zeros(len(scan.xyz), dtype=np.int32)
+        timings["segmentation"] = time.perf_counter() - start
+        self.memory.commit_epoch(entry, points=EpochPoints(scan.xyz, scan.rgb, instance_id,
+                                                           class_id))
+        return EpochOutcome(epoch, False, tried, reason, instance_id, class_id,
+                            timings=timings, levelling=levelling)
 
     def _history(self) -> list[EpochPoints]:
         """The stored segmented clouds of the registered epochs, oldest first."""

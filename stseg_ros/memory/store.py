@@ -168,14 +168,17 @@ class ObjectMemory:
         """Store one epoch atomically: its row, the objects' new states, the
         observations of objects present in it, its changes and its points.
 
-        An unregistered revisit is recorded with its row only: it must not
-        touch objects, changes or points. ``on_stage`` is told what is being
-        written (for progress output).
+        An unregistered revisit must not touch objects or changes; it may keep
+        its scan with classes but no object ids (in its own frame, for the
+        user to inspect). ``on_stage`` is told what is being written (for
+        progress output).
         """
         if entry.index in self.epoch_indices():
             raise ValueError(f"epoch {entry.index} is already stored")
-        if not entry.registered and (objects or changes or points is not None):
-            raise ValueError("an unregistered revisit must not change objects or points")
+        if not entry.registered and (objects or changes or (
+                points is not None and np.asarray(points.instance_id).any())):
+            raise ValueError("an unregistered revisit must not change objects or give "
+                             "points object ids")
         transform = np.asarray(entry.map_from_odom, dtype=float)
         if transform.shape != (4, 4) or not np.isfinite(transform).all():
             raise ValueError("map_from_odom must be a finite 4x4 matrix")
@@ -253,7 +256,8 @@ class ObjectMemory:
                 [_change_from(r) for r in chs])
 
     def points(self, epoch: int) -> EpochPoints | None:
-        """The segmented cloud stored for an epoch, or None (unregistered or absent)."""
+        """The segmented cloud stored for an epoch, or None; map frame, except for an
+        unregistered epoch (its own levelled frame, no object ids)."""
         rows = list(self.db.query("SELECT * FROM epoch_points WHERE epoch = ?", [epoch]))
         if not rows:
             return None

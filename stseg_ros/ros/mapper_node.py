@@ -154,7 +154,8 @@ class MapperNode(Node):
 
     def _publish(self, epoch: int) -> None:
         self.publisher.publish(epoch_state(self.memory, epoch))
-        points = self.memory.points(epoch)
+        registered = any(e.index == epoch and e.registered for e in self.memory.epochs())
+        points = self.memory.points(epoch) if registered else None   # else not in the map frame
         if self.publish_cloud and points is not None:
             header = Header(frame_id=self.map_frame, stamp=self.get_clock().now().to_msg())
             n = len(points.xyz)

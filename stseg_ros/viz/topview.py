@@ -37,7 +37,8 @@ def write_topview(memory: ObjectMemory, path: Path, epoch: int | None = None,
     epoch = epochs[-1] if epoch is None else epoch
     objects: list[ObjectRecord] = memory.objects()
     fig, ax = plt.subplots(figsize=(9, 8), dpi=110)
-    points = memory.points(epoch)
+    placed = [e.index for e in memory.epochs() if e.registered and e.index <= epoch]
+    points = memory.points(placed[-1]) if placed else None   # the latest in the map frame
     if points is not None and len(points.xyz):
         keep = np.random.default_rng(0).permutation(len(points.xyz))[:60_000]
         xyz = points.xyz[keep]
