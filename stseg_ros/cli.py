@@ -113,6 +113,31 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_import(args: argparse.Namespace) -> int:
+    from stseg_ros.datasets.layout import FormatError
+    from stseg_ros.importers import ImportOptions, import_dataset
+
+    options = ImportOptions(label_map=args.label_map, meta=args.meta,
+                            npy_labels=args.npy_labels,
+                            check_alignment=not args.no_alignment_check)
+    log = (lambda line: None) if args.quiet else (lambda line: print(line, flush=True))
+    try:
+        summary = import_dataset(args.importer, args.sources, args.out, options, log)
+    except (FormatError, FileExistsError, ValueError, OSError) as err:
+        print(f"stseg import: {err}", file=sys.stderr)
+        return 2
+    changes = ", ".join(f"{n} {k}" for k, n in sorted(summary.changes.items())) or "none"
+    unknown = sum(summary.unknown_labels.values())
+    print(f"imported {summary.scenes} scene(s), {summary.epochs} scans, {summary.points} "
+          f"points, {summary.objects} 4D objects to {summary.root}; changes: {changes} "
+          f"({summary.uncertain} uncertain)"
+          + (f"; {unknown} object(s) with labels mapped to otherprop: "
+             + ", ".join(f"{k} ({n})" for k, n in summary.unknown_labels.most_common(8))
+             if unknown else ""))
+    print(f"score a prediction with: stseg eval {summary.root} PRED_DIR")
+    return 0
+
+
 def _cmd_eval(args: argparse.Namespace) -> int:
     import json
 
@@ -193,24 +218,44 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    import dataclasses
     import time
 
     from stseg_ros.datasets.layout import FormatError
-    from stseg_ros.mapping.offline import run_dataset
+    from stseg_ros.mapping.config import ConfigError, load_config
+    from stseg_ros.mapping.offline import run_dataset, run_inputs
     from stseg_ros.mapping.segmenter import default_segmenter
     from stseg_ros.memory import MemoryFileError
 
-    args.segmenter = args.segmenter or default_segmenter()
-    if args.device == "cuda" and args.segmenter == "geometric":
+    try:
+        cfg = load_config(args.config, args.set)
+    except ConfigError as err:
+        print(f"stseg run: {err}", file=sys.stderr)
+        return 2
+    flags = {k: v for k, v in (("segmenter", args.segmenter), ("device", args.device),
+                               ("sparse_backend", args.sparse_backend),
+                               ("weights", args.weights)) if v is not None}
+    seg = dataclasses.replace(cfg.segmentation, **flags)
+    seg = dataclasses.replace(seg, segmenter=seg.segmenter or default_segmenter())
+    cfg = dataclasses.replace(cfg, segmentation=seg)
+    if args.up is not None:
+        cfg = dataclasses.replace(cfg, levelling=dataclasses.replace(cfg.levelling, up=args.up))
+    if seg.device == "cuda" and seg.segmenter == "geometric":
         print("stseg run: the geometric segmenter runs on the CPU; --device cuda ignored",
               file=sys.stderr)
+    inputs = [Path(p) for p in args.inputs]
+    is_dataset = len(inputs) == 1 and (inputs[0] / "dataset.json").is_file() and not args.source
     start = time.perf_counter()
+    log = lambda line: print(line, flush=True)  # noqa: E731
     try:
-        summary = run_dataset(args.dataset, args.out, args.db, args.segmenter,
-                              log=lambda line: print(line, flush=True), device=args.device,
-                              backend=args.sparse_backend, weights=args.weights)
+        if is_dataset:
+            summary = run_dataset(inputs[0], args.out, args.db, cfg, log=log,
+                                  progress=not args.quiet)
+        else:
+            summary = run_inputs(inputs, args.out, args.db, cfg, args.source, log=log,
+                                 progress=not args.quiet)
     except (FormatError, MemoryFileError, ValueError, RuntimeError, FileNotFoundError,
-            ImportError) as err:
+            ImportError, OSError) as err:
         print(f"stseg run: {err}", file=sys.stderr)
         return 2
     changes = ", ".join(f"{n} {k}" for k, n in sorted(summary.changes.items())) or "none"
@@ -218,7 +263,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
     print(f"mapped {summary.epochs} epochs ({summary.unregistered} unregistered) in "
           f"{time.perf_counter() - start:.1f} s: {summary.objects} objects, changes: {changes}")
     print(f"time per stage: {stages}")
-    print(f"predictions in {args.out}; score them with: stseg eval {args.dataset} {args.out}")
+    if is_dataset:
+        print(f"predictions in {args.out}; score them with: stseg eval {inputs[0]} {args.out}")
+    else:
+        print(f"memory, labelled revisits (revisits/*.ply), changes.json and map.png in "
+              f"{args.out}; settings used in {Path(args.out) / 'config.yaml'}")
     return 0
 
 
@@ -343,6 +392,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_generate)
 
+    p = verbs.add_parser("import", help="write a dataset from labelled ScanNet or 3RScan "
+                                        "rescans",
+                         description="Read real labelled scans and write them as an evolving-"
+                                     "room dataset (the files stseg generate --frames 0 "
+                                     "writes; README, 'Importing labelled rescans'). scannet: "
+                                     "release layout (<scan>_vh_clean_2.ply, segs.json, "
+                                     "aggregation.json) or preprocessed <scan>_vert/_sem_label/"
+                                     "_ins_label.npy; rescans sceneRRRR_SS of one room become "
+                                     "its epochs, registered to the first and matched by "
+                                     "overlap. 3rscan: labels.instances.annotated.v2.ply and "
+                                     "semseg.v2.json per scan, with 3RScan.json's transforms "
+                                     "and correspondences.")
+    p.add_argument("importer", choices=("scannet", "3rscan"))
+    p.add_argument("sources", nargs="+", type=Path,
+                   help="scan folders, files of a scan, or folders holding scans")
+    p.add_argument("--out", required=True, type=Path,
+                   help="dataset directory to create (must not exist or be empty)")
+    p.add_argument("--label-map", type=Path,
+                   help="scannet: scannetv2-labels.combined.tsv (raw_category -> nyu40id); "
+                        "default: NYU40 names and a built-in synonym table")
+    p.add_argument("--npy-labels", choices=("auto", "nyu40", "scannet20"), default="auto",
+                   help="scannet arrays: ids in *_sem_label.npy (default auto: detected)")
+    p.add_argument("--meta", type=Path,
+                   help="3rscan: 3RScan.json (default: found beside or above the scans)")
+    p.add_argument("--no-alignment-check", action="store_true",
+                   help="3rscan: do not judge the given transforms with the registration gate")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.set_defaults(func=_cmd_import)
+
     p = verbs.add_parser("bench", help="measure generation speed, registration accuracy, "
                                        "ingest throughput or 4D segmentation speed",
                          description="generation: generate one frame-mode room and a few "
@@ -419,28 +497,50 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_train_classifier)
 
-    p = verbs.add_parser("run", help="map the revisits of a dataset offline",
-                         description="Fuse (bags) or read (fast mode) each revisit's scan, "
+    p = verbs.add_parser("run", help="map revisits offline: a dataset, bags, frame folders, "
+                                     "point clouds",
+                         description="Fuse each revisit's frames (or read its scan), level it, "
                                      "register it to the map, segment it, keep identities, "
-                                     "detect changes, store everything in the object memory "
-                                     "and write predictions for stseg eval. Epochs already in "
-                                     "the memory are kept, so an interrupted run continues.")
-    p.add_argument("dataset", help="dataset directory (from stseg generate)")
-    p.add_argument("--out", required=True, help="prediction directory")
-    p.add_argument("--db", help="object memory SQLite file (default PRED/scene_XXX/memory.db; "
-                                "with several scenes, one file per scene next to it)")
+                                     "detect changes and store everything in the object "
+                                     "memory. A dataset directory (stseg generate / import) "
+                                     "gets predictions for stseg eval; other inputs, one "
+                                     "revisit each in the order given (or a folder of them), "
+                                     "get a labelled PLY per revisit, changes.json and "
+                                     "map.png. Epochs already in the memory are kept, so an "
+                                     "interrupted run continues. Sources: rosbag, tum, "
+                                     "7scenes, scannet-frames, cloud (README, 'Your own "
+                                     "data').")
+    p.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="a dataset directory, or revisits: rosbag2 folders or .mcap/.db3 "
+                        "files, TUM / 7-Scenes / ScanNet frame folders, .ply/.pcd/.npz scans, "
+                        "or a folder holding several")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--source", choices=("rosbag", "tum", "7scenes", "scannet-frames", "cloud"),
+                   help="input format (default: detected from each path)")
+    p.add_argument("--db", help="object memory SQLite file (default OUT/memory.db, or for a "
+                                "dataset OUT/scene_XXX/memory.db; with several scenes, one "
+                                "file per scene next to it)")
+    p.add_argument("--config", help="YAML settings file: sections source, fusion, drift, "
+                                    "levelling, registration, association, segmentation "
+                                    "(OUT/config.yaml of a run is one)")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="one setting, after --config, e.g. source.depth_topic=/depth or "
+                        "registration.min_fitness=0.4; repeatable")
+    p.add_argument("--up", help="the input's up axis: auto (default: floor and cameras), "
+                                "none, x, y, z, -x, -y, -z (7-Scenes: -y)")
     p.add_argument("--segmenter",
                    help="learned (default): the 4D network over this revisit and the stored "
                         "ones; learned-per-epoch: the same network on each revisit alone, "
                         "identities by geometric association; geometric: planes, clusters "
                         "and a small classifier (the default where the weights are not "
                         "installed)")
-    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    p.add_argument("--sparse-backend", choices=("torch", "minkowski"), default="torch",
+    p.add_argument("--device", choices=("cpu", "cuda"))
+    p.add_argument("--sparse-backend", choices=("torch", "minkowski"),
                    help="sparse convolution of learned segmenters (minkowski needs "
                         "MinkowskiEngine; same results)")
     p.add_argument("--weights", help="weights of learned segmenters (default: the shipped "
                                      "stseg_ros/data/unet4d.pt; stseg train writes others)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_run)
 
     p = verbs.add_parser("eval", help="score predictions against a dataset's ground truth",

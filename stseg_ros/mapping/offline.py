@@ -1,22 +1,31 @@
-"""``stseg run``: map a dataset's revisits in order, offline, and write predictions.
+"""``stseg run``: map revisits in order, offline, and write what was found.
 
-Each scene gets its own object memory (``PRED/scene_XXX/memory.db`` unless
-``--db`` names one). Epochs already in a memory are not mapped again, so an
-interrupted run continues where it stopped; every epoch's prediction files are
-written from what the memory stored, which is the same whether the epoch was
-just mapped or mapped before the interruption.
+Two kinds of input. A dataset directory (``stseg generate``, ``stseg
+import``) is mapped scene by scene, and predictions for ``stseg eval`` are
+written; each scene gets its own object memory (``PRED/scene_XXX/memory.db``
+unless ``--db`` names one). Anything else is a list of inputs read by the
+sources (``stseg_ros/sources``): bags, frame folders, cloud files, in the
+order given, one history, written as one memory, a labelled PLY per revisit,
+the change events and a top view of the map.
+
+Epochs already in a memory are not mapped again, so an interrupted run
+continues where it stopped; every output is written from what the memory
+stored, which is the same whether the epoch was just mapped or mapped before
+the interruption. The settings used are written to ``PRED/config.yaml``.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from scipy.spatial import cKDTree
+from tqdm import tqdm
 
 from stseg_ros.core.pointcloud import transform_points
 from stseg_ros.datasets.layout import (
@@ -27,12 +36,15 @@ from stseg_ros.datasets.layout import (
     read_cloud,
     write_epoch_result,
 )
-from stseg_ros.mapping.drift import DriftConfig, FragmentFusion, FusedScan
-from stseg_ros.mapping.frames import SkippedFrame, read_bag_frames
-from stseg_ros.mapping.fusion import FusionConfig, FusionStats
-from stseg_ros.mapping.pipeline import Mapper
+from stseg_ros.mapping.config import RunConfig, write_config
+from stseg_ros.mapping.drift import FragmentFusion, FusedScan
+from stseg_ros.mapping.frames import RgbdFrame, SkippedFrame
+from stseg_ros.mapping.fusion import FusionStats
+from stseg_ros.mapping.pipeline import EpochOutcome, Mapper
 from stseg_ros.mapping.segmenter import make_segmenter
 from stseg_ros.memory import ObjectMemory
+from stseg_ros.sources import RevisitInput, open_inputs
+from stseg_ros.sources.rosbag import read_bag_frames
 
 LABEL_DISTANCE = 0.05     # m, evaluation points farther than this from the map stay unlabelled
 
@@ -48,17 +60,43 @@ class RunSummary:
     def add_time(self, stage: str, seconds: float) -> None:
         self.seconds[stage] = self.seconds.get(stage, 0.0) + seconds
 
+    def record(self, outcome: EpochOutcome, what: str, note: str = "") -> str:
+        """Count a mapped revisit; returns its line for the log."""
+        for stage, seconds in outcome.timings.items():
+            self.add_time(stage, seconds)
+        self.epochs += 1
+        kinds = Counter(c.kind.name.lower() for c in outcome.changes)
+        for kind, n in kinds.items():
+            self.changes[kind] = self.changes.get(kind, 0) + n
+        level = f" [{outcome.levelling}]" if outcome.levelling else ""
+        times = ", ".join(f"{k} {v:.1f} s" for k, v in outcome.timings.items())
+        if not outcome.registered:
+            self.unregistered += 1
+            return (f"{what}: NOT registered ({outcome.reason}); recorded, map unchanged"
+                    f"{note}{level}")
+        present = sum(1 for o in outcome.objects if o.epoch_last_seen == outcome.epoch)
+        what_changed = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())) or "no changes"
+        return (f"{what}: {outcome.reason}, {present} objects seen, {what_changed}{note}"
+                f"{level}; {times}")
 
-def fuse_bag(bag: Path, cfg: FusionConfig | None = None,
-             drift: DriftConfig | None = None) -> tuple[FusedScan, FusionStats]:
-    """The revisit's scan (in fragments) from its bag, and the fusion statistics."""
-    fusion = FragmentFusion(cfg or FusionConfig(), drift or DriftConfig())
-    for frame in read_bag_frames(bag):
+
+def fuse_frames(frames: Iterable[RgbdFrame | SkippedFrame], cfg: RunConfig,
+                progress: bool = False, what: str = "fusing") -> tuple[FusedScan, FusionStats]:
+    """A revisit's scan (in fragments) from its frames, and the fusion statistics:
+    frames that cannot be used are counted with their reason, never lost."""
+    fusion = FragmentFusion(cfg.fusion, cfg.drift)
+    for frame in tqdm(frames, desc=what, unit="frame", disable=not progress, leave=False):
         if isinstance(frame, SkippedFrame):
             fusion.stats.skip(frame.reason)
         else:
             fusion.integrate(frame)
     return fusion.scan(), fusion.stats
+
+
+def fusion_note(stats: FusionStats) -> str:
+    skipped = "; ".join(f"{n} {reason}" for reason, n in stats.skipped.items())
+    return f"fused {stats.integrated} frames" + (f" ({stats.dropped} skipped: {skipped})"
+                                                 if stats.dropped else "")
 
 
 def prediction_from_memory(memory: ObjectMemory, epoch: int,
@@ -84,19 +122,33 @@ def prediction_from_memory(memory: ObjectMemory, epoch: int,
     return EpochResult(class_id, instance_id, instances, changes, entry.map_from_odom)
 
 
-def run_dataset(dataset: Path, out: Path, db: Path | None = None, segmenter: str | None = None,
-                log: Callable[[str], None] = print, device: str = "cpu",
-                backend: str = "torch", weights: Path | None = None) -> RunSummary:
-    dataset, out = Path(dataset), Path(out)
+def _segmenter(cfg: RunConfig):
+    seg = cfg.segmentation
+    return make_segmenter(seg.segmenter or None, seg.device, seg.sparse_backend,
+                          seg.weights or None)
+
+
+def _mapper(memory: ObjectMemory, segmenter, cfg: RunConfig) -> Mapper:
+    return Mapper(memory, segmenter, cfg.registration, cfg.association, cfg.drift,
+                  cfg.levelling)
+
+
+def run_dataset(dataset: Path, out: Path, db: Path | None = None,
+                cfg: RunConfig | None = None, log: Callable[[str], None] = print,
+                progress: bool = False) -> RunSummary:
+    """Map every scene of a dataset directory and write its predictions."""
+    dataset, out, cfg = Path(dataset), Path(out), cfg or RunConfig()
     index = open_dataset(dataset)
-    seg = make_segmenter(segmenter, device, backend, weights)
+    seg = _segmenter(cfg)
     log(f"segmenter: {seg.name}")
+    out.mkdir(parents=True, exist_ok=True)
+    write_config(out / "config.yaml", cfg)
     summary = RunSummary()
     for scene in index.scenes:
         (out / scene).mkdir(parents=True, exist_ok=True)
         db_path = _db_path(db, out, scene, len(index.scenes))
         with ObjectMemory(db_path) as memory:
-            mapper = Mapper(memory, seg)
+            mapper = _mapper(memory, seg, cfg)
             done = set(memory.epoch_indices())
             for t, name in enumerate(index.epochs(scene)):
                 epoch_dir = dataset / scene / name
@@ -104,41 +156,105 @@ def run_dataset(dataset: Path, out: Path, db: Path | None = None, segmenter: str
                 if t in done:
                     log(f"{scene} {name}: already in {db_path.name}, kept")
                 else:
-                    _map_epoch(mapper, memory, epoch_dir, eval_xyz, eval_rgb, scene, name, t,
-                               summary, log)
+                    _check_next(memory, t, f"{scene} {name}")
+                    start = time.perf_counter()
+                    note = ""
+                    if (epoch_dir / "bag").is_dir():
+                        scan, stats = fuse_frames(read_bag_frames(epoch_dir / "bag", cfg.source),
+                                                  cfg, progress, f"{scene} {name}")
+                        note = ", " + fusion_note(stats)
+                        summary.add_time("fusion", time.perf_counter() - start)
+                    else:                       # fast-mode dataset: the scan is given
+                        scan = FusedScan.single(eval_xyz, eval_rgb)
+                    outcome = mapper.process(scan, label=name)
+                    log(summary.record(outcome, f"{scene} {name}", note))
                 write_epoch_result(out / scene / name,
                                    prediction_from_memory(memory, t, eval_xyz))
             summary.objects += len(memory.objects())
     return summary
 
 
-def _map_epoch(mapper, memory, epoch_dir, eval_xyz, eval_rgb, scene, name, t, summary, log):
-    if memory.next_epoch() != t:
-        raise RuntimeError(f"{scene}: memory holds epochs {memory.epoch_indices()}, cannot "
-                           f"add {name}; use a fresh --db")
+def run_inputs(inputs: Sequence[Path], out: Path, db: Path | None = None,
+               cfg: RunConfig | None = None, source: str | None = None,
+               log: Callable[[str], None] = print, progress: bool = False) -> RunSummary:
+    """Map the revisits of bags, frame folders or cloud files (in order) as one
+    history; write the memory, a labelled cloud per revisit, the changes and
+    the map picture into ``out``."""
+    cfg, out = cfg or RunConfig(), Path(out)
+    revisits = open_inputs(inputs, source, cfg.source)
+    log(f"{len(revisits)} revisit(s): " + ", ".join(f"{r.label} ({r.source})" for r in revisits))
+    seg = _segmenter(cfg)
+    log(f"segmenter: {seg.name}")
+    out.mkdir(parents=True, exist_ok=True)
+    write_config(out / "config.yaml", cfg)
+    summary = RunSummary()
+    db_path = Path(db) if db is not None else out / "memory.db"
+    with ObjectMemory(db_path) as memory:
+        mapper = _mapper(memory, seg, cfg)
+        stored = {e.index: e for e in memory.epochs()}
+        for t, revisit in enumerate(revisits):
+            if t in stored:
+                if stored[t].label != revisit.label:
+                    raise RuntimeError(f"{db_path}: epoch {t} is {stored[t].label!r}, not "
+                                       f"{revisit.label!r}; use a fresh --db")
+                log(f"{revisit.label}: already in {db_path.name}, kept")
+                continue
+            _check_next(memory, t, revisit.label)
+            scan, note = _scan(revisit, cfg, summary, progress, log)
+            log(summary.record(mapper.process(scan, label=revisit.label), revisit.label, note))
+        _write_outputs(memory, out, [r.label for r in revisits])
+        summary.objects = len(memory.objects())
+    return summary
+
+
+def _scan(revisit: RevisitInput, cfg: RunConfig, summary: RunSummary, progress: bool,
+          log: Callable[[str], None]) -> tuple[FusedScan, str]:
     start = time.perf_counter()
-    note = ""
-    if (epoch_dir / "bag").is_dir():
-        scan, stats = fuse_bag(epoch_dir / "bag")
-        note = f", fused {stats.integrated} frames ({stats.dropped} skipped)"
-        summary.add_time("fusion", time.perf_counter() - start)
-    else:                                   # fast-mode dataset: the scan is given
-        scan = FusedScan.single(eval_xyz, eval_rgb)
-    outcome = mapper.process(scan, label=name)
-    for stage, seconds in outcome.timings.items():
-        summary.add_time(stage, seconds)
-    summary.epochs += 1
-    kinds = Counter(c.kind.name.lower() for c in outcome.changes)
-    for kind, n in kinds.items():
-        summary.changes[kind] = summary.changes.get(kind, 0) + n
-    if not outcome.registered:
-        summary.unregistered += 1
-        log(f"{scene} {name}: NOT registered ({outcome.reason}); recorded, map unchanged")
-        return
-    present = sum(1 for o in outcome.objects if o.epoch_last_seen == t)
-    what = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())) or "no changes"
-    times = ", ".join(f"{k} {v:.1f} s" for k, v in outcome.timings.items())
-    log(f"{scene} {name}: {outcome.reason}, {present} objects seen, {what}{note}; {times}")
+    if revisit.cloud is not None:
+        xyz, rgb = revisit.cloud()
+        summary.add_time("reading", time.perf_counter() - start)
+        return FusedScan.single(xyz, rgb), f", {len(xyz)} points read"
+    frames = revisit.frames()
+    if revisit.source == "rosbag":
+        frames = read_bag_frames(revisit.path, cfg.source, log)
+    scan, stats = fuse_frames(frames, cfg, progress, revisit.label)
+    summary.add_time("fusion", time.perf_counter() - start)
+    if not stats.integrated:
+        raise RuntimeError(f"{revisit.path}: no frame could be fused ({fusion_note(stats)})")
+    return scan, ", " + fusion_note(stats)
+
+
+def _check_next(memory: ObjectMemory, t: int, what: str) -> None:
+    if memory.next_epoch() != t:
+        raise RuntimeError(f"{what}: memory holds epochs {memory.epoch_indices()}, cannot "
+                           f"add it as epoch {t}; use a fresh --db")
+
+
+def _write_outputs(memory: ObjectMemory, out: Path, labels: list[str]) -> None:
+    """``revisits/NN_label.ply`` (x y z rgb instance_id class_id; map frame, or
+    for an unregistered revisit its own levelled frame, without object ids),
+    ``changes.json`` and ``map.png``, from the memory."""
+    from stseg_ros.importers.ply import write_ply
+    from stseg_ros.viz.topview import write_topview
+
+    (out / "revisits").mkdir(exist_ok=True)
+    entries = {e.index: e for e in memory.epochs()}
+    for t, label in enumerate(labels):
+        points = memory.points(t)
+        if points is None:
+            continue
+        write_ply(out / "revisits" / f"{t:02d}_{label}.ply", {
+            "x": points.xyz[:, 0], "y": points.xyz[:, 1], "z": points.xyz[:, 2],
+            "red": points.rgb[:, 0], "green": points.rgb[:, 1], "blue": points.rgb[:, 2],
+            "instance_id": points.instance_id.astype(np.int32),
+            "class_id": points.class_id.astype(np.int32)})
+    events = [{"epoch": c.epoch, "kind": c.kind.name.lower(), "object_id": c.object_id,
+               "class_id": c.class_id, "class_name": c.class_name,
+               "confidence": round(float(c.confidence), 3)}
+              for t in entries for c in memory.changes(t)]
+    (out / "changes.json").write_text(json.dumps({"changes": events}, indent=1) + "\n")
+    if any(e.registered for e in entries.values()):
+        write_topview(memory, out / "map.png", title=f"{len(entries)} revisit(s)")
 
 
 def _db_path(db: Path | None, out: Path, scene: str, scenes: int) -> Path:

@@ -1,0 +1,246 @@
+"""Input sources: every real format gives the frames (or scan) it holds, posed
+right, and ``stseg run`` maps them; bad inputs are refused with the file named."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from scipy.spatial import cKDTree
+
+from real_formats import (
+    Y_DOWN,
+    write_7scenes,
+    write_custom_bag,
+    write_realsense_bag,
+    write_scannet_frames,
+    write_tum,
+    write_zed_bag,
+)
+from stseg_ros.cli import main
+from stseg_ros.core.images import (
+    decode_image,
+    encode_color,
+    encode_compressed_depth,
+)
+from stseg_ros.core.pointcloud import planar_pose, rotation_angle_deg, transform_points
+from stseg_ros.datasets.generate import GenerateConfig, generate_dataset
+from stseg_ros.datasets.layout import read_cloud
+from stseg_ros.importers.ply import read_ply_vertices
+from stseg_ros.mapping.config import RunConfig
+from stseg_ros.mapping.frames import SkippedFrame
+from stseg_ros.mapping.offline import fuse_frames
+from stseg_ros.memory import ObjectMemory
+from stseg_ros.sources import SOURCES, InputError, SourceConfig, detect_source, open_inputs
+from stseg_ros.sources.rosbag import read_bag_frames
+
+FRAMES = 8
+MAP_FROM_ODOM = planar_pose(1.5, -0.7, 0.6)
+
+
+@pytest.fixture(scope="module")
+def room(tmp_path_factory):
+    """A generated revisit: its frames (true poses, odom frame) and true cloud."""
+    out = tmp_path_factory.mktemp("room") / "ds"
+    generate_dataset(out, GenerateConfig(seed=7, revisits=2, frames=FRAMES, workers=0),
+                     progress=False)
+    epoch = out / "scene_000" / "epoch_00"
+    frames = [f for f in read_bag_frames(epoch / "bag") if not isinstance(f, SkippedFrame)]
+    assert len(frames) == FRAMES
+    return SimpleNamespace(root=out, frames=frames, truth=read_cloud(epoch)[0],
+                           folder=tmp_path_factory.mktemp("formats"))
+
+
+def _fused(path, **cfg):
+    (revisit,) = open_inputs([path], cfg=SourceConfig(**cfg))
+    scan, stats = fuse_frames(revisit.frames(), RunConfig())
+    return revisit, scan, stats
+
+
+def _on_truth(xyz, truth, transform=np.eye(4)):
+    """Median distance of fused points to the true cloud placed by ``transform``."""
+    return float(np.median(cKDTree(transform_points(transform, truth)).query(xyz)[0]))
+
+
+def test_tum_folder(room):
+    path = write_tum(room.folder / "tum_seq", room.frames, Y_DOWN)
+    revisit, scan, stats = _fused(path)
+    assert revisit.source == "tum" and revisit.label == "tum_seq"
+    assert stats.integrated == FRAMES and stats.dropped == 0
+    assert _on_truth(scan.xyz, room.truth, Y_DOWN) < 0.02
+
+
+def test_7scenes_folder(room):
+    path = write_7scenes(room.folder / "seq-01", room.frames, Y_DOWN)
+    revisit, scan, stats = _fused(path)
+    assert revisit.source == "7scenes" and stats.integrated == FRAMES
+    assert _on_truth(scan.xyz, room.truth, Y_DOWN) < 0.02
+
+
+def test_scannet_export_skips_the_lost_pose(room):
+    path = write_scannet_frames(room.folder / "scene_export", room.frames, lost=2)
+    revisit, scan, stats = _fused(path)
+    assert revisit.source == "scannet-frames"
+    assert stats.integrated == FRAMES - 1
+    assert stats.skipped == {"no valid camera pose for this frame": 1}
+    assert _on_truth(scan.xyz, room.truth) < 0.02
+
+
+def test_realsense_bag_with_compressed_images_and_a_tf_chain(room):
+    path = write_realsense_bag(room.folder / "realsense.mcap", room.frames, MAP_FROM_ODOM)
+    assert detect_source(path).name == "rosbag"
+    lines = []
+    frames = list(read_bag_frames(path, log=lines.append))
+    assert len(frames) == FRAMES and not any(isinstance(f, SkippedFrame) for f in frames)
+    assert "realsense2_camera" in lines[0] and "camera_color_optical_frame in map" in lines[0]
+    scan, stats = fuse_frames(frames, RunConfig())
+    assert _on_truth(scan.xyz, room.truth, MAP_FROM_ODOM) < 0.02   # jpeg colour, png depth
+
+
+def test_zed_bag_with_odometry_bgra_and_float_depth(room):
+    path = write_zed_bag(room.folder / "zed.mcap", room.frames)
+    revisit, scan, stats = _fused(path)
+    assert stats.integrated == FRAMES
+    assert _on_truth(scan.xyz, room.truth) < 0.02
+
+
+def test_own_topic_names_from_the_settings(room):
+    path = write_custom_bag(room.folder / "own", room.frames)
+    with pytest.raises(InputError, match="no colour image topic"):
+        list(read_bag_frames(path))
+    revisit, scan, stats = _fused(path, color_topic="/front/image",
+                                  depth_topic="/front/range/compressedDepth")
+    assert stats.integrated == FRAMES
+    assert _on_truth(scan.xyz, room.truth) < 0.02     # 32FC1 inverse-depth quantisation
+
+
+def test_frames_without_a_pose_are_counted_with_the_reason(room):
+    path = write_custom_bag(room.folder / "own_tf", room.frames)
+    frames = list(read_bag_frames(path, SourceConfig(
+        color_topic="/front/image", depth_topic="/front/range/compressedDepth",
+        world_frame="map")))
+    assert len(frames) == FRAMES and all(isinstance(f, SkippedFrame) for f in frames)
+    assert "no transform map <- front_optical" in frames[0].reason
+
+
+def test_cloud_files_and_a_folder_of_them_in_name_order(room, tmp_path):
+    xyz, rgb = read_cloud(room.root / "scene_000" / "epoch_00")
+    np.savez(tmp_path / "b_second.npz", xyz=xyz, rgb=rgb)
+    import open3d as o3d
+
+    pc = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(xyz.astype(np.float64)))
+    pc.colors = o3d.utility.Vector3dVector(rgb / 255.0)
+    o3d.io.write_point_cloud(str(tmp_path / "a_first.ply"), pc)
+    o3d.io.write_point_cloud(str(tmp_path / "c_third.pcd"), pc)
+    bad = xyz.copy()
+    bad[:10] = np.nan
+    np.savez(tmp_path / "d_nan.npz", xyz=bad)
+    revisits = open_inputs([tmp_path])
+    assert [r.label for r in revisits] == ["a_first", "b_second", "c_third", "d_nan"]
+    for r in revisits:
+        cloud, colour = r.cloud()
+        assert np.isfinite(cloud).all() and cloud.dtype == np.float32
+        assert _on_truth(cloud, xyz) < 0.005 and colour.shape == cloud.shape
+    assert (revisits[3].cloud()[1] == 128).all()           # no colours: grey
+
+
+@pytest.mark.parametrize(("name", "content", "match"), [
+    ("empty.ply", b"ply\nformat ascii 1.0\nend_header\n", "no points"),
+    ("two.npz", None, r"shape \(50, 2\)"),
+    ("notes.txt", b"hello", "not in any format"),
+])
+def test_bad_inputs_name_the_file(tmp_path, name, content, match):
+    path = tmp_path / name
+    if content is None:
+        np.savez(path, xyz=np.zeros((50, 2)))
+    else:
+        path.write_bytes(content)
+    with pytest.raises(InputError, match=match) as err:
+        for revisit in open_inputs([path]):
+            revisit.cloud()
+    assert str(path) in str(err.value)
+
+
+def test_sources_listed_by_the_cli_are_the_registry():
+    from stseg_ros.cli import build_parser
+
+    run = next(a for a in build_parser()._subparsers._group_actions[0].choices["run"]._actions
+               if a.dest == "source")
+    assert tuple(run.choices) == tuple(SOURCES)
+
+
+def test_compressed_depth_round_trip():
+    depth = np.array([[0.0, 0.5], [2.25, 4.0]], np.float32)
+    fmt, data = encode_compressed_depth(depth)
+    assert fmt == "16UC1; compressedDepth png"
+    msg = SimpleNamespace(format=fmt, data=data)
+    assert np.allclose(decode_image(msg), depth, atol=5e-4)
+    fmt, data = encode_compressed_depth(depth, "32FC1")
+    out = decode_image(SimpleNamespace(format=fmt, data=data))
+    assert out[0, 0] == 0 and np.allclose(out[1:], depth[1:], rtol=2e-3)
+    with pytest.raises(ValueError, match="shorter than its header"):
+        decode_image(SimpleNamespace(format=fmt, data=data[:8]))
+    with pytest.raises(ValueError, match="not a readable PNG"):
+        decode_image(SimpleNamespace(format=fmt, data=data[:40]))
+
+
+def test_compressed_colour_and_four_channel_encodings():
+    rgb = (np.arange(48 * 64 * 3) % 251).astype(np.uint8).reshape(48, 64, 3)
+    fmt, data = encode_color(rgb, "png")
+    assert np.array_equal(decode_image(SimpleNamespace(format=fmt, data=data)), rgb)
+    bgra = np.concatenate([rgb[..., ::-1], np.zeros((48, 64, 1), np.uint8)], axis=2)
+    msg = SimpleNamespace(height=48, width=64, encoding="bgra8", step=256, is_bigendian=0,
+                          data=bgra.tobytes())
+    assert np.array_equal(decode_image(msg), rgb)
+    with pytest.raises(ValueError, match="not a readable PNG/JPEG"):
+        decode_image(SimpleNamespace(format="jpeg", data=b"\xff\xd8garbage"))
+
+
+def test_run_maps_a_tum_folder_levelled(room, tmp_path):
+    path = write_tum(tmp_path / "tum", room.frames, Y_DOWN)
+    out = tmp_path / "pred"
+    assert main(["run", str(path), "--out", str(out), "--segmenter", "geometric",
+                 "--quiet"]) == 0
+    with ObjectMemory(out / "memory.db") as memory:
+        (entry,) = memory.epochs()
+    # the map is levelled: TUM's y-down world lands z-up, the floor at z = 0
+    map_from_truth = entry.map_from_odom @ Y_DOWN
+    assert rotation_angle_deg(map_from_truth, np.eye(4)) < 1.0
+    assert abs(map_from_truth[2, 3]) < 0.03
+    cloud = read_ply_vertices(out / "revisits" / "00_tum.ply")
+    assert {"x", "instance_id", "class_id", "red"} <= set(cloud)
+    assert (out / "map.png").is_file() and (out / "config.yaml").is_file()
+    assert json.loads((out / "changes.json").read_text())["changes"] is not None
+
+
+def test_run_registers_two_cloud_revisits_and_resumes(room, tmp_path, capsys):
+    scans = []
+    for t in range(2):
+        xyz, rgb = read_cloud(room.root / "scene_000" / f"epoch_{t:02d}")
+        scans.append(tmp_path / f"{t}_visit.npz")
+        np.savez(scans[-1], xyz=xyz, rgb=rgb)
+    out = tmp_path / "pred"
+    args = ["run", *map(str, scans), "--out", str(out), "--segmenter", "geometric", "--quiet",
+            "--set", "registration.seed=1"]
+    assert main(args) == 0
+    assert "1_visit: ok" in capsys.readouterr().out
+    with ObjectMemory(out / "memory.db") as memory:
+        assert [e.registered for e in memory.epochs()] == [True, True]
+    assert "registration:\n" in (out / "config.yaml").read_text()
+    assert "seed: 1" in (out / "config.yaml").read_text()
+    assert main(args) == 0                           # a second run keeps what is stored
+    assert capsys.readouterr().out.count("already in memory.db, kept") == 2
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--set", "registration.nosuch=1"], "registration.nosuch: no such setting"),
+    (["--set", "bogus.key=1"], "bogus: no such section"),
+    (["--set", "registration.min_fitness=high"], "not a valid float"),
+    (["--source", "tum"], "not a tum input"),
+])
+def test_run_refuses_bad_settings_and_inputs(room, tmp_path, capsys, args, message):
+    path = write_7scenes(tmp_path / "seq", room.frames[:2])
+    assert main(["run", str(path), "--out", str(tmp_path / "o"), *args]) == 2
+    assert message in capsys.readouterr().err
