@@ -541,6 +541,7 @@ def test_the_cli_offers_every_registered_importer(capsys):
 
     with pytest.raises(SystemExit):
         build_parser().parse_args(["import", "nothing", "x", "--out", "y"])
-    assert all(name in capsys.readouterr().err for name in IMPORTERS)
+    err = capsys.readouterr().err
+    assert all(f"'{name}'" in err for name in IMPORTERS), err
     with pytest.raises(ValueError, match="unknown importer"):
         import_dataset("nothing", [], "y")
