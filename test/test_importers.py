@@ -429,12 +429,18 @@ def test_scannet_npy_arrays_and_label_ids_are_detected(tmp_path, scans, train_id
     src = tmp_path / "npy"
     for s in scans[:2]:
         write_scannet_npy(src, s, train_ids)
+    # a variant of other length (mmdetection3d's _all arrays) must not be mixed in
+    for what in ("vert", "sem_label", "ins_label"):
+        a = np.load(src / f"scene0042_00_{what}.npy")
+        np.save(src / f"scene0042_00_{what}_all.npy", np.concatenate([a, a[:10]]))
     lines = []
     import_dataset("scannet", [src], tmp_path / "ds",
                    ImportOptions(register=known_registration(scans)), lines.append)
     expected = "scannet20 (detected)" if train_ids else "nyu40 (detected)"
     assert any(expected in line for line in lines), lines
     assert any("7 columns, the first 6 used" in line for line in lines)
+    assert any("used scene0042_00_sem_label.npy, not scene0042_00_sem_label_all.npy" in line
+               for line in lines)
     results = epochs(tmp_path / "ds")
     assert len(results) == 2
     chair = scans[0].names.index("chair")

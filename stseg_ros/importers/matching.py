@@ -3,13 +3,16 @@ not say (ScanNet's rescans of a room share no instance ids).
 
 After the later scan is aligned to the map, each of its objects is compared
 with every 4D object seen so far (the points it had where it was last seen):
-the overlap of two objects is the share of the points of both that have a
-point of the other within ``radius`` (5 cm). Objects of the same class, or of
+the overlap of two objects is the share of one's points that have a point of
+the other within ``radius`` (5 cm), taking the larger of the two shares, as
+rescans often see different parts of an object (a cabinet's top in one, its
+front in the other) and the part seen less then lies on the other. Objects of the same class, or of
 classes annotators swap between scans (table/counter/desk, shelves/bookshelf/
 cabinet, ...), are paired by the Hungarian method on that overlap; a pair
 below ``min_overlap`` is no match. What remains may be an object that moved:
 ``match_by_shape`` pairs leftovers of compatible class and similar size whose
-centres lie within ``max_move``.
+centres lie within ``max_move``, where each is the other's only candidate; one
+that shifted less than ``min_move`` is taken to have stayed.
 """
 
 from __future__ import annotations
@@ -53,8 +56,10 @@ class Track:
 @dataclass(frozen=True)
 class MatchConfig:
     radius: float = 0.05        # m, point neighbourhood for overlap
-    min_overlap: float = 0.2    # overlap below this is no match
+    min_overlap: float = 0.3    # overlap below this is no match
+    min_points: int = 10        # an object side with fewer points has no overlap share
     max_move: float = 3.0       # m, how far a shape match may have moved
+    min_move: float = 0.2       # m, a shape match nearer than this stayed (no event)
     size_tolerance: float = 0.35  # relative difference of height and footprint diagonal
 
 
@@ -70,9 +75,11 @@ def _nearest_owner(query: np.ndarray, points: np.ndarray, owners: np.ndarray,
     return out
 
 
-def overlap_matrix(current: dict[int, np.ndarray], tracks: list[Track],
-                   radius: float) -> tuple[list[int], np.ndarray]:
-    """Overlap of every current object (rows, ascending ids) with every track (columns)."""
+def overlap_matrix(current: dict[int, np.ndarray], tracks: list[Track], radius: float,
+                   min_points: int = 10) -> tuple[list[int], np.ndarray]:
+    """Overlap of every current object (rows, ascending ids) with every track (columns):
+    the larger of the two shares of an object's points that have a point of the other
+    within ``radius`` (a side with fewer than ``min_points`` points does not count)."""
     keys = sorted(current)
     m = np.zeros((len(keys), len(tracks)))
     if not keys or not tracks:
@@ -81,16 +88,18 @@ def overlap_matrix(current: dict[int, np.ndarray], tracks: list[Track],
     cur_owner = np.repeat(np.arange(len(keys)), [len(current[k]) for k in keys])
     trk_xyz = np.concatenate([t.xyz for t in tracks])
     trk_owner = np.repeat(np.arange(len(tracks)), [len(t.xyz) for t in tracks])
-    near = np.zeros_like(m)
+    near_cur, near_trk = np.zeros_like(m), np.zeros_like(m)
     hit = _nearest_owner(cur_xyz, trk_xyz, trk_owner, radius)
     ok = hit >= 0
-    np.add.at(near, (cur_owner[ok], hit[ok]), 1)
+    np.add.at(near_cur, (cur_owner[ok], hit[ok]), 1)
     hit = _nearest_owner(trk_xyz, cur_xyz, cur_owner, radius)
     ok = hit >= 0
-    np.add.at(near, (hit[ok], trk_owner[ok]), 1)
-    sizes = np.array([len(current[k]) for k in keys], float)[:, None] + \
-        np.array([len(t.xyz) for t in tracks], float)[None, :]
-    return keys, near / sizes
+    np.add.at(near_trk, (hit[ok], trk_owner[ok]), 1)
+    n_cur = np.array([len(current[k]) for k in keys], float)[:, None]
+    n_trk = np.array([len(t.xyz) for t in tracks], float)[None, :]
+    # partial views: the side seen less may lie wholly on the other, the other not on it
+    return keys, np.maximum(np.where(n_cur >= min_points, near_cur / n_cur, 0.0),
+                            np.where(n_trk >= min_points, near_trk / n_trk, 0.0))
 
 
 def match_by_overlap(current: dict[int, np.ndarray], classes: dict[int, int],
@@ -98,7 +107,7 @@ def match_by_overlap(current: dict[int, np.ndarray], classes: dict[int, int],
                      ) -> tuple[dict[int, tuple[int, float]], dict[int, float]]:
     """Current object -> (track id, overlap) for the pairs the Hungarian method keeps,
     and every current object's best overlap with a track of compatible class."""
-    keys, m = overlap_matrix(current, tracks, cfg.radius)
+    keys, m = overlap_matrix(current, tracks, cfg.radius, cfg.min_points)
     if m.size == 0:
         return {}, {k: 0.0 for k in keys}
     allowed = np.array([[compatible(classes[k], t.class_id) for t in tracks] for k in keys])
@@ -118,7 +127,8 @@ def match_by_shape(current: dict[int, np.ndarray], classes: dict[int, int],
                    tracks: list[Track], cfg: MatchConfig = MatchConfig()
                    ) -> dict[int, tuple[int, float]]:
     """Current object -> (track id, distance moved in m) for leftovers of compatible
-    class and similar height and footprint, nearest centres first (Hungarian)."""
+    class and similar height and footprint within ``max_move`` of each other, where
+    each is the other's only such candidate."""
     keys = sorted(current)
     if not keys or not tracks:
         return {}
@@ -135,11 +145,11 @@ def match_by_shape(current: dict[int, np.ndarray], classes: dict[int, int],
             if similar and dist <= cfg.max_move:
                 cost[r, c] = dist
     feasible = np.isfinite(cost)
-    if not feasible.any():
-        return {}
-    rows, cols = linear_sum_assignment(np.where(feasible, cost, 1e6))
-    return {keys[r]: (tracks[c].id, float(cost[r, c])) for r, c in zip(rows, cols, strict=True)
-            if feasible[r, c]}
+    # only unambiguous pairs: the one candidate on both sides (many small props look alike)
+    unique = feasible & (feasible.sum(axis=1, keepdims=True) == 1) & \
+        (feasible.sum(axis=0, keepdims=True) == 1)
+    return {keys[r]: (tracks[c].id, float(cost[r, c])) for r, c in zip(*np.nonzero(unique),
+                                                                      strict=True)}
 
 
 STRUCTURE = {class_id(n) for n in ("wall", "floor", "ceiling")}
@@ -214,7 +224,7 @@ def link_scans(scans, register, cfg: MatchConfig = MatchConfig(), log=print,
                 ids[obj] = tid
                 how[tid] = {"match": "shape", "overlap": round(best[obj], 3),
                             "moved_m": round(dist, 3)}
-                if classes[obj] not in STRUCTURE:
+                if classes[obj] not in STRUCTURE and dist >= cfg.min_move:
                     changes.append(ChangeEntry(
                         "moved", tid, classes[obj], True, pose_of(tracks[tid].xyz),
                         pose_of(current[obj]),

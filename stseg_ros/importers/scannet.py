@@ -162,16 +162,22 @@ def read_release(src: ScanSource, labels: LabelMapper) -> Scan:
                 [str(ply), str(segs), str(agg)], notes)
 
 
-def _npy_file(src: ScanSource, what: str) -> tuple[Path, list[str]]:
-    matches = sorted((p for p in src.folder.glob(f"{src.name}_{what}*.npy")
+def _npy_file(src: ScanSource, what: str, tail: str | None = None
+              ) -> tuple[Path, str, list[str]]:
+    """The scan's ``<scan>_<what><tail>.npy``: the given tail (``_all`` in
+    ``_vert_all.npy``) where it exists, else the shortest name; and the tail used."""
+    prefix = f"{src.name}_{what}"
+    matches = sorted((p for p in src.folder.glob(f"{prefix}*.npy")
                       if (m := NPY.match(p.name)) and m["scan"] == src.name
                       and m["what"] == what), key=lambda p: (len(p.name), p.name))
     if not matches:
-        raise FormatError(f"{src.folder / (src.name + '_' + what + '.npy')}: missing "
-                          f"(no {src.name}_{what}*.npy next to the scan's other arrays)")
-    notes = [f"{what}: used {matches[0].name}, not {', '.join(p.name for p in matches[1:])}"] \
-        if len(matches) > 1 else []
-    return matches[0], notes
+        raise FormatError(f"{src.folder / (prefix + '.npy')}: missing "
+                          f"(no {prefix}*.npy next to the scan's other arrays)")
+    same = [p for p in matches if p.name[len(prefix):-4] == tail]
+    chosen = same[0] if same else matches[0]
+    others = [p.name for p in matches if p != chosen]
+    notes = [f"used {chosen.name}, not {', '.join(others)}"] if others else []
+    return chosen, chosen.name[len(prefix):-4], notes
 
 
 def _load(path: Path) -> np.ndarray:
@@ -222,8 +228,9 @@ def semantic_ids(sem: np.ndarray, xyz: np.ndarray, path: Path, mode: str = "auto
 
 def read_npy(src: ScanSource, npy_labels: str = "auto") -> Scan:
     """One scan of preprocessed per-point arrays (vertices, semantic, instance)."""
-    (vert_path, n1), (sem_path, n2), (ins_path, n3) = (
-        _npy_file(src, w) for w in ("vert", "sem_label", "ins_label"))
+    vert_path, tail, n1 = _npy_file(src, "vert")
+    (sem_path, _, n2), (ins_path, _, n3) = (_npy_file(src, w, tail)
+                                            for w in ("sem_label", "ins_label"))
     vert, sem, ins = _load(vert_path), _load(sem_path), _load(ins_path)
     if vert.ndim != 2 or vert.shape[1] < 6:
         raise FormatError(f"{vert_path}: expected (N, 6+) x y z r g b, got {vert.shape}")
