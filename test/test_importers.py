@@ -551,3 +551,21 @@ def test_the_cli_offers_every_registered_importer(capsys):
     assert all(f"'{name}'" in err for name in IMPORTERS), err
     with pytest.raises(ValueError, match="unknown importer"):
         import_dataset("nothing", [], "y")
+
+
+def test_a_malformed_3rscan_metafile_names_itself(tmp_path, parts, capsys):
+    write_3rscan(tmp_path / "3RScan", parts)
+    meta = tmp_path / "3RScan" / "files" / "3RScan.json"
+    data = json.loads(meta.read_text())
+    data[0]["scans"][0]["removed"] = ["seven"]
+    meta.write_text(json.dumps(data))
+    assert main(["import", "3rscan", str(tmp_path / "3RScan" / "scans"), "--out",
+                 str(tmp_path / "ds"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert str(meta) in err and "'removed' must be a list of instance ids" in err
+    data[0]["scans"][0]["removed"] = [7]
+    data[0]["scans"][0]["transform"] = [2.0] * 16
+    meta.write_text(json.dumps(data))
+    with pytest.raises(FormatError, match="not a rigid transform"):
+        import_dataset("3rscan", [tmp_path / "3RScan" / "scans"], tmp_path / "ds",
+                       log=lambda line: None)

@@ -274,8 +274,7 @@ def _scene(rid: str, folders: list[ScanFolder], entries: dict, meta: Path,
         reading, fit = _choose_reading(rigid, s, ref, scan, local_of) if rigid else \
             (DEFAULT_READING, None)
         motion = {oid: RIGID_READINGS[reading](m, s) for oid, m in rigid.items()}
-        removed = {int(i) for i in entry.get("removed", [])}
-        nonrigid = {int(i) for i in entry.get("nonrigid", [])}
+        removed, nonrigid = (_id_list(entry, key, where) for key in ("removed", "nonrigid"))
         if t and check_alignment:
             from stseg_ros.mapping.registration import assess_alignment
 
@@ -304,6 +303,13 @@ def _scene(rid: str, folders: list[ScanFolder], entries: dict, meta: Path,
                                         "removed": sorted(removed),
                                         "nonrigid": sorted(nonrigid)}}))
     return Scene(rid, "3rscan", epochs, {"metafile": str(meta)})
+
+
+def _id_list(entry: dict, key: str, where: str) -> set[int]:
+    try:
+        return {int(i) for i in entry.get(key, [])}
+    except (TypeError, ValueError):
+        raise FormatError(f"{where}: {key!r} must be a list of instance ids") from None
 
 
 def _ids(scan: Scan, entry: dict, ref_objects: set[int], where: str):

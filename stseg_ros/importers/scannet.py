@@ -158,7 +158,8 @@ def read_release(src: ScanSource, labels: LabelMapper) -> Scan:
         objects[oid], classes[oid] = label, labels(label)
     if shared:
         notes.append(f"{agg.name}: {shared} segments in more than one object (first kept)")
-    return Scan(src.name, xyz, rgb.astype(np.uint8), lut[seg], objects, classes,
+    obj = np.where(seg >= 0, lut[np.clip(seg, 0, None)], 0)    # negative: no segment
+    return Scan(src.name, xyz, rgb.astype(np.uint8), obj, objects, classes,
                 [str(ply), str(segs), str(agg)], notes)
 
 
