@@ -10,7 +10,7 @@ import pytest
 
 from stseg_ros.cli import build_parser, main
 
-VERBS = ["demo", "replay", "serve", "watch", "query", "generate", "run", "eval", "bench",
+VERBS = ["demo", "replay", "serve", "watch", "query", "generate", "import", "run", "eval", "bench",
          "train", "train-classifier"]
 
 
