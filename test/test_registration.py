@@ -49,12 +49,13 @@ def test_wrong_alignments_are_judged_failures(rooms):
         turn[:2, :2] = [[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]]
         centre = scan_xyz.mean(0) @ result.map_from_scan[:3, :3].T + result.map_from_scan[:3, 3]
         turn[:2, 3] = centre[:2] - turn[:2, :2] @ centre[:2]
-        fitness, _, reason = assess_alignment(scan_xyz, map_xyz, turn @ result.map_from_scan)
-        assert reason.startswith("fitness") and fitness < result.fitness / 3
+        verdict = assess_alignment(scan_xyz, map_xyz, turn @ result.map_from_scan)
+        assert verdict.reason.startswith(("fitness", "overlap"))
+        assert verdict.fitness < result.fitness / 2
     tilted = result.map_from_scan.copy()
     tilted[2, 3] += 0.5
-    assert "floor-plane" in assess_alignment(scan_xyz, map_xyz, tilted)[2] or \
-        "fitness" in assess_alignment(scan_xyz, map_xyz, tilted)[2]
+    assert assess_alignment(scan_xyz, map_xyz, tilted).reason.startswith(
+        ("not a floor-plane", "fitness", "overlap"))
 
 
 def test_too_few_points_fail_cleanly():

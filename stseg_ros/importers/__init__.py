@@ -1,7 +1,8 @@
 """Import labelled rescans of real rooms as an evolving-room dataset (``stseg import``).
 
 ``IMPORTERS`` names each importer: ``scannet`` (release layout or preprocessed
-arrays; rescans aligned with ``register_scan`` and matched by overlap) and
+arrays; rescans levelled and aligned with ``register_levelled``, matched by
+overlap) and
 ``3rscan`` (the dataset's own transforms and correspondences). Both write
 the files ``stseg generate --frames 0`` writes, so ``stseg eval`` and
 ``stseg run`` read the result (README, "Importing labelled rescans").
@@ -33,7 +34,7 @@ def _scannet(sources, labels: LabelMapper, options: ImportOptions, log: Log) -> 
 
     register = options.register
     if register is None:
-        from stseg_ros.mapping.registration import register_scan as register
+        from stseg_ros.mapping.registration import register_levelled as register
     return scannet.scenes(sources, labels, register, options.npy_labels, options.match, log)
 
 

@@ -192,7 +192,7 @@ def link_scans(scans, register, cfg: MatchConfig = MatchConfig(), log=print,
         else:
             reg = register(np.asarray(scan.xyz, np.float64), map_xyz)
             pose = np.asarray(reg.map_from_scan, dtype=float)
-            alignment = {"method": "register_scan to the first scan",
+            alignment = {"method": "register_levelled to the first scan",
                          "verdict": "accepted" if reg.success else "refused",
                          "reason": reg.reason, "fitness": round(float(reg.fitness), 4),
                          "rmse": round(float(reg.inlier_rmse), 4),
@@ -271,6 +271,6 @@ def link_scans(scans, register, cfg: MatchConfig = MatchConfig(), log=print,
                             f"by shape, {counts['new']} new, {counts['removed']} missing, "
                             f"{counts['unseen']} not in view"))
         epochs.append(Epoch(scan, pose, ids, how, changes, alignment,
-                            {"import": {"matching": "overlap after register_scan",
+                            {"import": {"matching": "overlap after register_levelled",
                                         "counts": counts}}))
     return epochs

@@ -278,11 +278,13 @@ def _scene(rid: str, folders: list[ScanFolder], entries: dict, meta: Path,
         if t and check_alignment:
             from stseg_ros.mapping.registration import assess_alignment
 
-            fitness, rmse, reason = assess_alignment(np.asarray(scan.xyz, np.float64),
-                                                     np.asarray(ref.xyz, np.float64), s)
+            verdict = assess_alignment(np.asarray(scan.xyz, np.float64),
+                                       np.asarray(ref.xyz, np.float64), s)
             alignment.update({"check": "assess_alignment against the reference",
-                              "check_reason": reason, "fitness": round(fitness, 4),
-                              "rmse": round(rmse, 4)})
+                              "check_reason": verdict.reason,
+                              "fitness": round(verdict.fitness, 4),
+                              "overlap": round(verdict.overlap, 4),
+                              "rmse": round(verdict.rmse, 4)})
         if rigid:
             alignment.update({"rigid_reading": reading,
                               "rigid_fit_m": None if fit is None else round(fit, 4)})

@@ -37,7 +37,7 @@ AXES = {"x": (1, 0, 0), "y": (0, 1, 0), "z": (0, 0, 1),
 @dataclass(frozen=True)
 class LevellingConfig:
     up: str = "auto"             # auto, none (take the frame as it is), or x, y, z, -x, -y, -z
-    tolerance_deg: float = 2.0   # an up this close to +z leaves the scan untouched
+    tolerance_deg: float = 0.5   # an up this close to +z leaves the scan untouched
     snap_deg: float = 35.0       # the plane direction taken must lie this close to the cue
     voxel: float = 0.05          # m, resolution of the normal statistics
     normal_radius: float = 0.12  # m
