@@ -186,18 +186,16 @@ def _cmd_bench(args: argparse.Namespace) -> int:
                               progress=not args.quiet)
         print(format_ingest(result))
     elif args.what == "registration":
-        from stseg_ros.bench.registration import bench_registration
+        from stseg_ros.bench.registration import bench_registration, format_registration
+        from stseg_ros.datasets.layout import FormatError
 
-        result = bench_registration(range(args.seeds), args.revisits, progress=not args.quiet)
-        r, t = result["rot_err_deg"], result["trans_err_m"]
-        print(f"registration: {result['revisits']} revisits, {result['accepted']} accepted, "
-              f"{result['within_target']} within 2 deg / 5 cm, "
-              f"{result['accepted_but_wrong']} accepted but wrong, "
-              f"{result['rejected_but_right']} rejected but right")
-        print(f"rotation error deg: median {r['median']:.2f}, p90 {r['p90']:.2f}, "
-              f"max {r['max']:.2f}; translation error m: median {t['median']:.3f}, "
-              f"p90 {t['p90']:.3f}, max {t['max']:.3f}; "
-              f"seconds: median {result['seconds']['median']:.1f}")
+        try:
+            result = bench_registration(range(args.seeds), args.revisits, args.real,
+                                        progress=not args.quiet)
+        except FormatError as err:
+            print(f"stseg bench: {err}", file=sys.stderr)
+            return 2
+        print(format_registration(result))
     else:
         from stseg_ros.bench.generation import bench_generation
 
@@ -444,6 +442,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ingest: the accumulator's max_fusion_rate_hz (default: its own, 15; "
                         "0 fuses every frame)")
     p.add_argument("--seeds", type=int, default=10, help="registration: seeds 0..N-1 (10)")
+    p.add_argument("--real", action="append", default=[], type=Path, metavar="DATASET",
+                   help="registration: also a dataset of real rescans (stseg import); "
+                        "repeatable")
     p.add_argument("--points", type=int, default=100_000,
                    help="segmentation: points per epoch (default 100000)")
     p.add_argument("--device", default="cpu", help="segmentation: cpu or cuda")
