@@ -38,13 +38,14 @@ def _png16(path: Path, depth_m: np.ndarray, scale: float) -> None:
     Image.fromarray(raw).save(path)
 
 
-def write_tum(folder: Path, frames: list[RgbdFrame], world_from_odom=np.eye(4)) -> Path:
+def write_tum(folder: Path, frames: list[RgbdFrame], world_from_odom=None) -> Path:
     """rgb/ and depth/ PNGs (depth x 5000), rgb.txt, depth.txt (5 ms later),
     groundtruth.txt at twice the frame rate."""
+    world_from_odom = np.eye(4) if world_from_odom is None else world_from_odom
     (folder / "rgb").mkdir(parents=True)
     (folder / "depth").mkdir()
     rgb_lines, depth_lines, gt_lines = ["# color images"], ["# depth maps"], ["# ground truth"]
-    for k, f in enumerate(frames):
+    for f in frames:
         t = f.stamp_ns / 1e9
         Image.fromarray(f.color).save(folder / "rgb" / f"{t:.6f}.png")
         _png16(folder / "depth" / f"{t + 0.005:.6f}.png", f.depth, 5000.0)
@@ -57,9 +58,10 @@ def write_tum(folder: Path, frames: list[RgbdFrame], world_from_odom=np.eye(4)) 
     return folder
 
 
-def write_7scenes(folder: Path, frames: list[RgbdFrame], world_from_odom=np.eye(4)) -> Path:
+def write_7scenes(folder: Path, frames: list[RgbdFrame], world_from_odom=None) -> Path:
     """frame-XXXXXX.color.jpg / .depth.png (mm, 65535 = none) / .pose.txt and
     camera-intrinsics.txt."""
+    world_from_odom = np.eye(4) if world_from_odom is None else world_from_odom
     folder.mkdir(parents=True)
     for k, f in enumerate(frames):
         Image.fromarray(f.color).save(folder / f"frame-{k:06d}.color.jpg", quality=95)

@@ -238,6 +238,8 @@ def test_services_open_and_close_revisits_and_hand_them_to_the_mapper(rig):
     assert len(fragment) > 10
     # the plane 2 m along the optical axis of a camera mounted 1 m up, looking up
     assert np.median(fragment[:, 2]) == pytest.approx(3.0, abs=0.05)
+    # the cameras' image-down direction reaches the mapper, for levelling
+    assert np.linalg.norm(scan.camera_down) == pytest.approx(1.0, abs=1e-3)
     again = rig.end.call_async(EndRevisit.Request())
     _wait(again)
     assert not again.result().success                      # nothing open any more

@@ -8,8 +8,6 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from scipy.spatial import cKDTree
-
 from real_formats import (
     Y_DOWN,
     write_7scenes,
@@ -19,6 +17,8 @@ from real_formats import (
     write_tum,
     write_zed_bag,
 )
+from scipy.spatial import cKDTree
+
 from stseg_ros.cli import main
 from stseg_ros.core.images import (
     decode_image,
@@ -59,9 +59,10 @@ def _fused(path, **cfg):
     return revisit, scan, stats
 
 
-def _on_truth(xyz, truth, transform=np.eye(4)):
+def _on_truth(xyz, truth, transform=None):
     """Median distance of fused points to the true cloud placed by ``transform``."""
-    return float(np.median(cKDTree(transform_points(transform, truth)).query(xyz)[0]))
+    placed = truth if transform is None else transform_points(transform, truth)
+    return float(np.median(cKDTree(placed).query(xyz)[0]))
 
 
 def test_tum_folder(room):

@@ -232,10 +232,11 @@ class Verdict:
 
 def register_levelled(scan_xyz: np.ndarray, map_xyz: np.ndarray,
                       cfg: RegistrationConfig = RegistrationConfig(),
-                      levelling: LevellingConfig = LevellingConfig()) -> RegistrationResult:
+                      levelling: LevellingConfig | None = None) -> RegistrationResult:
     """``register_scan`` for two scans in frames of their own, not necessarily
     level (imported rescans): both are levelled as the mapper levels revisits,
     and ``map_from_scan`` takes the scan's own frame into the map's own frame."""
+    levelling = levelling or LevellingConfig()
     scan_level = level_scan(scan_xyz, levelling).levelled_from_input
     map_level = level_scan(map_xyz, levelling).levelled_from_input
     result = register_scan(transform_points(scan_level, scan_xyz),

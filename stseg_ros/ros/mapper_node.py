@@ -26,6 +26,7 @@ from std_msgs.msg import Header
 from stseg_ros.core.colors import identity_color
 from stseg_ros.core.snapshot import EpochState
 from stseg_ros.mapping.frames import stamp_ns
+from stseg_ros.mapping.gravity import LevellingConfig
 from stseg_ros.mapping.pipeline import Mapper
 from stseg_ros.mapping.segmenter import default_segmenter, make_segmenter
 from stseg_ros.memory import ObjectMemory
@@ -34,10 +35,19 @@ from stseg_ros.ros.conversions import scan_from_msg
 from stseg_ros.ros.executor import spin_nodes
 from stseg_ros.ros.log_bridge import forward_logs
 from stseg_ros.ros.map_publisher import MapPublisher
+from stseg_ros.ros.params import declare_config
 from stseg_ros.ros.pointcloud2 import pack_rgb, to_cloud
 from stseg_ros.ros.qos import MAP_STATE_QOS, REVISIT_QOS
 
 DEFAULT_DB = "~/.ros/stseg_ros/memory.db"
+LEVELLING = {
+    "up": "Up axis of the revisits' odom frame: auto (the floor normal nearest the cameras' "
+          "image-down direction), none (as it is), or x, y, z, -x, -y, -z",
+    "tolerance_deg": "A revisit whose up is this close to +z is mapped as it is",
+    "snap_deg": "The floor normal taken must lie this close to the cue (cameras or axis)",
+    "voxel": "Resolution of the normal statistics (m)",
+    "normal_radius": "Radius of the normal estimation (m)",
+}
 
 
 def epoch_state(memory: ObjectMemory, epoch: int) -> EpochState:
@@ -83,6 +93,7 @@ class MapperNode(Node):
         self.publish_cloud = bool(self.declare_parameter(
             "publish_cloud", True, ParameterDescriptor(
                 description="Publish ~/segmented_cloud after each revisit")).value)
+        self.levelling = declare_config(self, LevellingConfig, LEVELLING, prefix="levelling.")
         if self.device not in ("cpu", "cuda"):
             raise ValueError(f"device must be 'cpu' or 'cuda', got {self.device!r}")
         self.db_path = Path(db).expanduser()
@@ -106,7 +117,7 @@ class MapperNode(Node):
 
     def _work(self) -> None:
         self.memory = ObjectMemory(self.db_path)
-        self.mapper = Mapper(self.memory, self._segmenter)
+        self.mapper = Mapper(self.memory, self._segmenter, levelling=self.levelling)
         epochs = self.memory.epoch_indices()
         if epochs:                          # a restart: publish where the map stands
             self._publish(epochs[-1])
@@ -139,6 +150,7 @@ class MapperNode(Node):
                                f"{len(scan.xyz)} points, {scan.parts} fragments, "
                                f"{msg.frames_fused} frames fused, {msg.frames_dropped} dropped")
         outcome = self.mapper.process(scan, msg.label, stamp)
+        self.get_logger().info(f"epoch {outcome.epoch}: {outcome.levelling}")
         times = ", ".join(f"{k} {v:.1f} s" for k, v in outcome.timings.items())
         self.mapped += 1
         if not outcome.registered:
