@@ -57,9 +57,28 @@ def test_bench_reports_the_registration_error_distribution(tmp_path, capsys):
     assert main(["bench", "registration", "--seeds", "1", "--revisits", "2", "--quiet",
                  "--json", str(out)]) == 0
     result = json.loads(out.read_text())
-    assert result["revisits"] == 1 and len(result["rows"]) == 1
-    assert result["rot_err_deg"]["max"] < 2.0           # seed 0 registers well
+    assert result["generated"]["revisits"] == 1 and len(result["rows"]) == 1
+    assert result["generated"]["rot_err_deg"]["max"] < 2.0           # seed 0 registers well
+    assert result["generated"]["turned_accepted"] == 0
     assert "rotation error" in capsys.readouterr().out
+
+
+def test_bench_registers_datasets_of_real_rescans_from_random_starts(tmp_path, capsys):
+    from stseg_ros.datasets.generate import GenerateConfig, generate_dataset
+
+    for seed in (0, 2):               # stand-ins for imported rescans, two rooms
+        generate_dataset(tmp_path / f"rooms{seed}", GenerateConfig(seed=seed, revisits=2,
+                                                                   frames=0), progress=False)
+    out = tmp_path / "reg.json"
+    assert main(["bench", "registration", "--seeds", "0", "--quiet", "--json", str(out),
+                 "--real", str(tmp_path / "rooms0"), "--real", str(tmp_path / "rooms2")]) == 0
+    result = json.loads(out.read_text())
+    real = result["real"]
+    assert real["revisits"] == 2 and real["within_target"] == 2 and real["accepted"] == 2
+    assert result["real (different rooms)"]["pairs"] == 1
+    assert "real: 2 revisits" in capsys.readouterr().out
+    assert main(["bench", "registration", "--seeds", "0", "--real",
+                 str(tmp_path / "nowhere")]) == 2
 
 
 def test_train_writes_a_loadable_classifier_and_its_card(tmp_path, capsys):

@@ -181,7 +181,7 @@ def run_inputs(inputs: Sequence[Path], out: Path, db: Path | None = None,
     history; write the memory, a labelled cloud per revisit, the changes and
     the map picture into ``out``."""
     cfg, out = cfg or RunConfig(), Path(out)
-    revisits = open_inputs(inputs, source, cfg.source)
+    revisits = open_inputs(inputs, source, cfg.source, log)
     log(f"{len(revisits)} revisit(s): " + ", ".join(f"{r.label} ({r.source})" for r in revisits))
     seg = _segmenter(cfg)
     log(f"segmenter: {seg.name}")
@@ -200,24 +200,21 @@ def run_inputs(inputs: Sequence[Path], out: Path, db: Path | None = None,
                 log(f"{revisit.label}: already in {db_path.name}, kept")
                 continue
             _check_next(memory, t, revisit.label)
-            scan, note = _scan(revisit, cfg, summary, progress, log)
+            scan, note = _scan(revisit, cfg, summary, progress)
             log(summary.record(mapper.process(scan, label=revisit.label), revisit.label, note))
         _write_outputs(memory, out, [r.label for r in revisits])
         summary.objects = len(memory.objects())
     return summary
 
 
-def _scan(revisit: RevisitInput, cfg: RunConfig, summary: RunSummary, progress: bool,
-          log: Callable[[str], None]) -> tuple[FusedScan, str]:
+def _scan(revisit: RevisitInput, cfg: RunConfig, summary: RunSummary,
+          progress: bool) -> tuple[FusedScan, str]:
     start = time.perf_counter()
     if revisit.cloud is not None:
         xyz, rgb = revisit.cloud()
         summary.add_time("reading", time.perf_counter() - start)
         return FusedScan.single(xyz, rgb), f", {len(xyz)} points read"
-    frames = revisit.frames()
-    if revisit.source == "rosbag":
-        frames = read_bag_frames(revisit.path, cfg.source, log)
-    scan, stats = fuse_frames(frames, cfg, progress, revisit.label)
+    scan, stats = fuse_frames(revisit.frames(), cfg, progress, revisit.label)
     summary.add_time("fusion", time.perf_counter() - start)
     if not stats.integrated:
         raise RuntimeError(f"{revisit.path}: no frame could be fused ({fusion_note(stats)})")

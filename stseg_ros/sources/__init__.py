@@ -8,7 +8,7 @@ NAME`` skips detection. Formats are tried in the order of ``SOURCES``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from stseg_ros.sources.base import InputError, RevisitInput, Source, SourceConfig
@@ -39,8 +39,10 @@ def _source(name: str | None, path: Path) -> type[Source] | None:
 
 
 def open_inputs(paths: Sequence[Path], name: str | None = None,
-                cfg: SourceConfig | None = None) -> list[RevisitInput]:
-    """The revisits of ``paths`` in order (see the module docstring)."""
+                cfg: SourceConfig | None = None,
+                log: Callable[[str], None] | None = None) -> list[RevisitInput]:
+    """The revisits of ``paths`` in order (see the module docstring); ``log``
+    is told what the sources found (a bag's topics, when it is read)."""
     cfg = cfg or SourceConfig()
     revisits: list[RevisitInput] = []
     for path in map(Path, paths):
@@ -53,11 +55,11 @@ def open_inputs(paths: Sequence[Path], name: str | None = None,
             inside = [(p, s) for p, s in inside if s is not None]
             if inside:
                 for p, s in inside:
-                    revisits += s(p, cfg).revisits()
+                    revisits += s(p, cfg, log).revisits()
                 continue
         if source is None:
             kinds = "; ".join(f"{s.name}: {s.description}" for s in SOURCES.values())
             what = f"a {name} input" if name else "in any format this package reads"
             raise InputError(f"{path}: not {what}, nor a folder of them ({kinds})")
-        revisits += source(path, cfg).revisits()
+        revisits += source(path, cfg, log).revisits()
     return revisits

@@ -58,13 +58,15 @@ class RevisitInput:
 
 class Source:
     """One input format. ``detect`` says whether a path is in it; ``revisits``
-    lists the revisits it holds (most formats: one per path)."""
+    lists the revisits it holds (most formats: one per path); ``log`` gets a
+    line on what was found where the format has choices (a bag's topics)."""
 
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
 
-    def __init__(self, path: Path, cfg: SourceConfig) -> None:
-        self.path, self.cfg = Path(path), cfg
+    def __init__(self, path: Path, cfg: SourceConfig,
+                 log: Callable[[str], None] | None = None) -> None:
+        self.path, self.cfg, self.log = Path(path), cfg, log
 
     @classmethod
     def detect(cls, path: Path) -> bool:

@@ -12,7 +12,7 @@ import numpy as np
 from stseg_ros.core.camera import Intrinsics
 from stseg_ros.core.images import read_color_file, read_depth_file
 from stseg_ros.mapping.frames import RgbdFrame, SkippedFrame, check_frame
-from stseg_ros.sources.base import InputError, SourceConfig
+from stseg_ros.sources.base import InputError, RevisitInput, Source, SourceConfig
 
 
 @dataclass
@@ -94,3 +94,15 @@ def image_size(path: Path) -> tuple[int, int]:
             return img.size
     except (OSError, UnidentifiedImageError) as err:
         raise InputError(f"{path}: not a readable image ({err})") from None
+
+
+class FolderSource(Source):
+    """A format of image files and poses on disk; subclasses list the frames."""
+
+    def frame_revisit(self, files: list[FrameFiles], intrinsics: Intrinsics,
+                      depth_scale: float) -> list[RevisitInput]:
+        """The folder as one revisit of ``files`` (``source.depth_scale``, when
+        set, overrides the format's ``depth_scale``)."""
+        scale = self.cfg.depth_scale or depth_scale
+        return [self.revisit(frames=lambda: read_frame_files(files, intrinsics, scale,
+                                                             self.cfg.frame_stride))]

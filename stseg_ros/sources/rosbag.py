@@ -137,8 +137,8 @@ class RosbagSource(Source):
         return is_bag(path)
 
     def revisits(self):
-        return [self.revisit(frames=lambda: strided(read_bag_frames(self.path, self.cfg),
-                                                    self.cfg.frame_stride))]
+        return [self.revisit(frames=lambda: strided(
+            read_bag_frames(self.path, self.cfg, self.log), self.cfg.frame_stride))]
 
 
 def _open(bag: Path):

@@ -10,12 +10,12 @@ ScanNet scans are z up. Stamps are the frame number / 30 s.
 from __future__ import annotations
 
 from stseg_ros.core.camera import Intrinsics
-from stseg_ros.sources.base import InputError, Source
+from stseg_ros.sources.base import InputError
 from stseg_ros.sources.folder import (
+    FolderSource,
     FrameFiles,
     image_size,
     intrinsics_override,
-    read_frame_files,
     read_matrix,
     read_pose_file,
 )
@@ -23,7 +23,7 @@ from stseg_ros.sources.folder import (
 FRAME_NS = 1_000_000_000 // 30
 
 
-class ScanNetFramesSource(Source):
+class ScanNetFramesSource(FolderSource):
     name = "scannet-frames"
     description = "ScanNet .sens export (color/, depth/, pose/, intrinsic/)"
 
@@ -52,6 +52,4 @@ class ScanNetFramesSource(Source):
                                  "source.intrinsics=fx,fy,cx,cy)")
             k = read_matrix(k_path)
             intrinsics = Intrinsics(width, height, k[0, 0], k[1, 1], k[0, 2], k[1, 2])
-        scale = self.cfg.depth_scale or 1000.0
-        return [self.revisit(frames=lambda: read_frame_files(files, intrinsics, scale,
-                                                             self.cfg.frame_stride))]
+        return self.frame_revisit(files, intrinsics, 1000.0)

@@ -13,12 +13,12 @@ from __future__ import annotations
 import re
 
 from stseg_ros.core.camera import Intrinsics
-from stseg_ros.sources.base import InputError, Source
+from stseg_ros.sources.base import InputError
 from stseg_ros.sources.folder import (
+    FolderSource,
     FrameFiles,
     image_size,
     intrinsics_override,
-    read_frame_files,
     read_matrix,
     read_pose_file,
 )
@@ -28,7 +28,7 @@ FX = 585.0
 FRAME_NS = 1_000_000_000 // 30
 
 
-class SevenScenesSource(Source):
+class SevenScenesSource(FolderSource):
     name = "7scenes"
     description = "7-Scenes frame folder (frame-XXXXXX.color/.depth/.pose files)"
 
@@ -66,6 +66,4 @@ class SevenScenesSource(Source):
     def revisits(self):
         files = self._files()
         intrinsics = self._intrinsics(files)
-        scale = self.cfg.depth_scale or 1000.0
-        return [self.revisit(frames=lambda: read_frame_files(files, intrinsics, scale,
-                                                             self.cfg.frame_stride))]
+        return self.frame_revisit(files, intrinsics, 1000.0)

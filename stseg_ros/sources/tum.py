@@ -17,8 +17,8 @@ import numpy as np
 
 from stseg_ros.core.camera import Intrinsics
 from stseg_ros.ingest.tf_buffer import TfBuffer
-from stseg_ros.sources.base import InputError, Source
-from stseg_ros.sources.folder import FrameFiles, image_size, intrinsics_override, read_frame_files
+from stseg_ros.sources.base import InputError
+from stseg_ros.sources.folder import FolderSource, FrameFiles, image_size, intrinsics_override
 
 DEPTH_SCALE = 5000.0
 CAMERAS = {"freiburg1": (517.3, 516.5, 318.6, 255.3), "freiburg2": (520.9, 521.0, 325.1, 249.7),
@@ -66,7 +66,7 @@ def associate(first: list[float], second: list[float], max_gap: float) -> list[t
     return sorted(pairs)
 
 
-class TumSource(Source):
+class TumSource(FolderSource):
     name = "tum"
     description = "TUM RGB-D sequence (rgb.txt, depth.txt, groundtruth.txt)"
 
@@ -106,6 +106,4 @@ class TumSource(Source):
             camera = next((k for name, k in CAMERAS.items() if name in str(self.path.resolve())),
                           DEFAULT_CAMERA)
             intrinsics = Intrinsics(width, height, *camera)
-        scale = self.cfg.depth_scale or DEPTH_SCALE
-        return [self.revisit(frames=lambda: read_frame_files(files, intrinsics, scale,
-                                                             self.cfg.frame_stride))]
+        return self.frame_revisit(files, intrinsics, DEPTH_SCALE)
