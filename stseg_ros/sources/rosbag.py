@@ -84,6 +84,8 @@ def choose_topics(types: dict[str, str], cfg: SourceConfig, where: str) -> BagTo
             if c_found and d_found:
                 color, depth, layout = color or c_found, depth or d_found, name
                 break
+    where = f"{where} (topics: {', '.join(f'{t} [{k}]' for t, k in sorted(types.items()))})" \
+        if not images else where
     if not color:
         color = _best(images, ("color", "rgb"), ("depth",), ("rect", "raw"), where, "colour")
         layout = "detected by name"
@@ -122,9 +124,9 @@ def _best(images: dict[str, str], need: tuple[str, ...], avoid: tuple[str, ...],
     if what == "colour":
         names = [t for t in names if "depth" not in t.lower()]
     if not names:
-        raise InputError(f"{where}: no {what} image topic found (topics: "
-                         f"{', '.join(sorted(images)) or 'none'}); set source.{what[:5]}_topic"
-                         .replace("colou_topic", "color_topic"))
+        key = "color_topic" if what == "colour" else "depth_topic"
+        raise InputError(f"{where}: no {what} image topic found (image topics: "
+                         f"{', '.join(sorted(images)) or 'none'}); set source.{key}")
     return min(names, key=lambda t: (images[t] != IMAGE, not any(p in t for p in prefer), t))
 
 
