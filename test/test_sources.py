@@ -245,3 +245,24 @@ def test_run_refuses_bad_settings_and_inputs(room, tmp_path, capsys, args, messa
     path = write_7scenes(tmp_path / "seq", room.frames[:2])
     assert main(["run", str(path), "--out", str(tmp_path / "o"), *args]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_an_unregistered_revisit_keeps_its_labelled_scan_and_changes_nothing(room, tmp_path,
+                                                                            capsys):
+    xyz, rgb = read_cloud(room.root / "scene_000" / "epoch_00")
+    np.savez(tmp_path / "0_room.npz", xyz=xyz, rgb=rgb)
+    rng = np.random.default_rng(0)               # a floor alone: nothing to register on
+    floor = np.column_stack([rng.uniform(0, 3, 20_000), rng.uniform(0, 3, 20_000),
+                             rng.normal(0, 0.003, 20_000)]).astype(np.float32)
+    np.savez(tmp_path / "1_floor.npz", xyz=floor, rgb=np.full_like(floor, 90, np.uint8))
+    out = tmp_path / "pred"
+    assert main(["run", str(tmp_path / "0_room.npz"), str(tmp_path / "1_floor.npz"), "--out",
+                 str(out), "--segmenter", "geometric", "--quiet"]) == 0
+    assert "1_floor: NOT registered (overlap" in capsys.readouterr().out
+    with ObjectMemory(out / "memory.db") as memory:
+        assert [e.registered for e in memory.epochs()] == [True, False]
+        assert memory.changes(1) == []
+        assert all(o.epoch_last_seen == 0 for o in memory.objects())
+    cloud = read_ply_vertices(out / "revisits" / "01_1_floor.ply")
+    assert len(cloud["x"]) > 1000 and not cloud["instance_id"].any()
+    assert np.mean(cloud["class_id"] == 2) > 0.9          # kept, labelled floor (NYU40 2)
