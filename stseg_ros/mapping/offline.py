@@ -44,7 +44,7 @@ from stseg_ros.mapping.pipeline import EpochOutcome, Mapper
 from stseg_ros.mapping.segmenter import make_segmenter
 from stseg_ros.memory import ObjectMemory
 from stseg_ros.sources import RevisitInput, open_inputs
-from stseg_ros.sources.rosbag import read_bag_frames
+from stseg_ros.sources.rosbag import RosbagSource
 
 LABEL_DISTANCE = 0.05     # m, evaluation points farther than this from the map stay unlabelled
 
@@ -157,15 +157,11 @@ def run_dataset(dataset: Path, out: Path, db: Path | None = None,
                     log(f"{scene} {name}: already in {db_path.name}, kept")
                 else:
                     _check_next(memory, t, f"{scene} {name}")
-                    start = time.perf_counter()
-                    note = ""
                     if (epoch_dir / "bag").is_dir():
-                        scan, stats = fuse_frames(read_bag_frames(epoch_dir / "bag", cfg.source),
-                                                  cfg, progress, f"{scene} {name}")
-                        note = ", " + fusion_note(stats)
-                        summary.add_time("fusion", time.perf_counter() - start)
+                        (bag,) = RosbagSource(epoch_dir / "bag", cfg.source).revisits()
+                        scan, note = _scan(bag, cfg, summary, progress)
                     else:                       # fast-mode dataset: the scan is given
-                        scan = FusedScan.single(eval_xyz, eval_rgb)
+                        scan, note = FusedScan.single(eval_xyz, eval_rgb), ""
                     outcome = mapper.process(scan, label=name)
                     log(summary.record(outcome, f"{scene} {name}", note))
                 write_epoch_result(out / scene / name,
