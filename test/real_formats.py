@@ -91,8 +91,8 @@ def write_scannet_frames(folder: Path, frames: list[RgbdFrame], lost: int = 1) -
 
 
 class _Bag:
-    def __init__(self, path: Path) -> None:
-        self.writer = Writer(path, version=9, storage_plugin=StoragePlugin.MCAP)
+    def __init__(self, path: Path, storage: StoragePlugin = StoragePlugin.MCAP) -> None:
+        self.writer = Writer(path, version=9, storage_plugin=storage)
         self.conn: dict[str, object] = {}
 
     def __enter__(self):
@@ -210,11 +210,12 @@ def write_zed_bag(path: Path, frames: list[RgbdFrame]) -> Path:
     return path
 
 
-def write_custom_bag(path: Path, frames: list[RgbdFrame]) -> Path:
+def write_custom_bag(path: Path, frames: list[RgbdFrame],
+                     storage: StoragePlugin = StoragePlugin.MCAP) -> Path:
     """Own topic names: raw rgb8 on /front/image, 32FC1 ``compressedDepth`` on
     /front/range/compressedDepth, /front/info, the camera pose straight on /tf."""
     cam = "front_optical"
-    with _Bag(path) as bag:
+    with _Bag(path, storage) as bag:
         for f in frames:
             ns = f.stamp_ns
             bag.write("/tf", ns, _tf(_transform(ns, "odom", cam, f.odom_from_camera)))

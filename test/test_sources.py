@@ -17,6 +17,7 @@ from real_formats import (
     write_tum,
     write_zed_bag,
 )
+from rosbags.rosbag2 import StoragePlugin
 from scipy.spatial import cKDTree
 
 from stseg_ros.cli import main
@@ -107,8 +108,9 @@ def test_zed_bag_with_odometry_bgra_and_float_depth(room):
     assert _on_truth(scan.xyz, room.truth) < 0.02
 
 
-def test_own_topic_names_from_the_settings(room):
-    path = write_custom_bag(room.folder / "own", room.frames)
+@pytest.mark.parametrize("storage", [StoragePlugin.MCAP, StoragePlugin.SQLITE3])
+def test_own_topic_names_from_the_settings(room, storage):
+    path = write_custom_bag(room.folder / f"own_{storage.name}", room.frames, storage)
     with pytest.raises(InputError, match="no colour image topic"):
         list(read_bag_frames(path))
     revisit, scan, stats = _fused(path, color_topic="/front/image",
