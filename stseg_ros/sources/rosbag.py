@@ -161,6 +161,9 @@ def read_bag_frames(bag: Path, cfg: SourceConfig | None = None,
     from rosbags.typesys import Stores, get_typestore
 
     cfg = cfg or SourceConfig()
+    if cfg.pose_source not in ("auto", "tf", "odometry"):
+        raise InputError(f"source.pose_source {cfg.pose_source!r}: expected auto, tf or "
+                         "odometry")
     ts = get_typestore(Stores.ROS2_KILTED)
     reader = _open(bag)
     try:
