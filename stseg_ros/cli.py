@@ -527,8 +527,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="one setting, after --config, e.g. source.depth_topic=/depth or "
                         "registration.min_fitness=0.4; repeatable")
-    p.add_argument("--up", help="the input's up axis: auto (default: floor and cameras), "
-                                "none, x, y, z, -x, -y, -z (7-Scenes: -y)")
+    p.add_argument("--up", choices=("auto", "none", "x", "y", "z", "-x", "-y", "-z"),
+                   metavar="AXIS",
+                   help="the inputs' up axis: auto (default: the floor normal nearest the "
+                        "cameras' image-down direction), none (as they are), or x, y, z, -x, "
+                        "-y, -z; write a negative one as --up=-y (7-Scenes)")
     p.add_argument("--segmenter",
                    help="learned (default): the 4D network over this revisit and the stored "
                         "ones; learned-per-epoch: the same network on each revisit alone, "

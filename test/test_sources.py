@@ -242,6 +242,7 @@ def test_run_registers_two_cloud_revisits_and_resumes(room, tmp_path, capsys):
     (["--set", "bogus.key=1"], "bogus: no such section"),
     (["--set", "registration.min_fitness=high"], "not a valid float"),
     (["--source", "tum"], "not a tum input"),
+    ([], "only 0 surface points"),
 ])
 def test_run_refuses_bad_settings_and_inputs(room, tmp_path, capsys, args, message):
     path = write_7scenes(tmp_path / "seq", room.frames[:2])
@@ -268,3 +269,13 @@ def test_an_unregistered_revisit_keeps_its_labelled_scan_and_changes_nothing(roo
     cloud = read_ply_vertices(out / "revisits" / "01_1_floor.ply")
     assert len(cloud["x"]) > 1000 and not cloud["instance_id"].any()
     assert np.mean(cloud["class_id"] == 2) > 0.9          # kept, labelled floor (NYU40 2)
+
+
+def test_run_takes_a_negative_up_axis_and_refuses_unknown_ones(room, tmp_path, capsys):
+    path = write_7scenes(tmp_path / "seq", room.frames, Y_DOWN)
+    assert main(["run", str(path), "--out", str(tmp_path / "a"), "--segmenter", "geometric",
+                 "--quiet", "--up=-y"]) == 0
+    assert "up is -y (floor normal nearest levelling.up=-y" in capsys.readouterr().out
+    assert main(["run", str(path), "--out", str(tmp_path / "b"),
+                 "--set", "levelling.up=sideways"]) == 2
+    assert "levelling.up 'sideways'" in capsys.readouterr().err

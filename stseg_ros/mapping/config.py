@@ -78,8 +78,11 @@ def _section(cls, values: dict, name: str):
         raise ConfigError(f"{name}.{unknown[0]}: no such setting; {name} has "
                           f"{', '.join(fields)}")
     defaults = cls()
-    return dataclasses.replace(defaults, **{
-        k: _coerce(v, getattr(defaults, k), f"{name}.{k}") for k, v in values.items()})
+    try:
+        return dataclasses.replace(defaults, **{
+            k: _coerce(v, getattr(defaults, k), f"{name}.{k}") for k, v in values.items()})
+    except ValueError as err:           # a stage's own check of its values
+        raise ConfigError(str(err)) from None
 
 
 def _parse_value(text: str):

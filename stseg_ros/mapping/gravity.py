@@ -42,6 +42,11 @@ class LevellingConfig:
     voxel: float = 0.05          # m, resolution of the normal statistics
     normal_radius: float = 0.12  # m
 
+    def __post_init__(self) -> None:
+        if self.up not in ("auto", "none", *AXES):
+            raise ValueError(f"levelling.up {self.up!r}: expected auto, none or one of "
+                             f"{', '.join(AXES)}")
+
 
 @dataclass
 class Levelling:
@@ -110,14 +115,11 @@ def level_scan(xyz: np.ndarray, cfg: LevellingConfig = LevellingConfig(),
     mean image-down direction of the cameras that saw it, if known."""
     if cfg.up == "none":
         return Levelling(np.eye(4), np.array([0, 0, 1.0]), "frame taken as it is (up: none)")
-    if cfg.up != "auto" and cfg.up not in AXES:
-        raise ValueError(f"levelling.up {cfg.up!r}: expected auto, none or one of "
-                         f"{', '.join(AXES)}")
     keep = voxel_downsample(xyz, cfg.voxel)
     sample = np.asarray(xyz, np.float64)[keep]
     normals = estimate_normals(sample, cfg.normal_radius).astype(np.float64)
     if cfg.up in AXES:
-        cue, cue_name = np.array(AXES[cfg.up], float), f"up: {cfg.up}"
+        cue, cue_name = np.array(AXES[cfg.up], float), f"levelling.up={cfg.up}"
     elif camera_down is not None and np.linalg.norm(camera_down) > 0.3:
         cue, cue_name = -camera_down / np.linalg.norm(camera_down), "the cameras"
     else:

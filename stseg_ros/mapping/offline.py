@@ -214,6 +214,9 @@ def _scan(revisit: RevisitInput, cfg: RunConfig, summary: RunSummary,
     summary.add_time("fusion", time.perf_counter() - start)
     if not stats.integrated:
         raise RuntimeError(f"{revisit.path}: no frame could be fused ({fusion_note(stats)})")
+    if len(scan.xyz) < 100:
+        raise RuntimeError(f"{revisit.path}: {fusion_note(stats)}, but they give only "
+                           f"{len(scan.xyz)} surface points (a surface needs several views)")
     return scan, ", " + fusion_note(stats)
 
 
