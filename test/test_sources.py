@@ -228,7 +228,7 @@ def test_run_registers_two_cloud_revisits_and_resumes(room, tmp_path, capsys):
     args = ["run", *map(str, scans), "--out", str(out), "--segmenter", "geometric", "--quiet",
             "--set", "registration.seed=1"]
     assert main(args) == 0
-    assert "1_visit: ok" in capsys.readouterr().out
+    assert "1_visit: registered (fitness" in capsys.readouterr().out
     with ObjectMemory(out / "memory.db") as memory:
         assert [e.registered for e in memory.epochs()] == [True, True]
     assert "registration:\n" in (out / "config.yaml").read_text()

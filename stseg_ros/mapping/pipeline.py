@@ -108,7 +108,10 @@ class Mapper:
         else:
             result = register_scan(xyz_odom, reference, self.reg_cfg)
             transform, ok = result.map_from_scan, result.success
-            fitness, rmse, reason = result.fitness, result.inlier_rmse, result.reason
+            fitness, rmse = result.fitness, result.inlier_rmse
+            measures = (f"fitness {fitness:.2f}, overlap {result.overlap:.2f}, margin "
+                        f"{result.margin:.2f}")
+            reason = f"registered ({measures})" if ok else f"{result.reason}; {measures}"
         timings["registration"] = time.perf_counter() - start
         if not ok:
             return self._unregistered(epoch, scan, transform @ level.levelled_from_input,
