@@ -12,9 +12,10 @@ import pytest
 from geometry_msgs.msg import TransformStamped
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
-from sensor_msgs.msg import CameraInfo, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from tf2_msgs.msg import TFMessage
 
+from stseg_ros.core.images import encode_color, encode_compressed_depth
 from stseg_ros.msg import RevisitScan
 from stseg_ros.ros.accumulator_node import AccumulatorNode
 from stseg_ros.ros.conversions import scan_from_msg
@@ -69,8 +70,13 @@ class Rig:
         reliable = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
         latched = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE,
                              durability=DurabilityPolicy.TRANSIENT_LOCAL)
-        self.color = self.feeder.create_publisher(Image, "camera/color/image_raw", reliable)
-        self.depth = self.feeder.create_publisher(Image, "camera/depth/image_raw", reliable)
+        compressed = params.get("color_transport", "raw") != "raw"
+        self.color = self.feeder.create_publisher(
+            CompressedImage if compressed else Image,
+            "camera/color/image_raw" + ("/compressed" if compressed else ""), reliable)
+        self.depth = self.feeder.create_publisher(
+            CompressedImage if compressed else Image,
+            "camera/depth/image_raw" + ("/compressedDepth" if compressed else ""), reliable)
         self.info = self.feeder.create_publisher(CameraInfo, "camera/color/camera_info",
                                                  reliable)
         self.tf = self.feeder.create_publisher(TFMessage, "/tf", reliable)
@@ -267,3 +273,21 @@ def _wait(future, timeout: float = 10.0) -> None:
     while not future.done():
         assert time.monotonic() < deadline, "service did not answer"
         time.sleep(0.02)
+
+
+def test_compressed_transports_are_fused(rclpy_context):
+    """jpeg colour and compressedDepth depth, as realsense2_camera bags carry them."""
+    rig = Rig(rclpy_context, color_transport="compressed", depth_transport="compressedDepth")
+    try:
+        rig.camera_info()
+        time.sleep(0.2)
+        for k in range(4):
+            ns = 10 * S + k * S // 5
+            fmt, data = encode_color(np.full((H, W, 3), 128, np.uint8))
+            color = _stamp(CompressedImage(format=fmt, data=data, header=_header("cam")), ns)
+            fmt, data = encode_compressed_depth(np.full((H, W), 2.0, np.float32))
+            depth = _stamp(CompressedImage(format=fmt, data=data, header=_header("cam")), ns)
+            rig.frame(ns, color=color, depth=depth, x=0.02 * k)
+        assert rig.settle() == (4, 0)
+    finally:
+        rig.close()

@@ -286,12 +286,12 @@ class RevisitAccumulator:
             rev.skip(stamp, str(err))
             return
         if color.ndim != 3:
-            rev.skip(stamp, f"colour image has encoding {frame.color.encoding!r}, "
-                            "expected rgb8 or bgr8")
+            rev.skip(stamp, f"colour image has encoding {_encoding(frame.color)!r}, "
+                            "expected a colour one (rgb8, bgr8, jpeg, ...)")
             return
         if depth.ndim != 2:
-            rev.skip(stamp, f"depth image has encoding {frame.depth.encoding!r}, "
-                            "expected 16UC1 or 32FC1")
+            rev.skip(stamp, f"depth image has encoding {_encoding(frame.depth)!r}, "
+                            "expected 16UC1 or 32FC1 (raw or compressedDepth)")
             return
         pose = self._pose(frame)
         # fusion checks the frame (camera pose, sizes, valid depth) and counts a skip
@@ -328,3 +328,8 @@ class RevisitAccumulator:
             except Exception:                     # noqa: BLE001 - the result is still good
                 log.exception("revisit %d: handing it on failed", rev.index)
         return result
+
+
+def _encoding(msg) -> str:
+    """An Image's encoding, or a CompressedImage's format."""
+    return str(getattr(msg, "encoding", None) or getattr(msg, "format", "?"))

@@ -22,7 +22,7 @@ from rclpy.qos import (
     QoSProfile,
     ReliabilityPolicy,
 )
-from sensor_msgs.msg import CameraInfo, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
 from tf2_msgs.msg import TFMessage
 
@@ -84,6 +84,17 @@ class AccumulatorNode(Node):
             "reliable_images", True, ParameterDescriptor(
                 description="Subscribe to images reliably (false: best effort, for drivers "
                             "that publish best effort)")).value)
+        transports = {}
+        for kind, choices in (("color", ("raw", "compressed")),
+                              ("depth", ("raw", "compressedDepth"))):
+            transports[kind] = self.declare_parameter(
+                f"{kind}_transport", "raw", ParameterDescriptor(
+                    description=f"image_transport of the {kind} images: "
+                                f"{' or '.join(choices)} (subscribes to "
+                                f"camera/{kind}/image_raw{{,/{choices[1]}}})")).value
+            if transports[kind] not in choices:
+                raise ValueError(f"{kind}_transport must be one of {choices}, got "
+                                 f"{transports[kind]!r}")
         status_period = float(self.declare_parameter(
             "status_period_s", 5.0, ParameterDescriptor(
                 description="Seconds between progress lines of an open revisit",
@@ -99,12 +110,11 @@ class AccumulatorNode(Node):
         image_qos = QoSProfile(
             depth=10, history=HistoryPolicy.KEEP_LAST,
             reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT)
-        self.create_subscription(Image, "camera/color/image_raw",
-                                 lambda m: self._image("color", m), image_qos,
-                                 callback_group=inputs)
-        self.create_subscription(Image, "camera/depth/image_raw",
-                                 lambda m: self._image("depth", m), image_qos,
-                                 callback_group=inputs)
+        for kind, transport in transports.items():     # raw, or image_transport's plugins
+            topic = f"camera/{kind}/image_raw" + ("" if transport == "raw" else f"/{transport}")
+            self.create_subscription(Image if transport == "raw" else CompressedImage, topic,
+                                     lambda m, k=kind: self._image(k, m), image_qos,
+                                     callback_group=inputs)
         self.create_subscription(CameraInfo, "camera/color/camera_info", self._info, image_qos,
                                  callback_group=inputs)
         poses = MutuallyExclusiveCallbackGroup()   # not stuck behind image callbacks
@@ -133,7 +143,7 @@ class AccumulatorNode(Node):
 
     # --- inputs (message thread: pair and queue only) ---------------------------------
 
-    def _image(self, kind: str, msg: Image) -> None:
+    def _image(self, kind: str, msg: Image | CompressedImage) -> None:
         pair = self.sync.add(kind, stamp_ns(msg.header), msg)
         if pair is not None:
             self.accumulator.submit(RawFrame(pair.stamp_ns, pair.color, pair.depth,
