@@ -289,5 +289,6 @@ def test_compressed_transports_are_fused(rclpy_context):
             depth = _stamp(CompressedImage(format=fmt, data=data, header=_header("cam")), ns)
             rig.frame(ns, color=color, depth=depth, x=0.02 * k)
         assert rig.settle() == (4, 0)
+        assert rig.close().fused == 4
     finally:
-        rig.close()
+        rig.stop()
