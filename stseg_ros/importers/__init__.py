@@ -1,11 +1,11 @@
 """Import labelled rescans of real rooms as an evolving-room dataset (``stseg import``).
 
 ``IMPORTERS`` names each importer: ``scannet`` (release layout or preprocessed
-arrays; rescans levelled and aligned with ``register_levelled``, matched by
-overlap) and
-``3rscan`` (the dataset's own transforms and correspondences). Both write
-the files ``stseg generate --frames 0`` writes, so ``stseg eval`` and
-``stseg run`` read the result (README, "Importing labelled rescans").
+arrays; rescans levelled and aligned with ``register_levelled``, objects
+matched by overlap) and ``3rscan`` (the dataset's own transforms and
+correspondences). Both write the files ``stseg generate --frames 0`` writes,
+so ``stseg eval`` and ``stseg run`` read the result (README, "Importing
+labelled rescans").
 """
 
 from __future__ import annotations
