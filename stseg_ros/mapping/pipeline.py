@@ -114,10 +114,10 @@ class Mapper:
             reason = f"registered ({measures})" if ok else f"{result.reason}; {measures}"
         timings["registration"] = time.perf_counter() - start
         if not ok:
-            return self._unregistered(epoch, scan, transform @ level.levelled_from_input,
-                                      reason, EpochEntry(epoch, False, np.eye(4), label,
-                                                         stamp_ns, fitness, rmse,
-                                                         len(xyz_odom)), timings, level.note)
+            tried = transform @ level.levelled_from_input
+            return self._unregistered(scan, EpochEntry(epoch, False, tried, label, stamp_ns,
+                                                       fitness, rmse, len(xyz_odom)),
+                                      reason, timings, level.note)
 
         start = time.perf_counter()
         corrections = np.zeros((scan.parts, 3))      # the first revisit defines the map
@@ -129,23 +129,15 @@ class Mapper:
         transform = transform @ level.levelled_from_input     # from the input's own frame
         timings["drift"] = time.perf_counter() - start
         entry = EpochEntry(epoch, True, transform, label, stamp_ns, fitness, rmse, len(xyz))
-        empty = np.zeros(len(xyz), dtype=np.int32)
         start = time.perf_counter()
         # a temporal segmenter reads the stored epochs; association reuses them
-        history = self._history() if getattr(self.segmenter, "temporal", False) else None
-        if history is not None:
-            seg = self.segmenter.segment(xyz, rgb, history=history)
-        else:
-            seg = self.segmenter.segment(xyz, rgb)
+        history = self._history() if self._temporal else None
+        seg = self._segment(xyz, rgb, history)
         timings["segmentation"] = time.perf_counter() - start
 
         start = time.perf_counter()
         objects, changes, ids = self._update(epoch, xyz, seg, history)
-        instance_id = empty.copy()
-        class_id = seg.structure.copy()
-        for segment, oid, cid in zip(seg.segments, ids, seg.class_ids, strict=True):
-            instance_id[segment.points] = oid
-            class_id[segment.points] = cid
+        instance_id, class_id = _point_labels(seg, ids)
         timings["association"] = time.perf_counter() - start
 
         start = time.perf_counter()
@@ -155,26 +147,29 @@ class Mapper:
         return EpochOutcome(epoch, True, transform, reason, instance_id, class_id,
                             objects, changes, timings, level.note)
 
-    def _unregistered(self, epoch: int, scan: FusedScan, tried: np.ndarray, reason: str,
-                      entry: EpochEntry, timings: dict[str, float], levelling: str
-                      ) -> EpochOutcome:
+    def _unregistered(self, scan: FusedScan, entry: EpochEntry, reason: str,
+                      timings: dict[str, float], levelling: str) -> EpochOutcome:
         """Record a revisit that could not be registered: its scan, segmented
         alone in its own levelled frame (classes only, no identities), is
         stored for inspection; objects, changes and the map stay as they were."""
         start = time.perf_counter()
-        if getattr(self.segmenter, "temporal", False):
-            seg = self.segmenter.segment(scan.xyz, scan.rgb, history=[])
-        else:
-            seg = self.segmenter.segment(scan.xyz, scan.rgb)
-        class_id = seg.structure.copy()
-        for segment, cid in zip(seg.segments, seg.class_ids, strict=True):
-            class_id[segment.points] = cid
-        instance_id = np.zeros(len(scan.xyz), dtype=np.int32)
+        seg = self._segment(scan.xyz, scan.rgb, [] if self._temporal else None)
+        instance_id, class_id = _point_labels(seg, [0] * len(seg.segments))
         timings["segmentation"] = time.perf_counter() - start
         self.memory.commit_epoch(entry, points=EpochPoints(scan.xyz, scan.rgb, instance_id,
                                                            class_id))
-        return EpochOutcome(epoch, False, tried, reason, instance_id, class_id,
-                            timings=timings, levelling=levelling)
+        return EpochOutcome(entry.index, False, entry.map_from_odom, reason, instance_id,
+                            class_id, timings=timings, levelling=levelling)
+
+    @property
+    def _temporal(self) -> bool:
+        return getattr(self.segmenter, "temporal", False)
+
+    def _segment(self, xyz: np.ndarray, rgb: np.ndarray, history: list[EpochPoints] | None):
+        """Segment a scan; a temporal segmenter also gets ``history``."""
+        if history is not None:
+            return self.segmenter.segment(xyz, rgb, history=history)
+        return self.segmenter.segment(xyz, rgb)
 
     def _history(self) -> list[EpochPoints]:
         """The stored segmented clouds of the registered epochs, oldest first."""
@@ -249,6 +244,16 @@ class Mapper:
                                         before.num_points, before.epoch_first_seen,
                                         before.epoch_last_seen, state))
         return objects, changes, ids
+
+
+def _point_labels(seg, ids: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Per scan point: the id given to its segment (0: none) and its class."""
+    instance_id = np.zeros(len(seg.structure), dtype=np.int32)
+    class_id = seg.structure.copy()
+    for segment, oid, cid in zip(seg.segments, ids, seg.class_ids, strict=True):
+        instance_id[segment.points] = oid
+        class_id[segment.points] = cid
+    return instance_id, class_id
 
 
 def _pose(segment: Segment) -> Pose:
