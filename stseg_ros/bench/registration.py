@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +25,12 @@ from stseg_ros.core.pointcloud import planar_pose, transform_points
 from stseg_ros.datasets.generate import GenerateConfig, generate_dataset
 from stseg_ros.datasets.layout import open_dataset, read_cloud, read_epoch_result
 from stseg_ros.mapping.gravity import level_scan
-from stseg_ros.mapping.registration import RegistrationConfig, assess_alignment, register_scan
+from stseg_ros.mapping.registration import (
+    RegistrationConfig,
+    assess_alignment,
+    register_levelled,
+    register_scan,
+)
 from stseg_ros.metrics.registration import relative_error
 
 ROT_TARGET, TRANS_TARGET = 2.0, 0.05     # deg, m: within these a registration is right
@@ -72,20 +77,20 @@ def _scene_rows(root: Path, scene: str, epochs: list[str], kind: str, perturb: b
                "fitness": round(result.fitness, 3), "overlap": round(result.overlap, 3),
                "margin": round(result.margin, 3), "seconds": round(result.seconds, 2)}
         truth = ref_level @ np.linalg.inv(first) @ truth_odom @ np.linalg.inv(level)
-        row["turned_accepted"] = sum(_would_win(scan, ref, _turn(truth, scan, d), truth)
+        right = assess_alignment(scan, ref, truth).fitness
+        row["turned_accepted"] = sum(_would_win(scan, ref, _turn(truth, scan, d), right)
                                      for d in (90, 180))
         rows.append(row)
     return rows
 
 
-def _would_win(scan: np.ndarray, ref: np.ndarray, wrong: np.ndarray,
-               right: np.ndarray) -> bool:
-    """Whether the gate would accept ``wrong`` over ``right``: its verdict is ok
-    and it fits better by the required margin (register_scan compares the turns)."""
+def _would_win(scan: np.ndarray, ref: np.ndarray, wrong: np.ndarray, right: float) -> bool:
+    """Whether the gate would accept ``wrong`` over the right alignment (of
+    fitness ``right``): its verdict is ok and it fits better by the required
+    margin (register_scan compares the turns)."""
     verdict = assess_alignment(scan, ref, wrong)
-    cfg = RegistrationConfig()
     return verdict.reason == "ok" and \
-        verdict.fitness - assess_alignment(scan, ref, right).fitness >= cfg.min_margin
+        verdict.fitness - right >= RegistrationConfig().min_margin
 
 
 def _cross_rows(datasets: Sequence[tuple[Path, str, list[str], str]]) -> list[dict]:
@@ -94,9 +99,8 @@ def _cross_rows(datasets: Sequence[tuple[Path, str, list[str], str]]) -> list[di
     rows = []
     for (root_a, scene_a, ep_a, kind), (root_b, scene_b, ep_b, _) in zip(
             datasets, datasets[1:], strict=False):
-        scan = _levelled(root_b / scene_b / ep_b[0])[0]
-        ref = _levelled(root_a / scene_a / ep_a[0])[0]
-        result = register_scan(scan, ref)
+        result = register_levelled(read_cloud(root_b / scene_b / ep_b[0])[0],
+                                   read_cloud(root_a / scene_a / ep_a[0])[0])
         rows.append({"kind": f"{kind} (different rooms)",
                      "scene": f"{root_a.name}/{scene_a} <- {root_b.name}/{scene_b}",
                      "accepted": result.success, "reason": result.reason,
@@ -111,7 +115,7 @@ def _scenes(root: Path, kind: str) -> list[tuple[Path, str, list[str], str]]:
 
 
 def bench_registration(seeds: range, revisits: int = 3, real: Sequence[Path] = (),
-                       progress: bool = True, log: Callable[[str], None] | None = None) -> dict:
+                       progress: bool = True) -> dict:
     """Generated seeds (fast mode) and real datasets (``stseg import``)."""
     rng = np.random.default_rng(0)
     rows: list[dict] = []
