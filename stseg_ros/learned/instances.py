@@ -1,13 +1,24 @@
 """From network outputs to 4D instances (tracks) and persistent identities.
 
-1. Object voxels (semantic argmax not wall/floor/ceiling) of ALL epochs are
-   clustered together with HDBSCAN (SSEN) in a union space of the instance
-   embedding, the map position and the class probabilities (FreeGS), without
-   the epoch: an object that stayed put is one cluster spanning the epochs,
-   and a sofa against a cabinet is two.
+0. Object voxels are those the network does not call wall, floor or
+   ceiling (``structure="network"``), or those the geometric rules of
+   ``mapping/geometric.py`` leave as objects (``"geometric"``: they hold on
+   real scans, where the network's structure classes do not). With
+   geometric structure each object voxel also carries its component
+   (connected object candidates of its epoch).
+1. Object voxels of ALL epochs are clustered together with HDBSCAN (SSEN)
+   in a union space of the instance embedding, the map position and the
+   class probabilities (FreeGS), without the epoch: an object that stayed
+   put is one cluster spanning the epochs, and a sofa against a cabinet is
+   two.
 2. A cluster can hold look-alikes side by side. Within each epoch it is split
-   into spatially connected components; components of a size comparable to
-   the largest are separate objects, smaller ones join the nearest of those.
+   into spatially connected parts; parts of a size comparable to the largest
+   are separate objects, smaller ones join the nearest of those. With
+   geometric structure, parts in different components never join, and
+   within a component, clusters of the main cluster's class and under
+   ``fragment_share`` times its size are fragments that take its label (on
+   real scans the embedding splits objects into pieces more often than it
+   finds two touching ones).
    Components are chained across epochs by nearest centroid (Hungarian);
    each chain is a *track*, the 4D instance.
 3. Objects that moved are in different clusters before and after. Tracks seen
@@ -25,13 +36,16 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
+
+from stseg_ros.mapping.geometric import connected
+
+STRUCTURE_SOURCES = ("network", "geometric")
 
 
 @dataclass(frozen=True)
 class InstanceConfig:
+    structure: str = "network"      # network or geometric: what says wall/floor/ceiling
     min_cluster_size: int = 20      # voxels, HDBSCAN
     min_samples: int = 5
     max_fit: int = 12000            # voxels HDBSCAN sees; the rest join their nearest
@@ -40,9 +54,15 @@ class InstanceConfig:
     link: float = 1.8               # voxels closer than this (in voxel units) connect
     min_component: int = 12         # voxels; smaller pieces join a neighbour or vanish
     split_share: float = 0.4        # a component this share of the largest is an object
+    fragment_share: float = 0.4     # a cluster under this share of a component's largest
     link_similarity: float = 0.8    # cosine similarity of mean embeddings to link a move
     fill_reach: float = 2.5         # voxel units, unclustered object voxels join within
     min_votes: float = 0.2          # share of a track's past points an id must hold
+
+    def __post_init__(self) -> None:
+        if self.structure not in STRUCTURE_SOURCES:
+            raise ValueError(f"structure must be one of {', '.join(STRUCTURE_SOURCES)}, "
+                             f"got {self.structure!r}")
 
 
 def cluster_union(emb: np.ndarray, xyz: np.ndarray, probs: np.ndarray,
@@ -74,38 +94,71 @@ def cluster_union(emb: np.ndarray, xyz: np.ndarray, probs: np.ndarray,
     return labels
 
 
-def _components(coords: np.ndarray, reach: float) -> np.ndarray:
-    """Connected component per voxel (voxels within ``reach`` connect)."""
+def absorb_fragments(cluster: np.ndarray, component: np.ndarray, share: float,
+                     label: np.ndarray | None = None) -> np.ndarray:
+    """Within each geometric ``component`` (-1: none), clusters smaller than
+    ``share`` times its largest cluster there take that cluster's label, if
+    their voxels mostly carry the same ``label`` (the class; None: always).
+    A chair pushed under a desk keeps its own cluster, a piece of a desk
+    whose embedding drifted does not."""
+    out = cluster.copy()
+    rows = np.flatnonzero((component >= 0) & (cluster >= 0))
+    if len(rows) == 0:
+        return out
+    label = np.zeros(len(cluster), np.int64) if label is None else label
+    pair, inverse, count = np.unique(np.stack([component[rows], cluster[rows]], 1), axis=0,
+                                     return_inverse=True, return_counts=True)
+    inverse = inverse.reshape(-1)
+    pair_label = np.array([np.bincount(label[rows[inverse == k]]).argmax()
+                           for k in range(len(pair))])
+    for comp in np.unique(pair[:, 0]):
+        mine = np.flatnonzero(pair[:, 0] == comp)
+        main = mine[np.argmax(count[mine])]
+        small = mine[(count[mine] < share * count[main]) & (pair_label[mine] == pair_label[main])]
+        out[rows[np.isin(inverse, small)]] = pair[main, 1]
+    return out
+
+
+def _parts(coords: np.ndarray, group: np.ndarray, reach: float) -> np.ndarray:
+    """Connected part per voxel, voxels of different ``group`` never connecting."""
     if len(coords) == 0:
         return np.zeros(0, np.int64)
-    pairs = cKDTree(coords).query_pairs(reach, output_type="ndarray")
-    graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])),
-                       shape=(len(coords), len(coords)))
-    return connected_components(graph, directed=False)[1]
+    apart = (group - group.min()) * (4 * reach + 4 + float(np.ptp(coords)))
+    return connected(np.concatenate([coords, apart[:, None]], axis=1), reach)
 
 
 def tracks_from_clusters(coords: np.ndarray, epoch: np.ndarray, cluster: np.ndarray,
-                         cfg: InstanceConfig = InstanceConfig()) -> np.ndarray:
+                         cfg: InstanceConfig = InstanceConfig(),
+                         pieces: np.ndarray | None = None) -> np.ndarray:
     """Track id per voxel (-1: none). ``coords`` (V, 3) voxel indices, ``epoch``
-    (V,), ``cluster`` (V,) from ``cluster_union`` (-1 ignored)."""
+    (V,), ``cluster`` (V,) from ``cluster_union`` (-1 ignored). A cluster's
+    spatially connected parts in an epoch are separate objects when comparable
+    in size; smaller ones join the nearest of those. ``pieces`` (V,), the
+    geometric components, keep parts in different components apart: each
+    component holds at least one object of the cluster."""
     track = np.full(len(coords), -1, np.int64)
     next_track = 0
     for c in np.unique(cluster[cluster >= 0]):
         heads: list[tuple[int, np.ndarray]] = []       # (track, last centroid)
         for t in np.unique(epoch[cluster == c]):
             rows = np.flatnonzero((cluster == c) & (epoch == t))
-            comp = _components(coords[rows].astype(np.float64), cfg.link)
+            group = np.zeros(len(rows), np.int64) if pieces is None else pieces[rows]
+            comp = _parts(coords[rows], group, cfg.link)
             ids, sizes = np.unique(comp, return_counts=True)
-            floor = max(cfg.min_component, cfg.split_share * sizes.max())
-            big = [int(i) for i, s in zip(ids, sizes, strict=True) if s >= floor]
-            if not big:
-                big = [int(ids[np.argmax(sizes)])]     # a small object: its largest piece
-            cents = [coords[rows[comp == i]].mean(0) for i in big]
-            for i in ids:                              # small pieces join the nearest object
+            big: list[int] = []
+            for g in np.unique(group):                 # per geometric component
+                mine = np.isin(ids, np.unique(comp[group == g]))
+                floor = max(cfg.min_component, cfg.split_share * sizes[mine].max())
+                keep = [int(i) for i, n in zip(ids[mine], sizes[mine], strict=True) if n >= floor]
+                big += keep or [int(ids[mine][np.argmax(sizes[mine])])]
+            cents = {i: coords[rows[comp == i]].mean(0) for i in big}
+            home = {int(i): int(group[comp == i][0]) for i in ids}
+            for i in ids:                  # small pieces join the nearest object of their group
                 if int(i) not in big:
                     piece = coords[rows[comp == i]].mean(0)
-                    comp[comp == i] = big[int(np.argmin([np.linalg.norm(piece - c)
-                                                         for c in cents]))]
+                    near = [b for b in big if home[b] == home[int(i)]]
+                    comp[comp == i] = min(near, key=lambda b: np.linalg.norm(piece - cents[b]))
+            cents = [cents[i] for i in big]
             assigned = [-1] * len(big)
             if heads:
                 cost = np.array([[np.linalg.norm(ct - h[1]) for h in heads] for ct in cents])

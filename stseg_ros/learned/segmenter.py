@@ -26,6 +26,7 @@ import torch
 from stseg_ros.data import data_file
 from stseg_ros.learned.instances import (
     InstanceConfig,
+    absorb_fragments,
     cluster_union,
     fill_unassigned,
     link_moved,
@@ -33,8 +34,14 @@ from stseg_ros.learned.instances import (
     tracks_from_clusters,
 )
 from stseg_ros.learned.model import STRUCTURE, UNet4D, build_model, load_weights
-from stseg_ros.learned.voxels import stack_epochs, voxel_centres, voxelize
-from stseg_ros.mapping.geometric import GeometricConfig, describe, estimate_normals
+from stseg_ros.learned.voxels import stack_epochs, voxel_centres, voxel_mode, voxelize
+from stseg_ros.mapping.geometric import (
+    GeometricConfig,
+    GeometricSplit,
+    describe,
+    estimate_normals,
+    split_scan,
+)
 from stseg_ros.mapping.segmenter import LEARNED_WEIGHTS, Segmentation
 
 PRIOR_CORRECTION = 0.5      # share of the class-balancing bias taken back out
@@ -45,13 +52,17 @@ def shipped_weights() -> Path:
 
 
 class NetworkOutput:
-    """Per-voxel class probabilities and embeddings of a set of epochs."""
+    """Per-voxel class probabilities and embeddings of a set of epochs and, with
+    a ``geometric`` config, the geometric split of each epoch carried onto the
+    same voxels."""
 
     def __init__(self, model: UNet4D, clouds: list[tuple[np.ndarray, np.ndarray]],
-                 device: str, logit_shift: torch.Tensor | None = None) -> None:
+                 device: str, logit_shift: torch.Tensor | None = None,
+                 geometric: GeometricConfig | None = None) -> None:
         voxel = model.cfg.voxel
         self.epochs = [voxelize(xyz, rgb, voxel) for xyz, rgb in clouds]
         self.vox = stack_epochs(self.epochs)
+        self.splits = [split_scan(xyz, geometric) for xyz, _ in clouds] if geometric else []
         with torch.inference_mode():
             logits, emb = model(torch.from_numpy(self.vox.coords).to(device),
                                 torch.from_numpy(self.vox.feats).to(device))
@@ -61,6 +72,22 @@ class NetworkOutput:
         self.probs = torch.softmax(logits, dim=1).cpu().numpy()
         self.emb = emb.float().cpu().numpy()
         self.epoch = self.vox.coords[:, 1]
+
+    def geometric_voxels(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per voxel: whether most of its points are in a geometric object
+        cluster, and that cluster (numbered apart per epoch; -1: none)."""
+        total = len(self.vox.coords)
+        is_object = np.zeros(total, bool)
+        component = np.full(total, -1, np.int64)
+        offset = 0
+        for split, rows, point_row in zip(self.splits, self.vox.epoch_rows,
+                                          self.vox.point_voxel, strict=True):
+            local = point_row - (rows[0] if len(rows) else 0)
+            mode = voxel_mode(local, split.clusters.astype(np.int64), len(rows))
+            is_object[rows] = mode > 0
+            component[rows] = np.where(mode > 0, mode + offset, -1)
+            offset += int(split.clusters.max(initial=0)) + 1
+        return is_object, component
 
 
 class LearnedSegmenter:
@@ -85,6 +112,7 @@ class LearnedSegmenter:
         self.class_ids = np.asarray(self.model.cfg.class_ids)
         self.is_structure = np.isin(self.class_ids, STRUCTURE)    # per network class
         self.logit_shift = self._logit_shift(prior_correction)
+        self.geometric = GeometricConfig() if self.cfg.structure == "geometric" else None
         self.timings: dict[str, float] = {}
 
     def _logit_shift(self, prior_correction: float) -> torch.Tensor | None:
@@ -111,7 +139,7 @@ class LearnedSegmenter:
         past = list(history)[-self.window:] if self.joint else []
         start = time.perf_counter()
         out = NetworkOutput(self.model, [(p.xyz, p.rgb) for p in past] + [(xyz, rgb)],
-                            self.device, self.logit_shift)
+                            self.device, self.logit_shift, self.geometric)
         network = time.perf_counter() - start
         start = time.perf_counter()
         track, cls, score = self._tracks(out)
@@ -124,11 +152,15 @@ class LearnedSegmenter:
                             np.concatenate([p.instance_id for p in past]),
                             np.unique(point_track[point_track >= 0]).tolist(),
                             self.cfg.min_votes)
-        point_label = out.probs[point_voxel].argmax(1)
-        structure = np.where(self.is_structure[point_label], self.class_ids[point_label],
-                             0).astype(np.int32)
         geometric = GeometricConfig()
-        normals = estimate_normals(xyz, geometric.normal_radius)
+        if out.splits:
+            split: GeometricSplit = out.splits[now]
+            structure, normals = split.structure, split.normals
+        else:
+            point_label = out.probs[point_voxel].argmax(1)
+            structure = np.where(self.is_structure[point_label], self.class_ids[point_label],
+                                 0).astype(np.int32)
+            normals = estimate_normals(xyz, geometric.normal_radius)
         segments, class_ids, scores, idents = [], [], [], []
         for tid in np.unique(point_track[point_track >= 0]):
             members = np.flatnonzero(point_track == tid)
@@ -145,13 +177,21 @@ class LearnedSegmenter:
     def _tracks(self, out: NetworkOutput):
         """Track per voxel, and class and score per track."""
         coords = out.vox.coords[:, 2:]
-        is_object = ~self.is_structure[out.probs.argmax(1)]
+        component = None
+        if out.splits:
+            is_object, component = out.geometric_voxels()
+        else:
+            is_object = ~self.is_structure[out.probs.argmax(1)]
         rows = np.flatnonzero(is_object)
         cluster = np.full(len(coords), -1, np.int64)
         centres = voxel_centres(coords[rows], self.model.cfg.voxel)
         object_probs = out.probs[rows][:, ~self.is_structure]
         cluster[rows] = cluster_union(out.emb[rows], centres, object_probs, self.cfg)
-        track = tracks_from_clusters(coords, out.epoch, cluster, self.cfg)
+        if component is not None:
+            object_class = np.where(self.is_structure[None, :], -1.0, out.probs).argmax(1)
+            cluster = absorb_fragments(cluster, component, self.cfg.fragment_share,
+                                       object_class)
+        track = tracks_from_clusters(coords, out.epoch, cluster, self.cfg, component)
         track = fill_unassigned(coords, out.epoch, track, is_object, self.cfg.fill_reach)
         cls, score = self._classes(out, track)
         if self.joint and len(out.epochs) > 1:

@@ -35,6 +35,7 @@ class SegmentationConfig:
     device: str = "cpu"            # cpu or cuda (learned segmenters)
     sparse_backend: str = "torch"  # torch or minkowski (learned segmenters)
     weights: str = ""              # empty: the shipped weights
+    structure: str = "network"     # learned: network or geometric walls/floors (real scans)
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,19 @@
 """Non-learned segmentation of one scan: structure, object clusters, cluster features.
 
-The scan is in the map frame, z up, floor at z = 0 (a ground robot's odom and
-map frames sit on the floor). Floor and ceiling are the horizontal surfaces at
-the bottom and top; walls are large vertical planes found by RANSAC; what is
-left is clustered into objects by Euclidean proximity (DBSCAN). Each cluster
-gets a fixed-length feature vector for the classifier.
+The scan is in the map frame, z up, floor near z = 0 (``mapping/gravity.py``
+levels it). Every rule works on a voxel grid (3 cm), so a scan's point density
+does not matter: a fused robot scan, a reconstructed mesh's vertices and a
+sparse sample of them give the same structure and clusters. The rules are the
+ones real rooms keep:
+
+- the floor is the lowest upward-facing surface, found per 40 cm cell (a
+  reconstructed floor bends by centimetres over a room, so no single plane
+  fits it);
+- a wall is a vertical surface with nothing behind it: the room was scanned
+  from inside, so beyond a wall no point was seen, while the front of a
+  cabinet has its own top behind it and a chair back its seat;
+- the ceiling is the upward-facing band at the top, where one was seen;
+- what is left is cut into objects by voxel connectivity.
 """
 
 from __future__ import annotations
@@ -13,6 +22,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import open3d as o3d
+from scipy import ndimage
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+from scipy.spatial import cKDTree
 
 from stseg_ros.core.classes import class_id
 
@@ -21,18 +34,39 @@ WALL, FLOOR, CEILING = class_id("wall"), class_id("floor"), class_id("ceiling")
 
 @dataclass(frozen=True)
 class GeometricConfig:
-    normal_radius: float = 0.08     # m
-    floor_height: float = 0.04      # m above z = 0 still counted as floor
+    voxel: float = 0.03             # m; every rule below works on this grid, made
+    sparse_factor: float = 1.5      # coarser for sparse scans: at least this x point spacing
+    normal_radius: float = 0.1      # m
+    floor_cell: float = 0.4         # m; the floor height is found per cell of this size
+    floor_search: float = 0.3       # m; the floor lies within this of z = 0
+    floor_height: float = 0.06      # m above the local floor still counted as floor
     ceiling_band: float = 0.08      # m below the top still counted as ceiling
-    wall_distance: float = 0.04     # m from a wall plane
-    wall_min_height: float = 1.5    # m a plane must span vertically to be a wall
+    wall_clear_from: float = 0.15   # m; a wall has (almost) nothing behind it from here...
+    wall_clear_to: float = 0.8      # m; ...to here
+    wall_min_height: float = 0.8    # m a wall surface must span vertically
     wall_min_width: float = 0.8     # m it must span horizontally
-    max_walls: int = 16
-    cluster_eps: float = 0.05       # m, DBSCAN neighbourhood
-    cluster_min_points: int = 8
-    fragment_points: int = 400      # clusters smaller than this join a neighbour...
-    fragment_reach: float = 0.15    # m ...whose points come this close
+    link: float = 1.8               # voxel units; voxels this close belong together
+    min_object_voxels: int = 15
     min_object_points: int = 60
+
+
+@dataclass
+class VoxelGrid:
+    """A scan reduced to occupied voxels, and the way back to its points."""
+
+    coords: np.ndarray       # (V, 3) int64 voxel indices
+    centres: np.ndarray      # (V, 3) mean position of each voxel's points
+    point_voxel: np.ndarray  # (N,) voxel row of each point
+
+    @classmethod
+    def of(cls, xyz: np.ndarray, voxel: float) -> VoxelGrid:
+        cells = np.floor(np.asarray(xyz, np.float64) / voxel).astype(np.int64)
+        coords, inverse, counts = np.unique(cells, axis=0, return_inverse=True,
+                                            return_counts=True)
+        inverse = inverse.reshape(-1)
+        centres = np.zeros((len(coords), 3))
+        np.add.at(centres, inverse, xyz)
+        return cls(coords, centres / np.maximum(counts, 1)[:, None], inverse)
 
 
 def estimate_normals(xyz: np.ndarray, radius: float) -> np.ndarray:
@@ -41,88 +75,131 @@ def estimate_normals(xyz: np.ndarray, radius: float) -> np.ndarray:
     return np.asarray(pc.normals, dtype=np.float32)
 
 
-def split_structure(xyz: np.ndarray, normals: np.ndarray,
+def connected(coords: np.ndarray, reach: float) -> np.ndarray:
+    """Connected component per voxel; voxels within ``reach`` (voxel units) connect."""
+    if len(coords) == 0:
+        return np.zeros(0, np.int64)
+    pairs = cKDTree(coords.astype(np.float64)).query_pairs(reach, output_type="ndarray")
+    graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])),
+                       shape=(len(coords), len(coords)))
+    return connected_components(graph, directed=False)[1]
+
+
+def local_floor(centres: np.ndarray, normals: np.ndarray,
+                cfg: GeometricConfig = GeometricConfig()) -> np.ndarray:
+    """Floor height under each voxel: the lowest upward-facing voxel of its
+    ``floor_cell`` column near z = 0, cells without one taking their nearest
+    neighbour's, median-filtered over 3 x 3 cells."""
+    if len(centres) == 0:
+        return np.zeros(0)
+    up = np.abs(normals[:, 2]) > 0.8
+    candidate = up & (np.abs(centres[:, 2]) < cfg.floor_search)
+    cell = np.floor(centres[:, :2] / cfg.floor_cell).astype(np.int64)
+    cell -= cell.min(0)
+    heights = np.full(cell.max(0) + 1, np.inf)
+    np.minimum.at(heights, (cell[candidate, 0], cell[candidate, 1]), centres[candidate, 2])
+    if np.isinf(heights).all():
+        return np.zeros(len(centres))
+    nearest = ndimage.distance_transform_edt(np.isinf(heights), return_distances=False,
+                                             return_indices=True)
+    heights = ndimage.median_filter(heights[tuple(nearest)], size=3)
+    return heights[cell[:, 0], cell[:, 1]]
+
+
+def nothing_behind(centres: np.ndarray, normals: np.ndarray,
+                   cfg: GeometricConfig = GeometricConfig()) -> np.ndarray:
+    """Per voxel: whether, along its horizontal normal on one side or the other,
+    the scan's floor plan holds (almost) nothing from ``wall_clear_from`` to
+    ``wall_clear_to``: it bounds the scanned space."""
+    if len(centres) == 0:
+        return np.zeros(0, bool)
+    cell_size = 0.05
+    reach = int(np.ceil(cfg.wall_clear_to / cell_size)) + 1
+    cell = np.floor(centres[:, :2] / cell_size).astype(np.int64)
+    origin = cell.min(0) - reach
+    cell -= origin
+    plan = np.zeros(cell.max(0) + reach + 1, bool)
+    plan[cell[:, 0], cell[:, 1]] = True
+    horizontal = normals[:, :2] / np.maximum(np.linalg.norm(normals[:, :2], axis=1,
+                                                            keepdims=True), 1e-9)
+    steps = np.arange(cfg.wall_clear_from, cfg.wall_clear_to, cell_size)
+    clear = np.zeros(len(centres), bool)
+    for side in (1.0, -1.0):
+        probe = centres[:, None, :2] + side * steps[None, :, None] * horizontal[:, None, :]
+        idx = np.floor(probe / cell_size).astype(np.int64) - origin
+        clear |= plan[idx[..., 0], idx[..., 1]].sum(1) <= 1
+    return clear
+
+
+def voxel_structure(grid: VoxelGrid, normals: np.ndarray,
                     cfg: GeometricConfig = GeometricConfig()) -> np.ndarray:
-    """Per point: FLOOR, CEILING, WALL or 0 (object candidates)."""
-    labels = np.zeros(len(xyz), dtype=np.int32)
-    if len(xyz) == 0:
+    """Per voxel: FLOOR, CEILING, WALL or 0 (object candidates)."""
+    c = grid.centres
+    labels = np.zeros(len(c), dtype=np.int32)
+    if len(c) == 0:
         return labels
     up = np.abs(normals[:, 2])
-    z = xyz[:, 2]
-    labels[(z < cfg.floor_height) & (up > 0.7)] = FLOOR
-    top = np.percentile(z, 99.5)
+    above = c[:, 2] - local_floor(c, normals, cfg)
+    labels[((above < cfg.floor_height) & (up > 0.7)) | (above < cfg.floor_height / 2)] = FLOOR
+    top = np.percentile(c[:, 2], 99.5)
     if top > 2.0:                                   # a ceiling was seen at all
-        labels[(z > top - cfg.ceiling_band) & (up > 0.7)] = CEILING
-    vertical = np.flatnonzero((labels == 0) & (up < 0.3))
-    pc = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(xyz[vertical].astype(np.float64)))
-    remaining = np.arange(len(vertical))
-    o3d.utility.random.seed(0)                      # the same walls for the same scan
-    for _ in range(cfg.max_walls):
-        if len(remaining) < 200:
-            break
-        sub = pc.select_by_index(remaining)
-        plane, inliers = sub.segment_plane(cfg.wall_distance, 3, 300)
-        if len(inliers) < 200:
-            break
-        pts = xyz[vertical[remaining[inliers]]]
-        normal = np.array(plane[:3])
-        along = np.cross(normal, (0, 0, 1.0))
-        along /= max(np.linalg.norm(along), 1e-9)
-        width = np.ptp(pts @ along)
-        height = np.ptp(pts[:, 2])
-        if abs(normal[2]) < 0.2 and height > cfg.wall_min_height and width > cfg.wall_min_width:
-            # label every non-structure point near the plane, not only vertical ones
-            near = np.abs(xyz @ normal + plane[3]) < cfg.wall_distance
-            span = xyz @ along
-            lo, hi = np.percentile(pts @ along, [0.5, 99.5])
-            labels[near & (labels == 0) & (span > lo - 0.05) & (span < hi + 0.05)] = WALL
-        remaining = np.delete(remaining, inliers)
+        labels[(c[:, 2] > top - cfg.ceiling_band) & (up > 0.7)] = CEILING
+    bounding = np.flatnonzero((labels == 0) & (up < 0.4) & nothing_behind(c, normals, cfg))
+    surface = connected(grid.coords[bounding], cfg.link)
+    for k in np.unique(surface):
+        rows = bounding[surface == k]
+        if (np.ptp(c[rows, 2]) >= cfg.wall_min_height
+                and np.ptp(c[rows, :2], axis=0).max() >= cfg.wall_min_width):
+            labels[rows] = WALL
     return labels
 
 
-def cluster_objects(xyz: np.ndarray, candidates: np.ndarray,
-                    cfg: GeometricConfig = GeometricConfig()) -> np.ndarray:
-    """Per point: cluster id (1, 2, ...) for object candidates, 0 elsewhere and for
-    clusters smaller than ``min_object_points``."""
-    out = np.zeros(len(xyz), dtype=np.int32)
-    idx = np.flatnonzero(candidates)
-    if len(idx) == 0:
-        return out
-    pc = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(xyz[idx].astype(np.float64)))
-    with o3d.utility.VerbosityContextManager(o3d.utility.VerbosityLevel.Error):
-        labels = np.asarray(pc.cluster_dbscan(cfg.cluster_eps, cfg.cluster_min_points))
-    labels = _merge_fragments(xyz[idx], labels, cfg)
-    next_id = 1
-    for lab in np.unique(labels[labels >= 0]):
-        members = idx[labels == lab]
-        if len(members) >= cfg.min_object_points:
-            out[members] = next_id
-            next_id += 1
+def voxel_objects(grid: VoxelGrid, candidates: np.ndarray,
+                  cfg: GeometricConfig = GeometricConfig()) -> np.ndarray:
+    """Per voxel: object id (1, 2, ...) by connectivity of the ``candidates``,
+    largest first; 0 elsewhere and for pieces under ``min_object_voxels``."""
+    out = np.zeros(len(grid.coords), np.int64)
+    rows = np.flatnonzero(candidates)
+    component = connected(grid.coords[rows], cfg.link)
+    sizes = np.bincount(component) if len(rows) else np.zeros(0, np.int64)
+    order = [k for k in np.argsort(-sizes, kind="stable") if sizes[k] >= cfg.min_object_voxels]
+    for new_id, k in enumerate(order, start=1):
+        out[rows[component == k]] = new_id
     return out
 
 
-def _merge_fragments(xyz: np.ndarray, labels: np.ndarray, cfg: GeometricConfig) -> np.ndarray:
-    """Join small clusters (a lamp's shade, a shelf board seen edge-on) to the nearest
-    larger cluster within ``fragment_reach``, smallest first."""
-    from scipy.spatial import cKDTree
+@dataclass
+class GeometricSplit:
+    """One scan split into structure and object clusters, per point."""
 
-    labels = labels.copy()
-    ids, sizes = np.unique(labels[labels >= 0], return_counts=True)
-    for lab in ids[np.argsort(sizes)]:
-        members = labels == lab
-        n = int(members.sum())
-        if n == 0 or n >= cfg.fragment_points:
-            continue
-        others = np.flatnonzero((labels >= 0) & ~members)
-        if len(others) == 0:
-            continue
-        dist, nearest = cKDTree(xyz[others]).query(xyz[members],
-                                                   distance_upper_bound=cfg.fragment_reach)
-        hit = np.isfinite(dist)
-        if hit.any():
-            target = labels[others[nearest[hit]]]
-            labels[members] = np.bincount(target).argmax()
-    return labels
+    structure: np.ndarray    # (N,) FLOOR, CEILING, WALL or 0
+    clusters: np.ndarray     # (N,) object id (1, 2, ...) or 0
+    normals: np.ndarray      # (N, 3)
+
+
+def point_spacing(xyz: np.ndarray, sample: int = 2000) -> float:
+    """Median distance from a point to its nearest neighbour (a fixed sample)."""
+    if len(xyz) < 2:
+        return 0.0
+    rows = np.random.default_rng(0).choice(len(xyz), min(sample, len(xyz)), replace=False)
+    dist, _ = cKDTree(xyz).query(xyz[rows], k=2)
+    return float(np.median(dist[:, 1]))
+
+
+def split_scan(xyz: np.ndarray, cfg: GeometricConfig = GeometricConfig()) -> GeometricSplit:
+    """Structure and object clusters of a scan, per point (the voxel rules above)."""
+    normals = estimate_normals(xyz, cfg.normal_radius)
+    if len(xyz) == 0:
+        return GeometricSplit(np.zeros(0, np.int32), np.zeros(0, np.int64), normals)
+    grid = VoxelGrid.of(xyz, max(cfg.voxel, cfg.sparse_factor * point_spacing(xyz)))
+    voxel_normals = estimate_normals(grid.centres, cfg.normal_radius)
+    structure = voxel_structure(grid, voxel_normals, cfg)
+    objects = voxel_objects(grid, structure == 0, cfg)
+    clusters = objects[grid.point_voxel]
+    ids, counts = np.unique(clusters[clusters > 0], return_counts=True)
+    small = ids[counts < cfg.min_object_points]
+    clusters[np.isin(clusters, small)] = 0
+    return GeometricSplit(structure[grid.point_voxel], clusters, normals)
 
 
 FEATURE_NAMES = (

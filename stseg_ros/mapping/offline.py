@@ -125,7 +125,7 @@ def prediction_from_memory(memory: ObjectMemory, epoch: int,
 def _segmenter(cfg: RunConfig):
     seg = cfg.segmentation
     return make_segmenter(seg.segmenter or None, seg.device, seg.sparse_backend,
-                          seg.weights or None)
+                          seg.weights or None, seg.structure)
 
 
 def _mapper(memory: ObjectMemory, segmenter, cfg: RunConfig) -> Mapper:

@@ -15,14 +15,7 @@ import numpy as np
 
 from stseg_ros.data import data_file
 from stseg_ros.mapping.classifier import ClusterClassifier
-from stseg_ros.mapping.geometric import (
-    GeometricConfig,
-    Segment,
-    cluster_objects,
-    describe,
-    estimate_normals,
-    split_structure,
-)
+from stseg_ros.mapping.geometric import GeometricConfig, Segment, describe, split_scan
 
 
 @dataclass
@@ -37,7 +30,8 @@ class Segmentation:
 
 
 class GeometricSegmenter:
-    """Structure by planes, objects by DBSCAN, classes by a small trained classifier."""
+    """Structure and objects by the voxel rules of ``geometric.py``, classes by a
+    small trained classifier."""
 
     name = "geometric"
     temporal = False
@@ -48,11 +42,10 @@ class GeometricSegmenter:
         self.classifier = classifier or ClusterClassifier.load()
 
     def segment(self, xyz: np.ndarray, rgb: np.ndarray) -> Segmentation:
-        normals = estimate_normals(xyz, self.cfg.normal_radius)
-        structure = split_structure(xyz, normals, self.cfg)
-        clusters = cluster_objects(xyz, structure == 0, self.cfg)
-        segments = [describe(xyz, rgb, normals, np.flatnonzero(clusters == c))
-                    for c in range(1, int(clusters.max(initial=0)) + 1)]
+        split = split_scan(xyz, self.cfg)
+        structure, normals = split.structure, split.normals
+        segments = [describe(xyz, rgb, normals, np.flatnonzero(split.clusters == c))
+                    for c in np.unique(split.clusters[split.clusters > 0])]
         if not segments:
             return Segmentation(structure, [], [], [], normals)
         classes, scores = self.classifier.predict(np.stack([s.features for s in segments]))
@@ -73,15 +66,17 @@ def default_segmenter() -> str:
 
 
 def make_segmenter(name: str | None = None, device: str = "cpu", backend: str = "torch",
-                   weights: str | None = None):
+                   weights: str | None = None, structure: str = "network"):
     """A segmenter by name (None: ``default_segmenter()``); unknown names list
-    what exists. ``device``, ``backend`` and ``weights`` (default: the
-    shipped ones) apply to the learned ones."""
+    what exists. ``device``, ``backend``, ``weights`` (default: the shipped
+    ones) and ``structure`` (``learned/instances.py``) apply to the learned ones."""
     name = name or default_segmenter()
     if name not in SEGMENTERS:
         raise ValueError(f"unknown segmenter {name!r}; available: {', '.join(SEGMENTERS)}")
     if name == "geometric":
         return GeometricSegmenter()
+    from stseg_ros.learned.instances import InstanceConfig
     from stseg_ros.learned.segmenter import LearnedSegmenter
 
-    return LearnedSegmenter(weights, device, backend, joint=name == "learned")
+    return LearnedSegmenter(weights, device, backend, joint=name == "learned",
+                            instances=InstanceConfig(structure=structure))

@@ -17,13 +17,7 @@ from tqdm import tqdm
 from stseg_ros.datasets.generate import GenerateConfig, generate_dataset
 from stseg_ros.datasets.layout import open_dataset, read_cloud, read_epoch_result
 from stseg_ros.mapping.classifier import ClusterClassifier
-from stseg_ros.mapping.geometric import (
-    GeometricConfig,
-    cluster_objects,
-    describe,
-    estimate_normals,
-    split_structure,
-)
+from stseg_ros.mapping.geometric import GeometricConfig, describe, split_scan
 
 
 def labelled_clusters(dataset: Path, cfg: GeometricConfig | None = None):
@@ -35,16 +29,14 @@ def labelled_clusters(dataset: Path, cfg: GeometricConfig | None = None):
         for epoch in index.epochs(scene):
             xyz, rgb = read_cloud(dataset / scene / epoch)
             truth = read_epoch_result(dataset / scene / epoch)
-            normals = estimate_normals(xyz, cfg.normal_radius)
-            structure = split_structure(xyz, normals, cfg)
-            clusters = cluster_objects(xyz, structure == 0, cfg)
-            for c in range(1, int(clusters.max(initial=0)) + 1):
-                members = np.flatnonzero(clusters == c)
+            split = split_scan(xyz, cfg)
+            for c in np.unique(split.clusters[split.clusters > 0]):
+                members = np.flatnonzero(split.clusters == c)
                 ids, counts = np.unique(truth.instance_id[members], return_counts=True)
                 top = int(ids[counts.argmax()])
                 share = counts.max() / len(members)
                 label = truth.instances[top].class_id if top and share >= 0.6 else 0
-                feats.append(describe(xyz, rgb, normals, members).features)
+                feats.append(describe(xyz, rgb, split.normals, members).features)
                 labels.append(label)
     return np.array(feats), np.array(labels)
 
