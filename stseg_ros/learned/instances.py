@@ -58,6 +58,7 @@ class InstanceConfig:
     link_similarity: float = 0.8    # cosine similarity of mean embeddings to link a move
     fill_reach: float = 2.5         # voxel units, unclustered object voxels join within
     min_votes: float = 0.2          # share of a track's past points an id must hold
+    score_voxels: float = 150.0     # a track this big scores 63 % of its class probability
 
     def __post_init__(self) -> None:
         if self.structure not in STRUCTURE_SOURCES:
