@@ -87,6 +87,10 @@ class MapperNode(Node):
         weights = self.declare_parameter(
             "weights", "", ParameterDescriptor(
                 description="Weights of learned segmenters; empty: the shipped ones")).value
+        structure = self.declare_parameter(
+            "structure", "network", ParameterDescriptor(
+                description="Walls, floors and object bounds of learned segmenters: "
+                            "network or geometric (better on real scans)")).value
         self.map_frame = self.declare_parameter(
             "map_frame", "map", ParameterDescriptor(
                 description="Frame of everything published (REP 105 map)")).value
@@ -103,7 +107,7 @@ class MapperNode(Node):
         with ObjectMemory(self.db_path) as memory:
             epochs, objects = len(memory.epoch_indices()), len(memory.objects())
         self._segmenter = make_segmenter(segmenter, self.device, backend,
-                                         weights or None)
+                                         weights or None, structure)
         self.memory: ObjectMemory | None = None
         self.publisher = MapPublisher(self, self.map_frame)
         self._cloud_pub = self.create_publisher(PointCloud2, "~/segmented_cloud", MAP_STATE_QOS)
