@@ -121,3 +121,25 @@ def test_learned_segmenter_takes_walls_and_floors_from_the_geometric_rules():
 def test_an_unknown_structure_source_is_refused():
     with pytest.raises(ValueError, match="network, geometric"):
         InstanceConfig(structure="planes")
+
+
+def test_a_static_room_revisited_keeps_its_objects_ids_with_geometric_structure():
+    """The second revisit of an unchanged room hands its objects the ids their
+    stored points carry."""
+    from stseg_ros.learned.segmenter import LearnedSegmenter
+    from stseg_ros.memory.store import EpochPoints
+
+    xyz, _ = _room(seed=0)
+    rgb = np.full((len(xyz), 3), 128, np.uint8)
+    seg = LearnedSegmenter(joint=True, instances=InstanceConfig(structure="geometric"))
+    first = seg.segment(xyz, rgb)
+    ids = np.zeros(len(xyz), np.int32)
+    for k, s in enumerate(first.segments, start=1):
+        ids[s.points] = k
+    stored = EpochPoints(xyz, rgb, ids, np.zeros(len(xyz), np.int32))
+    again, _ = _room(seed=1)                         # the same room, scanned again
+    second = seg.segment(again.astype(np.float32), np.full((len(again), 3), 128, np.uint8),
+                         history=[stored])
+    big = [i for i, s in zip(second.identities, second.segments, strict=True)
+           if len(s.points) > 2000]
+    assert big and all(i > 0 for i in big), second.identities

@@ -17,6 +17,7 @@ stays a wall.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from pathlib import Path
 
@@ -52,17 +53,16 @@ def shipped_weights() -> Path:
 
 
 class NetworkOutput:
-    """Per-voxel class probabilities and embeddings of a set of epochs and, with
-    a ``geometric`` config, the geometric split of each epoch carried onto the
-    same voxels."""
+    """Per-voxel class probabilities and embeddings of a set of epochs and, when
+    given, the geometric split of each epoch carried onto the same voxels."""
 
     def __init__(self, model: UNet4D, clouds: list[tuple[np.ndarray, np.ndarray]],
                  device: str, logit_shift: torch.Tensor | None = None,
-                 geometric: GeometricConfig | None = None) -> None:
+                 splits: list[GeometricSplit] | None = None) -> None:
         voxel = model.cfg.voxel
         self.epochs = [voxelize(xyz, rgb, voxel) for xyz, rgb in clouds]
         self.vox = stack_epochs(self.epochs)
-        self.splits = [split_scan(xyz, geometric) for xyz, _ in clouds] if geometric else []
+        self.splits = splits or []
         with torch.inference_mode():
             logits, emb = model(torch.from_numpy(self.vox.coords).to(device),
                                 torch.from_numpy(self.vox.feats).to(device))
@@ -113,7 +113,21 @@ class LearnedSegmenter:
         self.is_structure = np.isin(self.class_ids, STRUCTURE)    # per network class
         self.logit_shift = self._logit_shift(prior_correction)
         self.geometric = GeometricConfig() if self.cfg.structure == "geometric" else None
+        self._split_cache: dict[bytes, GeometricSplit] = {}
         self.timings: dict[str, float] = {}
+
+    def _splits(self, clouds: list[np.ndarray]) -> list[GeometricSplit] | None:
+        """The geometric split of each cloud (None: network structure). A stored
+        epoch comes back unchanged with every revisit, so its split is kept
+        (by content) for as long as it is in the window."""
+        if self.geometric is None:
+            return None
+        keys = [hashlib.blake2b(np.ascontiguousarray(xyz).tobytes(), digest_size=16).digest()
+                for xyz in clouds]
+        cache = {k: self._split_cache.get(k) or split_scan(xyz, self.geometric)
+                 for k, xyz in zip(keys, clouds, strict=True)}
+        self._split_cache = cache
+        return [cache[k] for k in keys]
 
     def _logit_shift(self, prior_correction: float) -> torch.Tensor | None:
         """``prior_correction`` x log of the class weights the network was trained
@@ -138,8 +152,9 @@ class LearnedSegmenter:
         epochs (``EpochPoints``, oldest first) for the joint model."""
         past = list(history)[-self.window:] if self.joint else []
         start = time.perf_counter()
-        out = NetworkOutput(self.model, [(p.xyz, p.rgb) for p in past] + [(xyz, rgb)],
-                            self.device, self.logit_shift, self.geometric)
+        clouds = [(p.xyz, p.rgb) for p in past] + [(xyz, rgb)]
+        out = NetworkOutput(self.model, clouds, self.device, self.logit_shift,
+                            self._splits([c for c, _ in clouds]))
         network = time.perf_counter() - start
         start = time.perf_counter()
         track, cls, score = self._tracks(out)
