@@ -9,7 +9,8 @@ matches keeps its id. How far it travelled comes from aligning its stored
 points to the new segment (ICP, from where it stood and from the centroid
 shift), not from comparing centroids: a segment seen from another side has
 another centroid without having moved. More than ``move_distance`` or
-``move_angle`` is a move.
+``move_angle`` is a move (a turn only between views of about the same
+footprint, and where it moves the object's ends more than ``turn_arc``).
 Unmatched segments are new objects. An unmatched known object is removed only
 if the new scan saw its place empty (floor across its footprint); otherwise it is
 unobserved and keeps its state for a later revisit to settle. Likewise, a new
@@ -39,6 +40,8 @@ class AssociationConfig:
     vacated_shape: float = 0.6         # ...when the object's old place is seen empty
     move_distance: float = 0.2         # m, a larger displacement is a move
     move_angle: float = math.radians(15.0)
+    turn_view: float = 0.25            # a turn alone is a move only between footprints this
+    turn_arc: float = 0.05             # alike (relative), and moves the ends this far (m)
     align_distance: float = 0.03       # m, a point this close to the other cloud fits
     min_fit: float = 0.3               # share of a segment that must fit to measure a move
     observed_share: float = 0.5        # footprint share that must show floor...
@@ -111,7 +114,15 @@ def _moved(now_xyz: np.ndarray, now: Segment, before: Known, in_place: bool,
         if in_place:
             return False
         shift, turn = float(np.linalg.norm(guess[:2, 3])), 0.0
-    return shift > cfg.move_distance or turn > cfg.move_angle
+    # ICP turns partial views and small objects by 15-20 deg without a move (a
+    # static real kitchen: a half-seen box, a 20 cm lamp), so a turn needs two
+    # views of about the same footprint and an arc at the object's ends that
+    # noise cannot make
+    a, b = np.asarray(now.extents[:2]), np.asarray(before.segment.extents[:2])
+    alike = bool(np.all(np.abs(a - b) <= cfg.turn_view * np.maximum(np.maximum(a, b), 1e-3)))
+    reach = 0.5 * math.hypot(*a)
+    turned = turn > cfg.move_angle and alike and turn * reach >= cfg.turn_arc
+    return shift > cfg.move_distance or turned
 
 
 def _hungarian(cost: np.ndarray) -> list[tuple[int, int]]:
@@ -137,6 +148,20 @@ def _match_by_shape(matched: dict[int, int], shape: np.ndarray, classes: list[in
         matched[free_s[a]] = known[free_k[b]].id
 
 
+def _plausible(segment: Segment, known: Known, overlap: float,
+               seen_now: EmptyPlaces | None, cfg: AssociationConfig) -> bool:
+    """Whether a segmenter's identity proposal can stand: in place, or shaped
+    like the object (more loosely where its old place was seen empty). On real
+    rescans most of the 4D network's links to far-away objects joined shapes
+    as unlike as a 1.6 m shelf and a 1.2 m tall lamp, each reported as a move."""
+    if overlap >= cfg.min_overlap:
+        return True
+    limit = cfg.moved_shape
+    if seen_now is not None and seen_now.empty(known.segment, cfg):
+        limit = cfg.vacated_shape
+    return shape_distance(segment, known.segment) < limit
+
+
 @dataclass
 class Association:
     matched: dict[int, int]          # segment index -> known id
@@ -159,8 +184,10 @@ def associate(segments: list[Segment], classes: list[int], scan_xyz: np.ndarray,
     moved object is often seen from another side).
 
     ``proposed`` (segment index -> known id, from a segmenter that tracks
-    identities) is taken as it is and replaces the shape rounds; segments
-    without a proposal may still match a remaining object in place. What
+    identities) replaces the shape rounds. A proposal is taken where the
+    segment lies on the object, or, elsewhere, where their shapes agree
+    (``_plausible``); segments without a kept proposal may still match a
+    remaining object in place. What
     moved, and which unmatched objects' places are empty, is measured here.
     """
     n, m = len(segments), len(known)
@@ -177,7 +204,9 @@ def associate(segments: list[Segment], classes: list[int], scan_xyz: np.ndarray,
     column = {k.id: j for j, k in enumerate(known)}
     cost = np.where(overlap >= cfg.min_overlap, 1.0 - overlap, BIG)
     if proposed is not None:
-        matched = dict(proposed)
+        matched = {i: kid for i, kid in proposed.items()
+                   if _plausible(segments[i], known[column[kid]], overlap[i, column[kid]],
+                                 seen_now, cfg)}
         taken = [column[kid] for kid in matched.values()]
         cost[list(matched)] = BIG            # proposed segments and objects are settled
         cost[:, taken] = BIG
