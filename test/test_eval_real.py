@@ -150,6 +150,33 @@ def test_class_agnostic_scores_a_right_mask_with_the_wrong_class_as_perfect(data
     assert set(METRIC_KEYS) <= set(agnostic)
 
 
+def test_class_agnostic_scoring_ranks_by_objectness_where_predictions_give_it(dataset,
+                                                                             prediction):
+    """A confident fragment outranks the whole cabinet by score; by objectness,
+    which class-agnostic scoring uses where given, the whole cabinet comes first."""
+    cabinet = _by_class(dataset, "cabinet")[0]
+
+    def fragment(r):
+        points = (r.instance_id == cabinet).nonzero()[0]
+        r.instance_id[points[: len(points) // 5]] = 999
+        r.instances[999] = InstanceEntry(999, class_id("cabinet"), 1.0)
+        r.instances[cabinet].score = 0.2
+    _each_epoch(prediction, fragment)
+    agnostic = ScoringMode(class_agnostic=True)
+    by_score = evaluate(dataset, prediction.parent, mode=agnostic)["mAP"]
+
+    def objectness(r):
+        for i, e in r.instances.items():
+            e.objectness = 0.1 if i == 999 else 0.9
+    _each_epoch(prediction, objectness)
+    assert evaluate(dataset, prediction.parent, mode=agnostic)["mAP"] > by_score
+    # class-aware scoring keeps ranking by score
+    assert evaluate(dataset, prediction.parent)["mAP"] == pytest.approx(
+        evaluate(dataset, prediction.parent, mode=ScoringMode())["mAP"])
+    entry = read_epoch_result(prediction / "epoch_00").instances[999]
+    assert entry.objectness == 0.1 and "objectness" not in entry.extra
+
+
 def test_classes_score_only_the_listed_ones(dataset, prediction):
     chairs = ScoringMode(classes=frozenset({class_id("chair")}))
     m = evaluate(dataset, prediction.parent, mode=chairs)

@@ -118,9 +118,31 @@ def test_learned_segmenter_takes_walls_and_floors_from_the_geometric_rules():
     assert out.segments, "the cabinet and the box are objects"
 
 
-def test_an_unknown_structure_source_is_refused():
+def test_learned_segmenter_can_name_objects_with_the_cluster_classifier():
+    """classes=classifier: the same objects, named by the forest the geometric
+    segmenter uses, which carries over to real scans better than the network."""
+    from stseg_ros.learned.segmenter import LearnedSegmenter
+    from stseg_ros.mapping.classifier import ClusterClassifier
+
+    xyz, _ = _room()
+    rgb = np.full((len(xyz), 3), 128, np.uint8)
+    named = LearnedSegmenter(joint=False, instances=InstanceConfig(
+        structure="geometric", classes="classifier")).segment(xyz, rgb)
+    plain = LearnedSegmenter(joint=False, instances=InstanceConfig(
+        structure="geometric")).segment(xyz, rgb)
+    assert [len(s.points) for s in named.segments] == [len(s.points) for s in plain.segments]
+    assert named.objectness == plain.objectness       # still the network's
+    forest, _, sure = ClusterClassifier.load().object_class(
+        np.stack([s.features for s in named.segments]))
+    assert named.class_ids == forest.tolist()
+    assert all(0 < s <= p for s, p in zip(named.scores, sure, strict=True))
+
+
+def test_an_unknown_structure_or_class_source_is_refused():
     with pytest.raises(ValueError, match="network, geometric"):
         InstanceConfig(structure="planes")
+    with pytest.raises(ValueError, match="network, classifier"):
+        InstanceConfig(classes="words")
 
 
 def test_a_static_room_revisited_keeps_its_objects_ids_with_geometric_structure():
@@ -143,3 +165,23 @@ def test_a_static_room_revisited_keeps_its_objects_ids_with_geometric_structure(
     big = [i for i, s in zip(second.identities, second.segments, strict=True)
            if len(s.points) > 2000]
     assert big and all(i > 0 for i in big), second.identities
+
+
+def test_clusters_the_classifier_doubts_are_kept_and_ranked_by_how_whole_they_look():
+    from stseg_ros.mapping.classifier import ClusterClassifier
+    from stseg_ros.mapping.segmenter import GeometricSegmenter
+
+    # a forest of one leaf that calls every cluster 70 % "not an object": on real
+    # scans its doubt is often wrong, so the clusters stay, with a low score
+    doubtful = ClusterClassifier(np.array([0, class_id("cabinet")]), np.array([0]),
+                                 np.array([-1]), np.array([0.0]), np.array([-1]),
+                                 np.array([-1]), np.array([[0.7, 0.3]]))
+    xyz, truth = _room()
+    seg = GeometricSegmenter(classifier=doubtful).segment(xyz, np.full((len(xyz), 3), 128,
+                                                                      np.uint8))
+    assert len(seg.segments) >= 2
+    assert set(seg.class_ids) == {class_id("cabinet")}
+    assert seg.scores == pytest.approx([0.3] * len(seg.segments))     # P(cabinet)
+    owner = [np.bincount(truth[s.points]).argmax() for s in seg.segments]
+    objectness = dict(zip(owner, seg.objectness, strict=True))
+    assert 0 < objectness[BOX] < objectness[CABINET] < 0.3    # the smaller box ranks lower

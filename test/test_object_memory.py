@@ -4,10 +4,12 @@ survive a real kill, and refusal of files that are not an object memory."""
 from __future__ import annotations
 
 import hashlib
+import json
 import signal
 import sqlite3
 import subprocess
 import textwrap
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -92,6 +94,34 @@ def test_unregistered_revisit_is_recorded_without_touching_objects(tmp_path):
 
 def _digest(path):
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_a_version_1_memory_is_upgraded_in_place_and_keeps_its_objects(tmp_path):
+    """v1 files (before objectness) open, gain the column, and keep every row."""
+    from stseg_ros.memory import schema
+
+    path = tmp_path / "v1.db"
+    conn = sqlite3.connect(path)
+    conn.executescript(schema.SCHEMA.replace(", objectness REAL", ""))
+    conn.executemany("INSERT INTO meta(key, value) VALUES (?, ?)", [
+        ("format", schema.MEMORY_FORMAT), ("schema_version", "1")])
+    conn.execute("INSERT INTO epochs VALUES (0, 'day 1', 0, 1, ?, 1.0, 0.0, 10, 'then')",
+                 (json.dumps(np.eye(4).ravel().tolist()),))
+    conn.execute("INSERT INTO objects VALUES (1, 5, 'chair', 0.9, 1, 1, 0.4, 0, 0, 0, 1, "
+                 "0.5, 0.5, 0.9, 800, 0, 0, 0)")
+    conn.commit()
+    conn.close()
+    with ObjectMemory(path) as memory:
+        (chair,) = memory.objects()
+        assert (chair.id, chair.class_name, chair.objectness) == (1, "chair", None)
+        memory.commit_epoch(EpochEntry(1, True, np.eye(4), "day 2", num_points=10),
+                            [replace(chair, epoch_last_seen=1, objectness=0.7)], [])
+    with ObjectMemory(path) as memory:
+        assert memory.objects()[0].objectness == pytest.approx(0.7)
+        assert memory.observations(1)[0].objectness == pytest.approx(0.7)
+    conn = sqlite3.connect(path)
+    assert dict(conn.execute("SELECT key, value FROM meta"))["schema_version"] == "2"
+    conn.close()
 
 
 def test_foreign_corrupt_and_newer_files_are_refused_untouched(tmp_path):

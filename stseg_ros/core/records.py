@@ -71,6 +71,9 @@ class ObjectRecord:
     epoch_first_seen: int
     epoch_last_seen: int
     state: ObjectState = ObjectState.PRESENT
+    # how sure the segmenter is that this is one whole object, whatever its
+    # class (class-agnostic ranking); None where the segmenter gave none
+    objectness: float | None = None
 
 
 @dataclass

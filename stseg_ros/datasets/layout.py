@@ -47,6 +47,7 @@ class InstanceEntry:
     num_points: int | None = None
     pose: dict | None = None           # x, y, yaw in the map frame
     extents: list[float] | None = None
+    objectness: float | None = None    # class-agnostic score; --class-agnostic ranks by it
     extra: dict = field(default_factory=dict)    # fields of other tools, kept as read
 
 

@@ -41,11 +41,13 @@ from scipy.spatial import cKDTree
 from stseg_ros.mapping.geometric import connected
 
 STRUCTURE_SOURCES = ("network", "geometric")
+CLASS_SOURCES = ("network", "classifier")
 
 
 @dataclass(frozen=True)
 class InstanceConfig:
     structure: str = "network"      # network or geometric: what says wall/floor/ceiling
+    classes: str = "network"        # network or classifier: what names each object
     min_cluster_size: int = 20      # voxels, HDBSCAN
     min_samples: int = 5
     max_fit: int = 12000            # voxels HDBSCAN sees; the rest join their nearest
@@ -64,6 +66,9 @@ class InstanceConfig:
         if self.structure not in STRUCTURE_SOURCES:
             raise ValueError(f"structure must be one of {', '.join(STRUCTURE_SOURCES)}, "
                              f"got {self.structure!r}")
+        if self.classes not in CLASS_SOURCES:
+            raise ValueError(f"classes must be one of {', '.join(CLASS_SOURCES)}, "
+                             f"got {self.classes!r}")
 
 
 def cluster_union(emb: np.ndarray, xyz: np.ndarray, probs: np.ndarray,

@@ -62,6 +62,21 @@ class ClusterClassifier:
         k = p.argmax(1)
         return self.classes[k].astype(int), p[np.arange(len(k)), k]
 
+    def object_class(self, features: np.ndarray
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(most likely object class, objectness = 1 - P(not an object), and that
+        class's probability) per row.
+        On real scans the forest's classes are mostly wrong but its objectness
+        still ranks clusters: dropping the clusters it calls "not an object"
+        and ranking the rest by class confidence lost real ScanNet objects
+        (class-agnostic AP25 0.24, against 0.38 with every cluster kept and
+        ranked by objectness times coverage)."""
+        p = self.probabilities(features)
+        is_object = self.classes != 0
+        best = np.flatnonzero(is_object)[p[:, is_object].argmax(1)]
+        return (self.classes[best].astype(int), 1.0 - p[:, ~is_object].sum(1),
+                p[np.arange(len(p)), best])
+
     def save(self, path: Path) -> None:
         np.savez_compressed(path, format=np.array(MODEL_FORMAT),
                             features=np.array(FEATURE_NAMES), classes=self.classes,

@@ -36,6 +36,7 @@ class SegmentationConfig:
     sparse_backend: str = "torch"  # torch or minkowski (learned segmenters)
     weights: str = ""              # empty: the shipped weights
     structure: str = "network"     # learned: network or geometric walls/floors (real scans)
+    classes: str = "network"       # learned: object classes from the network or the classifier
 
 
 @dataclass(frozen=True)

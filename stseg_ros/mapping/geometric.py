@@ -48,6 +48,7 @@ class GeometricConfig:
     link: float = 1.8               # voxel units; voxels this close belong together
     min_object_voxels: int = 15
     min_object_points: int = 60
+    score_voxels: float = 150.0     # 5 cm voxels; a cluster this big has coverage 0.63
 
 
 @dataclass
@@ -200,6 +201,17 @@ def split_scan(xyz: np.ndarray, cfg: GeometricConfig = GeometricConfig()) -> Geo
     small = ids[counts < cfg.min_object_points]
     clusters[np.isin(clusters, small)] = 0
     return GeometricSplit(structure[grid.point_voxel], clusters, normals)
+
+
+def coverage(voxels, scale: float):
+    """How much of an object a segment of this many occupied 5 cm voxels
+    probably is, from its size alone: 1 - exp(-voxels / scale), so that
+    fragments rank below whole objects whatever the class evidence says."""
+    return 1.0 - np.exp(-np.asarray(voxels, np.float64) / scale)
+
+
+def occupied_voxels(xyz: np.ndarray, voxel: float = 0.05) -> int:
+    return len(np.unique(np.floor(np.asarray(xyz) / voxel).astype(np.int64), axis=0))
 
 
 FEATURE_NAMES = (

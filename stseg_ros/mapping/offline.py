@@ -114,7 +114,8 @@ def prediction_from_memory(memory: ObjectMemory, epoch: int,
         class_id[hit] = points.class_id[idx[hit]]
     seen = {o.id: o for o in memory.observations(epoch)}
     instances = {i: InstanceEntry(i, seen[i].class_id, round(seen[i].score, 4),
-                                  seen[i].class_name, int((instance_id == i).sum()))
+                                  seen[i].class_name, int((instance_id == i).sum()),
+                                  objectness=_rounded(seen[i].objectness))
                  for i in np.unique(instance_id[instance_id > 0]).tolist() if i in seen}
     instance_id[~np.isin(instance_id, list(instances))] = 0
     changes = [ChangeEntry(c.kind.name.lower(), c.object_id, c.class_id)
@@ -122,10 +123,14 @@ def prediction_from_memory(memory: ObjectMemory, epoch: int,
     return EpochResult(class_id, instance_id, instances, changes, entry.map_from_odom)
 
 
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
+
+
 def _segmenter(cfg: RunConfig):
     seg = cfg.segmentation
     return make_segmenter(seg.segmenter or None, seg.device, seg.sparse_backend,
-                          seg.weights or None, seg.structure)
+                          seg.weights or None, seg.structure, seg.classes)
 
 
 def _mapper(memory: ObjectMemory, segmenter, cfg: RunConfig) -> Mapper:

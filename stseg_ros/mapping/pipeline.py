@@ -12,7 +12,7 @@ nothing else. The ROS mapper node and ``stseg run`` both drive this class.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -229,20 +229,21 @@ class Mapper:
             ids.append(oid)
             objects.append(ObjectRecord(oid, cid, class_name(cid), score, _pose(segment),
                                         tuple(float(e) for e in segment.extents),
-                                        len(segment.points), first, epoch))
+                                        len(segment.points), first, epoch,
+                                        objectness=None if seg.objectness is None
+                                        else seg.objectness[i]))
             known[oid] = Known(oid, segment, cid, xyz[segment.points])
         for oid in assoc.missing:
             before = stored[oid]
+            if before.state == ObjectState.REMOVED:     # proposed back, but not taken
+                continue
             if oid in assoc.vacated:             # its place was seen empty: gone
                 state = ObjectState.REMOVED
                 changes.append(ChangeRecord(ChangeKind.REMOVED, oid, before.class_id,
                                             before.class_name, epoch, before.pose))
             else:
                 state = ObjectState.UNOBSERVED
-            objects.append(ObjectRecord(before.id, before.class_id, before.class_name,
-                                        before.score, before.pose, before.extents,
-                                        before.num_points, before.epoch_first_seen,
-                                        before.epoch_last_seen, state))
+            objects.append(replace(before, state=state))
         return objects, changes, ids
 
 

@@ -15,7 +15,14 @@ import numpy as np
 
 from stseg_ros.data import data_file
 from stseg_ros.mapping.classifier import ClusterClassifier
-from stseg_ros.mapping.geometric import GeometricConfig, Segment, describe, split_scan
+from stseg_ros.mapping.geometric import (
+    GeometricConfig,
+    Segment,
+    coverage,
+    describe,
+    occupied_voxels,
+    split_scan,
+)
 
 
 @dataclass
@@ -23,15 +30,19 @@ class Segmentation:
     structure: np.ndarray               # (N,) NYU40 id of floor/wall/ceiling, 0 = object
     segments: list[Segment]
     class_ids: list[int]
-    scores: list[float]
+    scores: list[float]                 # of the class: how sure, times how whole (ranking)
     normals: np.ndarray | None = None
     identities: list[int] | None = None   # persistent id per segment (0: new), if tracked
     extra: dict = field(default_factory=dict)
+    objectness: list[float] | None = None   # a whole object, whatever its class?
 
 
 class GeometricSegmenter:
     """Structure and objects by the voxel rules of ``geometric.py``, classes by a
-    small trained classifier."""
+    small trained classifier. Every cluster is kept as an object, named with
+    its most likely object class and scored with that class's probability;
+    its objectness is the classifier's P(an object) times its coverage
+    (``geometric.coverage``)."""
 
     name = "geometric"
     temporal = False
@@ -48,11 +59,13 @@ class GeometricSegmenter:
                     for c in np.unique(split.clusters[split.clusters > 0])]
         if not segments:
             return Segmentation(structure, [], [], [], normals)
-        classes, scores = self.classifier.predict(np.stack([s.features for s in segments]))
-        keep = [i for i, c in enumerate(classes) if c > 0]      # 0: not an object
-        return Segmentation(structure, [segments[i] for i in keep],
-                            [int(classes[i]) for i in keep], [float(scores[i]) for i in keep],
-                            normals)
+        classes, objectness, confidence = self.classifier.object_class(
+            np.stack([s.features for s in segments]))
+        whole = coverage([occupied_voxels(xyz[s.points]) for s in segments],
+                         self.cfg.score_voxels)
+        return Segmentation(structure, segments, [int(c) for c in classes],
+                            [float(c) for c in confidence], normals,
+                            objectness=[float(o) for o in objectness * whole])
 
 
 SEGMENTERS = ("geometric", "learned", "learned-per-epoch")
@@ -66,10 +79,12 @@ def default_segmenter() -> str:
 
 
 def make_segmenter(name: str | None = None, device: str = "cpu", backend: str = "torch",
-                   weights: str | None = None, structure: str = "network"):
+                   weights: str | None = None, structure: str = "network",
+                   classes: str = "network"):
     """A segmenter by name (None: ``default_segmenter()``); unknown names list
     what exists. ``device``, ``backend``, ``weights`` (default: the shipped
-    ones) and ``structure`` (``learned/instances.py``) apply to the learned ones."""
+    ones), ``structure`` and ``classes`` (``learned/instances.py``) apply to
+    the learned ones."""
     name = name or default_segmenter()
     if name not in SEGMENTERS:
         raise ValueError(f"unknown segmenter {name!r}; available: {', '.join(SEGMENTERS)}")
@@ -79,4 +94,4 @@ def make_segmenter(name: str | None = None, device: str = "cpu", backend: str = 
     from stseg_ros.learned.segmenter import LearnedSegmenter
 
     return LearnedSegmenter(weights, device, backend, joint=name == "learned",
-                            instances=InstanceConfig(structure=structure))
+                            instances=InstanceConfig(structure=structure, classes=classes))

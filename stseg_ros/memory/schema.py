@@ -1,6 +1,6 @@
 """The object memory's SQLite schema, its version, and migrations between versions.
 
-Tables (schema version 1):
+Tables (schema version 2):
 
 - ``meta``: key/value pairs; ``format`` = ``stseg_ros.memory``, ``schema_version``.
 - ``epochs``: one row per revisit: index, label, stamp, whether it was registered,
@@ -8,7 +8,8 @@ Tables (schema version 1):
   fitness and inlier RMSE, point count.
 - ``objects``: the latest state of every persistent object (id, class, score,
   pose as position + quaternion in the map frame, extents, points, first/last
-  epoch seen, state 0 present / 1 removed / 2 unobserved).
+  epoch seen, state 0 present / 1 removed / 2 unobserved, and objectness: how
+  sure the segmenter is of a whole object whatever its class; v2).
 - ``observations``: the same fields per (epoch, object) for objects seen in an epoch.
 - ``changes``: change events (kind 0 added / 1 removed / 2 moved / 3 relabelled)
   with previous and current poses.
@@ -23,14 +24,15 @@ import sqlite3
 from collections.abc import Callable
 
 MEMORY_FORMAT = "stseg_ros.memory"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _POSE = ("x REAL, y REAL, z REAL, qx REAL, qy REAL, qz REAL, qw REAL")
 _OBJECT = (f"class_id INTEGER NOT NULL, class_name TEXT NOT NULL, score REAL, {_POSE}, "
            "extent_x REAL, extent_y REAL, extent_z REAL, num_points INTEGER, "
-           "epoch_first_seen INTEGER, epoch_last_seen INTEGER, state INTEGER NOT NULL")
+           "epoch_first_seen INTEGER, epoch_last_seen INTEGER, state INTEGER NOT NULL, "
+           "objectness REAL")
 
-SCHEMA_V1 = f"""
+SCHEMA = f"""
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE epochs (
     id INTEGER PRIMARY KEY, label TEXT, stamp_ns INTEGER, registered INTEGER NOT NULL,
@@ -54,12 +56,18 @@ CREATE INDEX changes_by_object ON changes(object_id, epoch);
 
 # version -> function upgrading a database from that version to the next one.
 # Each runs inside the transaction that also bumps ``schema_version``.
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {}
+def _add_objectness(conn: sqlite3.Connection) -> None:
+    """v1 -> v2: objects and observations gain ``objectness`` (NULL for old rows)."""
+    for table in ("objects", "observations"):
+        conn.execute(f"ALTER TABLE {table} ADD COLUMN objectness REAL")
+
+
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _add_objectness}
 
 
 def create(conn: sqlite3.Connection, created_with: str) -> None:
     """Lay out an empty database (one transaction)."""
-    conn.executescript("BEGIN;" + SCHEMA_V1 + "COMMIT;")
+    conn.executescript("BEGIN;" + SCHEMA + "COMMIT;")
     with conn:
         conn.executemany("INSERT INTO meta(key, value) VALUES (?, ?)", [
             ("format", MEMORY_FORMAT), ("schema_version", str(SCHEMA_VERSION)),

@@ -78,7 +78,8 @@ def _object_row(obj: ObjectRecord) -> dict:
             "score": obj.score, **_pose_columns(obj.pose), "extent_x": obj.extents[0],
             "extent_y": obj.extents[1], "extent_z": obj.extents[2],
             "num_points": obj.num_points, "epoch_first_seen": obj.epoch_first_seen,
-            "epoch_last_seen": obj.epoch_last_seen, "state": int(obj.state)}
+            "epoch_last_seen": obj.epoch_last_seen, "state": int(obj.state),
+            "objectness": obj.objectness}
 
 
 def _object_from(row: dict) -> ObjectRecord:
@@ -86,7 +87,8 @@ def _object_from(row: dict) -> ObjectRecord:
         int(row["id"]), int(row["class_id"]), row["class_name"], float(row["score"]),
         _pose_from(row), (row["extent_x"], row["extent_y"], row["extent_z"]),
         int(row["num_points"]), int(row["epoch_first_seen"]), int(row["epoch_last_seen"]),
-        ObjectState(row["state"]))
+        ObjectState(row["state"]),
+        None if row.get("objectness") is None else float(row["objectness"]))
 
 
 def _change_row(change: ChangeRecord) -> dict:

@@ -50,15 +50,22 @@ class SceneEvaluation:
     groups: list[list[int]] = field(default_factory=list)
 
 
-def epoch_overlap(truth: EpochResult, predicted: EpochResult) -> EpochOverlap:
+def epoch_overlap(truth: EpochResult, predicted: EpochResult,
+                  by_objectness: bool = False) -> EpochOverlap:
+    """``by_objectness``: rank predictions by their objectness where they give
+    one (class-agnostic scoring), else by their score."""
+    def rank(e) -> float:
+        return float(e.objectness if by_objectness and e.objectness is not None else e.score)
+
     return EpochOverlap(
         pair_counts(truth.instance_id, predicted.instance_id),
         {i: e.class_id for i, e in truth.instances.items()},
         {i: int(e.class_id) for i, e in predicted.instances.items()},
-        {i: float(e.score) for i, e in predicted.instances.items()})
+        {i: rank(e) for i, e in predicted.instances.items()})
 
 
-def load_scene(dataset: Path, predictions: Path, scene: str, index) -> SceneEvaluation:
+def load_scene(dataset: Path, predictions: Path, scene: str, index,
+               by_objectness: bool = False) -> SceneEvaluation:
     info = index.scene_info(scene)
     epochs, truths, preds = [], [], []
     for name in index.epochs(scene):
@@ -68,7 +75,7 @@ def load_scene(dataset: Path, predictions: Path, scene: str, index) -> SceneEval
             raise FormatError(f"{pred_dir}: missing (the prediction must cover every epoch "
                               "of the dataset)")
         pred = read_epoch_result(pred_dir, num_points=len(truth.instance_id))
-        epochs.append(epoch_overlap(truth, pred))
+        epochs.append(epoch_overlap(truth, pred, by_objectness))
         truths.append(truth)
         preds.append(pred)
     return SceneEvaluation(scene, epochs, truths, preds,
@@ -104,7 +111,7 @@ def evaluate_sets(pairs: Sequence[tuple[Path, Path]], progress: bool = False,
     registration = []
     for dataset, predictions, scene, index in tqdm(jobs, desc="scoring", unit="scene",
                                                    disable=not progress):
-        s = load_scene(dataset, predictions, scene, index)
+        s = load_scene(dataset, predictions, scene, index, mode.class_agnostic)
         name = scene if len(pairs) == 1 else f"{dataset.name}/{scene}"
         sel = mode.select(s.epochs, s.groups)
         scans.extend(e.scan() for e in sel.scored)

@@ -25,6 +25,7 @@ from std_msgs.msg import Header
 
 from stseg_ros.core.colors import identity_color
 from stseg_ros.core.snapshot import EpochState
+from stseg_ros.mapping.config import SegmentationConfig
 from stseg_ros.mapping.frames import stamp_ns
 from stseg_ros.mapping.gravity import LevellingConfig
 from stseg_ros.mapping.pipeline import Mapper
@@ -87,10 +88,15 @@ class MapperNode(Node):
         weights = self.declare_parameter(
             "weights", "", ParameterDescriptor(
                 description="Weights of learned segmenters; empty: the shipped ones")).value
+        seg_defaults = SegmentationConfig()
         structure = self.declare_parameter(
-            "structure", "network", ParameterDescriptor(
+            "structure", seg_defaults.structure, ParameterDescriptor(
                 description="Walls, floors and object bounds of learned segmenters: "
                             "network or geometric (better on real scans)")).value
+        classes = self.declare_parameter(
+            "classes", seg_defaults.classes, ParameterDescriptor(
+                description="Object classes of learned segmenters: network or "
+                            "classifier (the geometric segmenter's cluster classifier)")).value
         self.map_frame = self.declare_parameter(
             "map_frame", "map", ParameterDescriptor(
                 description="Frame of everything published (REP 105 map)")).value
@@ -107,7 +113,7 @@ class MapperNode(Node):
         with ObjectMemory(self.db_path) as memory:
             epochs, objects = len(memory.epoch_indices()), len(memory.objects())
         self._segmenter = make_segmenter(segmenter, self.device, backend,
-                                         weights or None, structure)
+                                         weights or None, structure, classes)
         self.memory: ObjectMemory | None = None
         self.publisher = MapPublisher(self, self.map_frame)
         self._cloud_pub = self.create_publisher(PointCloud2, "~/segmented_cloud", MAP_STATE_QOS)
