@@ -264,8 +264,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if is_dataset:
         print(f"predictions in {args.out}; score them with: stseg eval {inputs[0]} {args.out}")
     else:
-        print(f"memory, labelled revisits (revisits/*.ply), changes.json and map.png in "
-              f"{args.out}; settings used in {Path(args.out) / 'config.yaml'}")
+        print(f"memory, labelled revisits (revisits/*.ply, *.png), changes.json and map.png "
+              f"in {args.out}; settings used in {Path(args.out) / 'config.yaml'}")
     return 0
 
 

@@ -215,6 +215,7 @@ def test_run_maps_a_tum_folder_levelled(room, tmp_path):
     cloud = read_ply_vertices(out / "revisits" / "00_tum.ply")
     assert {"x", "instance_id", "class_id", "red"} <= set(cloud)
     assert (out / "map.png").is_file() and (out / "config.yaml").is_file()
+    assert (out / "revisits" / "00_tum.png").stat().st_size > 10_000     # the revisit's view
     assert json.loads((out / "changes.json").read_text())["changes"] is not None
 
 

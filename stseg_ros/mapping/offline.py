@@ -234,6 +234,7 @@ def _check_next(memory: ObjectMemory, t: int, what: str) -> None:
 def _write_outputs(memory: ObjectMemory, out: Path, labels: list[str]) -> None:
     """``revisits/NN_label.ply`` (x y z rgb instance_id class_id; map frame, or
     for an unregistered revisit its own levelled frame, without object ids),
+    ``revisits/NN_label.png`` (the top view of each registered revisit),
     ``changes.json`` and ``map.png``, from the memory."""
     from stseg_ros.importers.ply import write_ply
     from stseg_ros.viz.topview import write_topview
@@ -249,6 +250,11 @@ def _write_outputs(memory: ObjectMemory, out: Path, labels: list[str]) -> None:
             "red": points.rgb[:, 0], "green": points.rgb[:, 1], "blue": points.rgb[:, 2],
             "instance_id": points.instance_id.astype(np.int32),
             "class_id": points.class_id.astype(np.int32)})
+        if entries[t].registered:
+            seen = len(memory.observations(t))
+            write_topview(memory, out / "revisits" / f"{t:02d}_{label}.png", t,
+                          f"revisit {t} ({label}): {seen} objects seen; changes: arrow "
+                          "moved, + added, crossed box removed")
     events = [{"epoch": c.epoch, "kind": c.kind.name.lower(), "object_id": c.object_id,
                "class_id": c.class_id, "class_name": c.class_name,
                "confidence": round(float(c.confidence), 3)}

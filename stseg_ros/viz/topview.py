@@ -1,7 +1,9 @@
-"""A top view of the object memory as a PNG: the latest epoch's points, each
+"""A top view of the object memory as a PNG: an epoch's points, each
 object's footprint in its identity colour (the colours of the RViz markers)
-with a "chair #12" label, and the changes of an epoch: arrows for moves,
-'+' for additions, crossed dashed boxes where objects were removed."""
+with a "chair #12" label, and the changes of that epoch: arrows for moves,
+'+' for additions, crossed dashed boxes where objects were removed. The
+latest epoch shows every known object (unobserved ones dotted); an earlier
+one the objects seen in it, as they were then."""
 
 from __future__ import annotations
 
@@ -25,7 +27,7 @@ def _footprint(pose: Pose, extents) -> np.ndarray:
 
 def write_topview(memory: ObjectMemory, path: Path, epoch: int | None = None,
                   title: str = "") -> Path:
-    """Draw the memory after ``epoch`` (default: the latest) into ``path``."""
+    """Draw the memory as it stood after ``epoch`` (default: the latest) into ``path``."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -35,7 +37,10 @@ def write_topview(memory: ObjectMemory, path: Path, epoch: int | None = None,
     if not epochs:
         raise ValueError(f"{memory.path}: the memory holds no epoch to draw")
     epoch = epochs[-1] if epoch is None else epoch
-    objects: list[ObjectRecord] = memory.objects()
+    if epoch not in epochs:
+        raise ValueError(f"{memory.path}: no epoch {epoch} to draw (it holds {epochs})")
+    objects: list[ObjectRecord] = (memory.objects() if epoch == epochs[-1]
+                                   else memory.observations(epoch))
     fig, ax = plt.subplots(figsize=(9, 8), dpi=110)
     placed = [e.index for e in memory.epochs() if e.registered and e.index <= epoch]
     points = memory.points(placed[-1]) if placed else None   # the latest in the map frame
