@@ -160,7 +160,7 @@ class LearnedSegmenter:
                             self._splits([c for c, _ in clouds]))
         network = time.perf_counter() - start
         start = time.perf_counter()
-        track, cls, score, objectness = self._tracks(out)
+        track, (cls, confidence, whole, objectness) = self._tracks(out)
         now = len(past)
         point_voxel = out.vox.point_voxel[now]
         point_track = track[point_voxel]
@@ -179,28 +179,25 @@ class LearnedSegmenter:
             structure = np.where(self.is_structure[point_label], self.class_ids[point_label],
                                  0).astype(np.int32)
             normals = estimate_normals(xyz, geometric.normal_radius)
-        segments, class_ids, scores, whole, idents = [], [], [], [], []
+        segments, tracks = [], []
         for tid in np.unique(point_track[point_track >= 0]):
             members = np.flatnonzero(point_track == tid)
-            if len(members) < geometric.min_object_points:
-                continue
-            segments.append(describe(xyz, rgb, normals, members))
-            class_ids.append(int(cls[tid]))
-            scores.append(float(score[tid]))
-            whole.append(float(objectness[tid]))
-            idents.append(ids.get(int(tid), 0))
+            if len(members) >= geometric.min_object_points:
+                segments.append(describe(xyz, rgb, normals, members))
+                tracks.append(int(tid))
+        class_ids, sure = cls[tracks].tolist(), confidence[tracks]
         if self.classifier is not None and segments:      # classes from the forest
             named, _, sure = self.classifier.object_class(np.stack([s.features for s in segments]))
-            scores = [float(p * coverage(len(np.unique(point_voxel[s.points])),
-                                         self.cfg.score_voxels))
-                      for p, s in zip(sure, segments, strict=True)]
-            class_ids = [int(c) for c in named]
+            class_ids = named.tolist()
         self.timings = {"network": network, "instances": time.perf_counter() - start}
-        return Segmentation(structure, segments, class_ids, scores, normals,
-                            idents if self.joint else None, objectness=whole)
+        return Segmentation(structure, segments, [int(c) for c in class_ids],
+                            (sure * whole[tracks]).tolist(), normals,
+                            [ids.get(t, 0) for t in tracks] if self.joint else None,
+                            objectness=(objectness[tracks] * whole[tracks]).tolist(),
+                            class_confidence=np.asarray(sure, float).tolist())
 
     def _tracks(self, out: NetworkOutput):
-        """Track per voxel, and class, score and objectness per track."""
+        """Track per voxel, and per track what ``_classes`` says of it."""
         coords = out.vox.coords[:, 2:]
         component = None
         if out.splits:
@@ -218,23 +215,24 @@ class LearnedSegmenter:
                                        object_class)
         track = tracks_from_clusters(coords, out.epoch, cluster, self.cfg, component)
         track = fill_unassigned(coords, out.epoch, track, is_object, self.cfg.fill_reach)
-        cls, score, objectness = self._classes(out, track)
+        named = self._classes(out, track)
         if self.joint and len(out.epochs) > 1:
-            track = link_moved(track, out.epoch, out.emb, cls, len(out.epochs) - 1, coords,
+            track = link_moved(track, out.epoch, out.emb, named[0], len(out.epochs) - 1, coords,
                                self.cfg)
-            cls, score, objectness = self._classes(out, track)
-        return track, cls, score, objectness
+            named = self._classes(out, track)
+        return track, named
 
     def _classes(self, out: NetworkOutput, track: np.ndarray):
-        """Class (NYU40), score and objectness of each track id. The class is
-        the object class with the highest summed probability over the track's
-        voxels; the score its mean probability times ``coverage`` (1 -
-        exp(-voxels / ``score_voxels``)), so that fragments rank below whole
-        objects; the objectness the mean probability of not being wall, floor
-        or ceiling times the same coverage. On real scans, where the classes
-        are mostly wrong, objectness ranks objects better (per-epoch
-        class-agnostic AP25 on real ScanNet scans 0.29 by score, 0.36 by
-        objectness); on generated rooms the score ranks classes better."""
+        """Per track id: class (NYU40), its mean probability, coverage and mean
+        objectness. The class is the object class with the highest summed
+        probability over the track's voxels; coverage is 1 - exp(-voxels /
+        ``score_voxels``), so that fragments rank below whole objects;
+        objectness the mean probability of not being wall, floor or ceiling.
+        A segment's score is its class probability times coverage, its
+        objectness the mean objectness times coverage. On real scans, where
+        the classes are mostly wrong, objectness ranks objects better
+        (per-epoch class-agnostic AP25 on real ScanNet scans 0.29 by score,
+        0.36 by objectness); on generated rooms the score ranks classes better."""
         n = int(track.max()) + 1 if (track >= 0).any() else 0
         tracked = track >= 0
         object_probs = out.probs.copy()
@@ -246,5 +244,4 @@ class LearnedSegmenter:
         mean = sums[np.arange(n), best] / np.maximum(counts, 1)
         objectness = np.bincount(track[tracked], object_probs[tracked].sum(1), minlength=n)
         objectness /= np.maximum(counts, 1)
-        whole = coverage(counts, self.cfg.score_voxels)
-        return self.class_ids[best], mean * whole, objectness * whole
+        return self.class_ids[best], mean, coverage(counts, self.cfg.score_voxels), objectness

@@ -211,7 +211,7 @@ class Mapper:
                 if oid in assoc.moved and not is_fixture(before.class_id):
                     changes.append(ChangeRecord(ChangeKind.MOVED, oid, cid, class_name(cid), epoch,
                                                 before.pose, _pose(segment), confidence=score))
-                if cid != before.class_id and score < 0.6:
+                if cid != before.class_id and seg.confidence(i) < 0.6:
                     cid = before.class_id           # not sure enough to relabel
                 elif cid != before.class_id:
                     changes.append(ChangeRecord(ChangeKind.RELABELLED, oid, cid, class_name(cid),

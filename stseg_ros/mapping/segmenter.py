@@ -35,6 +35,12 @@ class Segmentation:
     identities: list[int] | None = None   # persistent id per segment (0: new), if tracked
     extra: dict = field(default_factory=dict)
     objectness: list[float] | None = None   # a whole object, whatever its class?
+    class_confidence: list[float] | None = None   # P(class) alone; None: the scores
+
+    def confidence(self, i: int) -> float:
+        """How sure the segmenter is of segment ``i``'s class, whatever its size
+        (relabelling asks)."""
+        return self.scores[i] if self.class_confidence is None else self.class_confidence[i]
 
 
 class GeometricSegmenter:
