@@ -119,8 +119,9 @@ def test_learned_segmenter_takes_walls_and_floors_from_the_geometric_rules():
 
 
 def test_learned_segmenter_can_name_objects_with_the_cluster_classifier():
-    """classes=classifier: the same objects, named by the forest the geometric
-    segmenter uses, which carries over to real scans better than the network."""
+    """classes=classifier (the default): the same objects as with the
+    network's classes, named by the forest the geometric segmenter uses, which
+    carries over to real scans better than the network."""
     from stseg_ros.learned.segmenter import LearnedSegmenter
     from stseg_ros.mapping.classifier import ClusterClassifier
 
@@ -129,7 +130,7 @@ def test_learned_segmenter_can_name_objects_with_the_cluster_classifier():
     named = LearnedSegmenter(joint=False, instances=InstanceConfig(
         structure="geometric", classes="classifier")).segment(xyz, rgb)
     plain = LearnedSegmenter(joint=False, instances=InstanceConfig(
-        structure="geometric")).segment(xyz, rgb)
+        structure="geometric", classes="network")).segment(xyz, rgb)
     assert [len(s.points) for s in named.segments] == [len(s.points) for s in plain.segments]
     assert named.objectness == plain.objectness       # still the network's
     forest, _, sure = ClusterClassifier.load().object_class(

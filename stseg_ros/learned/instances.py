@@ -1,11 +1,13 @@
 """From network outputs to 4D instances (tracks) and persistent identities.
 
-0. Object voxels are those the network does not call wall, floor or
-   ceiling (``structure="network"``), or those the geometric rules of
-   ``mapping/geometric.py`` leave as objects (``"geometric"``: they hold on
-   real scans, where the network's structure classes do not). With
+0. Object voxels are those the geometric rules of ``mapping/geometric.py``
+   leave as objects (``structure="geometric"``, the default: they hold on
+   real scans, where the network's structure classes do not), or those the
+   network does not call wall, floor or ceiling (``"network"``). With
    geometric structure each object voxel also carries its component
-   (connected object candidates of its epoch).
+   (connected object candidates of its epoch). Objects are named by the
+   network (``classes="network"``) or by the geometric segmenter's cluster
+   classifier (``"classifier"``, the default).
 1. Object voxels of ALL epochs are clustered together with HDBSCAN (SSEN)
    in a union space of the instance embedding, the map position and the
    class probabilities (FreeGS), without the epoch: an object that stayed
@@ -46,8 +48,12 @@ CLASS_SOURCES = ("network", "classifier")
 
 @dataclass(frozen=True)
 class InstanceConfig:
-    structure: str = "network"      # network or geometric: what says wall/floor/ceiling
-    classes: str = "network"        # network or classifier: what names each object
+    # what says wall/floor/ceiling and bounds objects: network or geometric (the
+    # default: the network's structure classes do not carry over to real scans)
+    structure: str = "geometric"
+    # what names each object: network or classifier (the default: the geometric
+    # segmenter's cluster classifier names real objects better than the network)
+    classes: str = "classifier"
     min_cluster_size: int = 20      # voxels, HDBSCAN
     min_samples: int = 5
     max_fit: int = 12000            # voxels HDBSCAN sees; the rest join their nearest

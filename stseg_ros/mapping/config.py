@@ -17,6 +17,7 @@ from pathlib import Path
 
 import yaml
 
+from stseg_ros.learned.instances import InstanceConfig
 from stseg_ros.mapping.association import AssociationConfig
 from stseg_ros.mapping.drift import DriftConfig
 from stseg_ros.mapping.fusion import FusionConfig
@@ -35,8 +36,8 @@ class SegmentationConfig:
     device: str = "cpu"            # cpu or cuda (learned segmenters)
     sparse_backend: str = "torch"  # torch or minkowski (learned segmenters)
     weights: str = ""              # empty: the shipped weights
-    structure: str = "network"     # learned: network or geometric walls/floors (real scans)
-    classes: str = "network"       # learned: object classes from the network or the classifier
+    structure: str = InstanceConfig.structure   # learned: network or geometric walls/floors
+    classes: str = InstanceConfig.classes       # learned: classes by network or classifier
 
 
 @dataclass(frozen=True)

@@ -85,12 +85,12 @@ def default_segmenter() -> str:
 
 
 def make_segmenter(name: str | None = None, device: str = "cpu", backend: str = "torch",
-                   weights: str | None = None, structure: str = "network",
-                   classes: str = "network"):
+                   weights: str | None = None, structure: str | None = None,
+                   classes: str | None = None):
     """A segmenter by name (None: ``default_segmenter()``); unknown names list
     what exists. ``device``, ``backend``, ``weights`` (default: the shipped
-    ones), ``structure`` and ``classes`` (``learned/instances.py``) apply to
-    the learned ones."""
+    ones), ``structure`` and ``classes`` (``learned/instances.py``; None: its
+    defaults) apply to the learned ones."""
     name = name or default_segmenter()
     if name not in SEGMENTERS:
         raise ValueError(f"unknown segmenter {name!r}; available: {', '.join(SEGMENTERS)}")
@@ -100,4 +100,5 @@ def make_segmenter(name: str | None = None, device: str = "cpu", backend: str = 
     from stseg_ros.learned.segmenter import LearnedSegmenter
 
     return LearnedSegmenter(weights, device, backend, joint=name == "learned",
-                            instances=InstanceConfig(structure=structure, classes=classes))
+                            instances=InstanceConfig(**{k: v for k, v in (
+                                ("structure", structure), ("classes", classes)) if v}))
