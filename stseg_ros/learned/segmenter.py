@@ -156,8 +156,10 @@ class LearnedSegmenter:
         past = list(history)[-self.window:] if self.joint else []
         start = time.perf_counter()
         clouds = [(p.xyz, p.rgb) for p in past] + [(xyz, rgb)]
-        out = NetworkOutput(self.model, clouds, self.device, self.logit_shift,
-                            self._splits([c for c, _ in clouds]))
+        splits = self._splits([c for c, _ in clouds])
+        structure_time = time.perf_counter() - start
+        start = time.perf_counter()
+        out = NetworkOutput(self.model, clouds, self.device, self.logit_shift, splits)
         network = time.perf_counter() - start
         start = time.perf_counter()
         track, (cls, confidence, whole, objectness) = self._tracks(out)
@@ -189,7 +191,8 @@ class LearnedSegmenter:
         if self.classifier is not None and segments:      # classes from the forest
             named, _, sure = self.classifier.object_class(np.stack([s.features for s in segments]))
             class_ids = named.tolist()
-        self.timings = {"network": network, "instances": time.perf_counter() - start}
+        self.timings = {"structure": structure_time, "network": network,
+                        "instances": time.perf_counter() - start}
         return Segmentation(structure, segments, [int(c) for c in class_ids],
                             (sure * whole[tracks]).tolist(), normals,
                             [ids.get(t, 0) for t in tracks] if self.joint else None,
