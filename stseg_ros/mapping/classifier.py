@@ -69,7 +69,7 @@ class ClusterClassifier:
         On real scans the forest's classes are mostly wrong but its objectness
         still ranks clusters: dropping the clusters it calls "not an object"
         and ranking the rest by class confidence lost real ScanNet objects
-        (class-agnostic AP25 0.24, against 0.38 with every cluster kept and
+        (class-agnostic AP25 0.24, against 0.35 with every cluster kept and
         ranked by objectness times coverage)."""
         p = self.probabilities(features)
         is_object = self.classes != 0
