@@ -40,7 +40,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 from scipy.spatial import cKDTree
 
-from stseg_ros.mapping.geometric import connected
+from stseg_ros.mapping.geometric import GeometricConfig, connected
 
 STRUCTURE_SOURCES = ("network", "geometric")
 CLASS_SOURCES = ("network", "classifier")
@@ -66,7 +66,7 @@ class InstanceConfig:
     link_similarity: float = 0.8    # cosine similarity of mean embeddings to link a move
     fill_reach: float = 2.5         # voxel units, unclustered object voxels join within
     min_votes: float = 0.2          # share of a track's past points an id must hold
-    score_voxels: float = 150.0     # a track this big scores 63 % of its class probability
+    score_voxels: float = GeometricConfig.score_voxels   # coverage 0.63 at this many voxels
 
     def __post_init__(self) -> None:
         if self.structure not in STRUCTURE_SOURCES:
