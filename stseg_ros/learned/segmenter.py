@@ -114,7 +114,7 @@ class LearnedSegmenter:
         self.class_ids = np.asarray(self.model.cfg.class_ids)
         self.is_structure = np.isin(self.class_ids, STRUCTURE)    # per network class
         self.logit_shift = self._logit_shift(prior_correction)
-        self.geometric = GeometricConfig() if self.cfg.structure == "geometric" else None
+        self.rules = GeometricConfig()      # normals, smallest segment, and the split
         self.classifier = ClusterClassifier.load() if self.cfg.classes == "classifier" else None
         self._split_cache: dict[bytes, GeometricSplit] = {}
         self.timings: dict[str, float] = {}
@@ -123,11 +123,11 @@ class LearnedSegmenter:
         """The geometric split of each cloud (None: network structure). A stored
         epoch comes back unchanged with every revisit, so its split is kept
         (by content) for as long as it is in the window."""
-        if self.geometric is None:
+        if self.cfg.structure != "geometric":
             return None
         keys = [hashlib.blake2b(np.ascontiguousarray(xyz).tobytes(), digest_size=16).digest()
                 for xyz in clouds]
-        cache = {k: self._split_cache.get(k) or split_scan(xyz, self.geometric)
+        cache = {k: self._split_cache.get(k) or split_scan(xyz, self.rules)
                  for k, xyz in zip(keys, clouds, strict=True)}
         self._split_cache = cache
         return [cache[k] for k in keys]
@@ -172,7 +172,6 @@ class LearnedSegmenter:
                             np.concatenate([p.instance_id for p in past]),
                             np.unique(point_track[point_track >= 0]).tolist(),
                             self.cfg.min_votes)
-        geometric = GeometricConfig()
         if out.splits:
             split: GeometricSplit = out.splits[now]
             structure, normals = split.structure, split.normals
@@ -180,11 +179,11 @@ class LearnedSegmenter:
             point_label = out.probs[point_voxel].argmax(1)
             structure = np.where(self.is_structure[point_label], self.class_ids[point_label],
                                  0).astype(np.int32)
-            normals = estimate_normals(xyz, geometric.normal_radius)
+            normals = estimate_normals(xyz, self.rules.normal_radius)
         segments, tracks = [], []
         for tid in np.unique(point_track[point_track >= 0]):
             members = np.flatnonzero(point_track == tid)
-            if len(members) >= geometric.min_object_points:
+            if len(members) >= self.rules.min_object_points:
                 segments.append(describe(xyz, rgb, normals, members))
                 tracks.append(int(tid))
         class_ids, sure = cls[tracks].tolist(), confidence[tracks]
