@@ -278,13 +278,16 @@ def _cmd_train(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
+    from stseg_ros.memory import MemoryFileError
+
     cfg = TrainConfig(iterations=args.iterations, seed=args.seed, lr=args.lr,
                       class_balance=args.class_balance, contrast_weight=args.contrast_weight,
-                      sample=SampleConfig(crop=args.crop))
+                      revisit_every=args.revisit_every, sample=SampleConfig(crop=args.crop))
     try:
         train([Path(d) for d in args.datasets], Path(args.out), cfg, device=args.device,
-              progress=not args.quiet, log=lambda line: print(line, flush=True))
-    except (FormatError, ValueError) as err:
+              progress=not args.quiet, log=lambda line: print(line, flush=True),
+              revisits=[Path(r) for r in args.revisits])
+    except (FormatError, MemoryFileError, ValueError) as err:
         print(f"stseg train: {err}", file=sys.stderr)
         return 2
     return 0
@@ -477,6 +480,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "as the shipped weights; 0: plain cross entropy)")
     p.add_argument("--contrast-weight", type=float, default=0.5,
                    help="weight of the cross-time contrastive loss (default 0.5)")
+    p.add_argument("--revisits", nargs="+", default=[], metavar="MEMORY",
+                   help="unlabelled revisits to learn from: object memories (memory.db, "
+                        "as stseg run and the mapper write them) or folders holding them; "
+                        "objects unchanged between registered epochs are contrastive "
+                        "positives")
+    p.add_argument("--revisit-every", type=int, default=4,
+                   help="with --revisits: every n-th step is an unlabelled one (default 4)")
     p.add_argument("--seed", type=int, default=0, help="seed (default 0)")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (default: torch's)")

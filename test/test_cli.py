@@ -97,6 +97,12 @@ def test_train_of_a_missing_dataset_is_a_clear_error(tmp_path, capsys):
     assert main(["train", str(tmp_path / "nowhere"), "--out", str(tmp_path / "run"),
                  "--quiet"]) == 2
     assert "stseg train:" in capsys.readouterr().err
+    foreign = tmp_path / "notes.db"
+    foreign.write_bytes(b"not a memory" * 100)
+    assert main(["train", str(tmp_path / "nowhere"), "--out", str(tmp_path / "run"),
+                 "--revisits", str(foreign), "--quiet"]) == 2
+    assert str(foreign) in capsys.readouterr().err
+    assert foreign.read_bytes() == b"not a memory" * 100
 
 
 def test_a_second_demo_replaces_the_first_one_s_memory_and_recording(tmp_path):

@@ -279,3 +279,76 @@ def test_without_installed_weights_the_default_falls_back_to_geometric(monkeypat
     monkeypatch.setattr(segmenters, "LEARNED_WEIGHTS", "not_installed.pt")
     assert segmenters.default_segmenter() == "geometric"
     assert segmenters.make_segmenter().name == "geometric"
+
+
+def _revisit_room(rng, moved_box_at):
+    """Floor 4 x 4 m, 3 cm above z = 0 (a map's floor is levelled, not exact), two
+    boxes that stay and one at ``moved_box_at``; per point: 0 floor, 1 and 3 staying,
+    2 moving."""
+    def box(lo, size, n=6000):
+        p = rng.uniform(0, 1, (n, 3)) * size
+        face = rng.integers(0, 5, n)                  # four sides and the top
+        axis, high = np.array([0, 0, 1, 1, 2])[face], np.array([0, 1, 0, 1, 1])[face]
+        p[np.arange(n), axis] = high * np.asarray(size)[axis]
+        return p + lo
+    floor = np.c_[rng.uniform(0, 4, (40_000, 2)), np.zeros(40_000)]
+    parts = [floor, box((1.0, 1.0, 0.0), (0.6, 0.5, 0.45)),
+             box((*moved_box_at, 0.0), (0.5, 0.5, 0.8)), box((0.3, 3.0, 0.0), (0.4, 0.4, 0.6))]
+    xyz = np.concatenate(parts) + [0, 0, 0.03]
+    return xyz.astype(np.float32), np.repeat([0, 1, 2, 3], [len(p) for p in parts])
+
+
+def _revisit_memory(path, rooms, registered=True):
+    from stseg_ros.memory import EpochEntry, EpochPoints, ObjectMemory
+
+    with ObjectMemory(path) as memory:
+        for t, (xyz, _) in enumerate(rooms):
+            n = len(xyz)
+            memory.commit_epoch(EpochEntry(t, registered or t == 0, np.eye(4)), points=EpochPoints(
+                xyz, np.full((n, 3), 128, np.uint8), np.zeros(n, np.int32),
+                np.zeros(n, np.int32)))
+    return path
+
+
+def test_unchanged_objects_of_unlabelled_revisits_share_an_id_and_moved_ones_none(tmp_path):
+    from stseg_ros.learned.revisits import load_revisits
+
+    rng = np.random.default_rng(0)
+    rooms = [_revisit_room(rng, (2.5, 2.5)), _revisit_room(rng, (2.6, 0.6))]
+    (tmp_path / "robot").mkdir()
+    _revisit_memory(tmp_path / "robot" / "memory.db", rooms)
+    [scene] = load_revisits([tmp_path], progress=False)     # found under the folder
+    assert len(scene) == 2
+    for box in (1, 3):
+        staying = [ep.instance[part == box] for ep, (_, part) in zip(scene, rooms, strict=True)]
+        ids = {int(np.bincount(s).argmax()) for s in staying}
+        assert len(ids) == 1 and 0 not in ids               # one id, in both revisits
+        assert all((s == min(ids)).mean() > 0.9 for s in staying)
+    for ep, (_, part) in zip(scene, rooms, strict=True):
+        assert (ep.instance[part == 2] == 0).all()          # moved: no free positive
+        assert (ep.instance[part == 0] == 0).all()
+        assert (ep.semantic == -1).all()                    # no class is claimed
+        assert abs(np.median(ep.xyz[part == 0, 2])) < 0.01  # floor brought to z = 0
+
+
+def test_training_learns_from_unlabelled_revisits_and_says_so(tiny_dataset, tmp_path):
+    import json
+
+    from stseg_ros.learned.data import SampleConfig
+    from stseg_ros.learned.train import TrainConfig, train
+
+    rng = np.random.default_rng(1)
+    rooms = [_revisit_room(rng, (2.5, 2.5)), _revisit_room(rng, (2.6, 0.6))]
+    memory = _revisit_memory(tmp_path / "memory.db", rooms)
+    cfg = TrainConfig(iterations=4, warmup=2, checkpoint_every=2, log_every=1, revisit_every=2,
+                      sample=SampleConfig(crop=9.0))          # the whole room in every sample
+    weights = load_weights(train([tiny_dataset], tmp_path / "run", cfg, SMALL, progress=False,
+                                 log=lambda _: None, revisits=[memory]))
+    assert weights.info["revisits"] == [str(memory)]
+    steps = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert ["revisit" in s for s in steps] == [True, False, True, False]
+    assert all(s["revisit"] > 0 for s in steps if "revisit" in s)    # positives and negatives
+    one_registered = _revisit_memory(tmp_path / "one.db", rooms, registered=False)
+    with pytest.raises(ValueError, match="no room with two registered epochs"):
+        train([tiny_dataset], tmp_path / "run2", cfg, SMALL, progress=False,
+              log=lambda _: None, revisits=[one_registered])

@@ -17,7 +17,7 @@ import json
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +28,7 @@ from stseg_ros.core.classes import class_name
 from stseg_ros.learned.data import SampleConfig, class_weights, load_scenes, make_sample
 from stseg_ros.learned.losses import cross_time_contrast, discriminative_loss, semantic_loss
 from stseg_ros.learned.model import ModelConfig, UNet4D, save_weights
+from stseg_ros.learned.revisits import load_revisits
 
 # settings a resumed run may change: they do not alter the samples or the loss
 RESUMABLE = ("iterations", "checkpoint_every", "log_every")
@@ -42,6 +43,8 @@ class TrainConfig:
     seed: int = 0
     contrast_weight: float = 0.5
     class_balance: float = 0.5      # semantic CE weights: class frequency ** -class_balance
+    revisit_every: int = 4          # with unlabelled revisits: every n-th step is one of them
+    revisit_weight: float = 0.5     # weight of their cross-time contrast
     checkpoint_every: int = 50
     log_every: int = 10
     sample: SampleConfig = field(default_factory=SampleConfig)
@@ -66,10 +69,22 @@ def losses(model: UNet4D, sample, device: str,
             "contrast": cross_time_contrast(emb, instance, coords[:, 1])}
 
 
+def revisit_losses(model: UNet4D, sample, device: str) -> dict[str, torch.Tensor]:
+    """An unlabelled revisit sample: only the cross-time contrast of its unchanged
+    objects (``revisits.py``)."""
+    coords = torch.from_numpy(sample.coords).to(device)
+    _, emb = model(coords, torch.from_numpy(sample.feats).to(device))
+    return {"revisit": cross_time_contrast(emb, torch.from_numpy(sample.instance).to(device),
+                                           coords[:, 1])}
+
+
 def train(datasets: list[Path], out: Path, cfg: TrainConfig = TrainConfig(),
           model_cfg: ModelConfig | None = None, device: str = "cpu", progress: bool = True,
-          log: Callable[[str], None] = print) -> Path:
-    """Train (or continue training) into ``out``; returns the weights file."""
+          log: Callable[[str], None] = print, revisits: list[Path] = ()) -> Path:
+    """Train (or continue training) into ``out``; returns the weights file.
+    ``revisits``: object memories (or folders of them) whose unchanged objects
+    between registered epochs add a self-supervised step every
+    ``cfg.revisit_every`` steps."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     model_cfg = model_cfg or ModelConfig()
@@ -92,11 +107,21 @@ def train(datasets: list[Path], out: Path, cfg: TrainConfig = TrainConfig(),
         opt.load_state_dict(ckpt["optimizer"])
         step = int(ckpt["step"])
         log(f"resuming from step {step} of {cfg.iterations} ({ckpt_path})")
+    # first: cheaper than the datasets, and a wrong file is told at once
+    revisit_scenes = load_revisits(list(revisits), progress=progress) if revisits else []
+    if revisits:
+        if not revisit_scenes:
+            raise ValueError("the revisit memories hold no room with two registered epochs")
+        unchanged = sum(len(np.unique(np.concatenate([e.instance[e.instance > 0] for e in s])))
+                        for s in revisit_scenes)
+        log(f"{len(revisit_scenes)} unlabelled rooms, {unchanged} unchanged objects; "
+            f"every {cfg.revisit_every}th step is one of them")
     scenes = load_scenes(datasets, model_cfg.class_ids, progress)
     if not scenes:
         raise ValueError("the training datasets hold no scenes")
     log(f"{len(scenes)} scenes, {sum(len(s) for s in scenes)} epochs; "
         f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters")
+    pair_sample = replace(cfg.sample, epoch_counts=(2,), epoch_weights=(1.0,))
     ce_weights, info = None, {}          # power 0: plain cross entropy, no weight tensor
     if cfg.class_balance:
         balance = class_weights(scenes, len(model_cfg.class_ids), cfg.class_balance)
@@ -113,9 +138,16 @@ def train(datasets: list[Path], out: Path, cfg: TrainConfig = TrainConfig(),
         while step < cfg.iterations:
             for group in opt.param_groups:
                 group["lr"] = learning_rate(cfg, step)
-            sample = make_sample(scenes, cfg.seed, step, model_cfg.voxel, cfg.sample)
-            parts = losses(model, sample, device, ce_weights)
-            total = parts["semantic"] + parts["instance"] + cfg.contrast_weight * parts["contrast"]
+            if revisit_scenes and cfg.revisit_every and step % cfg.revisit_every == 0:
+                sample = make_sample(revisit_scenes, cfg.seed, step, model_cfg.voxel,
+                                     pair_sample)
+                parts = revisit_losses(model, sample, device)
+                total = cfg.revisit_weight * parts["revisit"]
+            else:
+                sample = make_sample(scenes, cfg.seed, step, model_cfg.voxel, cfg.sample)
+                parts = losses(model, sample, device, ce_weights)
+                total = (parts["semantic"] + parts["instance"]
+                         + cfg.contrast_weight * parts["contrast"])
             opt.zero_grad(set_to_none=True)
             total.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
@@ -142,7 +174,8 @@ def train(datasets: list[Path], out: Path, cfg: TrainConfig = TrainConfig(),
     bar.close()
     weights = out / "weights.pt"
     save_weights(weights, model, {"iterations": cfg.iterations, "train": _plain(asdict(cfg)),
-                                  "datasets": [str(d) for d in datasets], **info})
+                                  "datasets": [str(d) for d in datasets],
+                                  "revisits": [str(r) for r in revisits], **info})
     log(f"wrote {weights}")
     return weights
 
