@@ -300,8 +300,16 @@ def _cmd_train_classifier(args: argparse.Namespace) -> int:
 
     seeds = range(args.first_seed, args.first_seed + args.seeds)
     held = range(args.first_seed + args.seeds, args.first_seed + args.seeds + args.held_out)
-    model, card = train_classifier(seeds, args.revisits, progress=not args.quiet,
-                                   held_out=held if args.held_out else None)
+    from stseg_ros.datasets.layout import FormatError
+
+    try:
+        model, card = train_classifier(seeds, args.revisits, progress=not args.quiet,
+                                       held_out=held if args.held_out else None,
+                                       labelled=[Path(d) for d in args.labelled],
+                                       labelled_weight=args.labelled_weight)
+    except (FormatError, ValueError) as err:
+        print(f"stseg train-classifier: {err}", file=sys.stderr)
+        return 2
     model.save(Path(args.out))
     print(json.dumps(card, indent=1))
     print(f"wrote {args.out}; use it by replacing stseg_ros/data/geometric_classifier.npz")
@@ -505,6 +513,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--held-out", type=int, default=10,
                    help="scenes after the training ones to measure accuracy on (default 10)")
     p.add_argument("--revisits", type=int, default=2, help="revisits per scene (default 2)")
+    p.add_argument("--labelled", nargs="+", default=[], metavar="DATASET",
+                   help="labelled datasets (stseg import) whose clusters join the generated "
+                        "ones")
+    p.add_argument("--labelled-weight", type=int, default=1,
+                   help="times each labelled cluster is counted (default 1)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_train_classifier)
 

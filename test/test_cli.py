@@ -91,6 +91,10 @@ def test_train_writes_a_loadable_classifier_and_its_card(tmp_path, capsys):
     assert card["clusters"] > 5 and 0 < card["train_accuracy"] <= 1
     model = ClusterClassifier.load(out)
     assert len(model.roots) == 100
+    assert main(["train-classifier", "--out", str(tmp_path / "other.npz"), "--seeds", "1",
+                 "--labelled", str(tmp_path / "nowhere"), "--quiet"]) == 2
+    assert "stseg train-classifier:" in capsys.readouterr().err
+    assert not (tmp_path / "other.npz").exists()
 
 
 def test_train_of_a_missing_dataset_is_a_clear_error(tmp_path, capsys):

@@ -569,3 +569,20 @@ def test_a_malformed_3rscan_metafile_names_itself(tmp_path, parts, capsys):
     with pytest.raises(FormatError, match="not a rigid transform"):
         import_dataset("3rscan", [tmp_path / "3RScan" / "scans"], tmp_path / "ds",
                        log=lambda line: None)
+
+
+def test_imported_scans_train_the_cluster_classifier_beside_generated_ones(tmp_path, scans):
+    from stseg_ros.mapping.training import labelled_clusters, train_classifier
+
+    src = tmp_path / "scannet"
+    for s in scans[:2]:
+        write_scannet_release(src, s)
+    import_dataset("scannet", [src], tmp_path / "ds",
+                   ImportOptions(register=known_registration(scans[:2])), lambda line: None)
+    _, labels = labelled_clusters(tmp_path / "ds")
+    assert len(labels) and (labels > 0).any()
+    assert not np.isin(labels, [1, 2, 22]).any()     # walls with instance ids are structure
+    _, card = train_classifier(range(1000, 1001), labelled=[tmp_path / "ds"],
+                               labelled_weight=2, progress=False)
+    assert card["labelled_clusters"] == len(labels)
+    assert card["clusters"] == card["generated_clusters"] + 2 * len(labels)
