@@ -208,6 +208,10 @@ def test_training_is_deterministic_and_resumes_exactly(tiny_dataset, tmp_path):
 
     straight = run(tmp_path / "a", 4)
     run(tmp_path / "b", 2)
+    # a checkpoint from before a setting existed resumes as if it had its default
+    ckpt = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)
+    del ckpt["train"]["revisit_every"]
+    torch.save(ckpt, tmp_path / "b" / "checkpoint.pt")
     resumed = run(tmp_path / "b", 4)                  # picks up the step-2 checkpoint
     for k, v in straight.state.items():
         assert torch.equal(v, resumed.state[k]), k

@@ -98,8 +98,10 @@ def train(datasets: list[Path], out: Path, cfg: TrainConfig = TrainConfig(),
         if ckpt["config"] != model_cfg.to_dict():
             raise ValueError(f"{ckpt_path} was written with another model config; "
                              "use another --out or delete it")
+        # a setting newer than the checkpoint had its default value then
+        then = {**_plain(asdict(TrainConfig())), **ckpt["train"]}
         changed = sorted(k for k, v in _plain(asdict(cfg)).items()
-                         if k not in RESUMABLE and ckpt["train"].get(k) != v)
+                         if k not in RESUMABLE and then.get(k) != v)
         if changed:
             raise ValueError(f"{ckpt_path} was written with another {', '.join(changed)}; "
                              "resuming would mix two trainings: use another --out or delete it")
