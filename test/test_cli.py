@@ -107,6 +107,9 @@ def test_train_of_a_missing_dataset_is_a_clear_error(tmp_path, capsys):
                  "--revisits", str(foreign), "--quiet"]) == 2
     assert str(foreign) in capsys.readouterr().err
     assert foreign.read_bytes() == b"not a memory" * 100
+    assert main(["train", str(tmp_path / "nowhere"), "--out", str(tmp_path / "run"),
+                 "--revisits", str(foreign), "--revisit-every", "0", "--quiet"]) == 2
+    assert "--revisit-every must be 1 or more" in capsys.readouterr().err
 
 
 def test_a_second_demo_replaces_the_first_one_s_memory_and_recording(tmp_path):

@@ -109,6 +109,8 @@ def train(datasets: list[Path], out: Path, cfg: TrainConfig = TrainConfig(),
         opt.load_state_dict(ckpt["optimizer"])
         step = int(ckpt["step"])
         log(f"resuming from step {step} of {cfg.iterations} ({ckpt_path})")
+    if revisits and cfg.revisit_every < 1:
+        raise ValueError(f"--revisit-every must be 1 or more, got {cfg.revisit_every}")
     # first: cheaper than the datasets, and a wrong file is told at once
     revisit_scenes = load_revisits(list(revisits), progress=progress) if revisits else []
     if revisits:
@@ -140,7 +142,7 @@ def train(datasets: list[Path], out: Path, cfg: TrainConfig = TrainConfig(),
         while step < cfg.iterations:
             for group in opt.param_groups:
                 group["lr"] = learning_rate(cfg, step)
-            if revisit_scenes and cfg.revisit_every and step % cfg.revisit_every == 0:
+            if revisit_scenes and step % cfg.revisit_every == 0:
                 sample = make_sample(revisit_scenes, cfg.seed, step, model_cfg.voxel,
                                      pair_sample)
                 parts = revisit_losses(model, sample, device)
