@@ -111,14 +111,10 @@ def _cluster_cells(xyz: np.ndarray, labels: np.ndarray, cell: float) -> dict[int
 
 def _mutual_matches(a: dict[int, set], b: dict[int, set], min_iou: float):
     """Cluster pairs that are each other's best match, with IoU >= min_iou."""
-    def iou(x, y):
-        shared = len(x & y)
-        return shared / (len(x) + len(y) - shared) if shared else 0.0
-
-    best_a = {ka: max(((iou(ca, cb), kb) for kb, cb in b.items()), default=(0.0, None))
-              for ka, ca in a.items()}
-    best_b = {kb: max(((iou(ca, cb), ka) for ka, ca in a.items()), default=(0.0, None))
-              for kb, cb in b.items()}
-    for ka, (score, kb) in best_a.items():
-        if kb is not None and score >= min_iou and best_b[kb][1] == ka:
-            yield ka, kb
+    if not a or not b:
+        return
+    ka, kb = list(a), list(b)
+    iou = np.array([[len(a[i] & b[j]) / len(a[i] | b[j]) for j in kb] for i in ka])
+    for row, col in enumerate(iou.argmax(axis=1)):
+        if iou[row, col] >= min_iou and iou[:, col].argmax() == row:
+            yield ka[row], kb[col]
