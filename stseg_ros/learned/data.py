@@ -73,14 +73,20 @@ def load_scenes(datasets: list[Path], class_ids: tuple[int, ...],
             xyz, rgb = read_cloud(scene_dir / name)
             truth = read_epoch_result(scene_dir / name, num_points=len(xyz))
             xyz = transform_points(truth.map_from_odom, xyz.astype(np.float64))
-            floor = truth.class_id == FLOOR
-            if floor.any():
-                xyz[:, 2] -= np.median(xyz[floor, 2])
+            floor_to_zero(xyz, truth.class_id == FLOOR)
             scene.append(LabelledEpoch(xyz.astype(np.float32), rgb.astype(np.uint8),
                                        lookup[np.clip(truth.class_id, 0, 255)],
                                        truth.instance_id.astype(np.int32)))
         scenes.append(scene)
     return scenes
+
+
+def floor_to_zero(xyz: np.ndarray, floor: np.ndarray) -> np.ndarray:
+    """Shift ``xyz`` (in place) so that the median of its ``floor`` points lies at
+    z = 0, as in a registered map; left alone where no point is floor."""
+    if floor.any():
+        xyz[:, 2] -= np.median(xyz[floor, 2])
+    return xyz
 
 
 def class_weights(scenes: list[list[LabelledEpoch]], num_classes: int,

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from stseg_ros.learned.data import LabelledEpoch
+from stseg_ros.learned.data import LabelledEpoch, floor_to_zero
 from stseg_ros.mapping.geometric import FLOOR, GeometricConfig, split_scan
 from stseg_ros.memory import ObjectMemory
 
@@ -64,10 +64,7 @@ def load_revisits(paths: list[Path], cfg: RevisitConfig = RevisitConfig(),
         ids = unchanged_objects([c.xyz for c in clouds], [s.clusters for s in splits], cfg)
         scene = []
         for cloud, split, inst in zip(clouds, splits, ids, strict=True):
-            xyz = cloud.xyz.copy()
-            floor = split.structure == FLOOR
-            if floor.any():
-                xyz[:, 2] -= np.median(xyz[floor, 2])
+            xyz = floor_to_zero(cloud.xyz.copy(), split.structure == FLOOR)
             scene.append(LabelledEpoch(xyz.astype(np.float32), cloud.rgb,
                                        np.full(len(xyz), -1, np.int8), inst))
         scenes.append(scene)
