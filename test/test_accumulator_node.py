@@ -251,8 +251,33 @@ def test_services_open_and_close_revisits_and_hand_them_to_the_mapper(rig):
     assert not again.result().success                      # nothing open any more
 
 
+def test_end_revisit_waits_for_the_images_sent_and_counts_every_one(rig):
+    """A caller that says what it sent gets its revisit closed only once that
+    arrived (the last frames come after the call here), and every image is
+    accounted for: fused, unpaired, or missing."""
+    rig.camera_info()
+    _wait(rig.begin.call_async(BeginRevisit.Request(label="counted")))
+    t = 10 * S
+    for k in range(3):
+        t += S // 5
+        rig.frame(t, x=0.02 * k)
+    rig.color.publish(color_image(t + S // 10))       # a colour image without its depth
+    ended = rig.end.call_async(EndRevisit.Request(color_sent=6, depth_sent=6,
+                                                  arrival_timeout_s=3.0))
+    time.sleep(0.5)
+    for k in range(3, 5):                             # still on the way when end was called
+        t += S // 5
+        rig.frame(t, x=0.02 * k)
+    _wait(ended)
+    answer = ended.result()
+    assert answer.success and answer.frames_fused == 5, answer.message
+    assert (answer.frames_received, answer.color_received, answer.depth_received) == (5, 6, 5)
+    assert (answer.images_unpaired, answer.images_missing) == (1, 1)   # one depth never sent
+    assert "1 image(s) sent never arrived" in answer.message
+
+
 def test_idle_timeout_closes_the_revisit(rclpy_context):
-    rig = Rig(rclpy_context, idle_timeout_s=1.0)
+    rig = Rig(rclpy_context, idle_timeout_s=1.0, auto_min_frames=0)
     try:
         rig.camera_info()
         time.sleep(0.2)

@@ -89,7 +89,8 @@ def test_fusion_rate_limit_holds_the_rate_despite_stamp_jitter(camera_hz, fused_
 
 def test_frames_still_in_flight_after_a_close_do_not_open_a_revisit():
     closed = []
-    acc = RevisitAccumulator(TfBuffer(), closed.append, AccumulatorConfig(max_fusion_rate_hz=0))
+    acc = RevisitAccumulator(TfBuffer(), closed.append,
+                             AccumulatorConfig(max_fusion_rate_hz=0, auto_min_frames=0))
     _frames(acc, [10 * S, 10 * S + S // 30])
     assert acc.end().revisit == 0
     _frames(acc, [10 * S + 2 * S // 30, 10 * S + 3 * S // 30])   # sent before the close
@@ -97,4 +98,61 @@ def test_frames_still_in_flight_after_a_close_do_not_open_a_revisit():
     assert acc.begin("next") == 1                # an explicit begin opens the next one
     _frames(acc, [11 * S])
     assert acc.end().dropped == 1 and [r.revisit for r in closed] == [0, 1]
+    acc.shutdown()
+
+
+def test_late_frames_of_a_closed_revisit_are_counted_in_the_next_and_fused_in_neither():
+    acc = RevisitAccumulator(TfBuffer(), lambda result: None,
+                             AccumulatorConfig(max_fusion_rate_hz=0))
+    acc.begin("first")
+    _frames(acc, [10 * S, 10 * S + S // 10])
+    assert acc.end().frames == 2
+    acc.begin("second")
+    _frames(acc, [10 * S + S // 20])           # sent before the close, arriving after it
+    _frames(acc, [20 * S, 20 * S + S // 10])   # the second revisit's own
+    second = acc.end()
+    assert second.arrivals.late == 1
+    assert second.frames == 3 and second.fused + second.dropped == 2
+    acc.shutdown()
+
+
+def test_a_bag_replayed_twice_is_not_late():
+    acc = RevisitAccumulator(TfBuffer(), lambda result: None,
+                             AccumulatorConfig(max_fusion_rate_hz=0))
+    stamps = 10 * S + np.arange(30) * S // 10       # 3 s of frames, twice
+    for label in ("once", "twice"):
+        acc.begin(label)
+        _frames(acc, stamps)
+        result = acc.end()
+        assert result.arrivals.late == 0 and result.fused + result.dropped == 30
+    acc.shutdown()
+
+
+def test_stray_frames_opening_a_revisit_do_not_become_an_epoch():
+    handed = []
+    acc = RevisitAccumulator(TfBuffer(), handed.append,
+                             AccumulatorConfig(max_fusion_rate_hz=0, auto_min_frames=3))
+    _frames(acc, [10 * S, 10 * S + S // 10])        # no begin: auto-opened, nothing fused
+    assert acc.end().scan is None and handed == []
+    acc.begin("asked for")                          # an explicit revisit is always mapped
+    _frames(acc, [20 * S])
+    acc.end()
+    assert [r.label for r in handed] == ["asked for"]
+    acc.shutdown()
+
+
+def test_images_waiting_for_a_partner_at_a_close_are_counted_unpaired_there():
+    sync = ApproximateTimeSync(slop_ns=S // 100)
+    acc = RevisitAccumulator(TfBuffer(), lambda result: None,
+                             AccumulatorConfig(max_fusion_rate_hz=0), waiting_images=sync.flush)
+    acc.begin("a")
+    for kind in ("color", "depth", "color"):         # a pair, then a colour image alone
+        acc.arrived(kind)
+    assert sync.add("color", 10 * S, "c") is None
+    assert sync.add("depth", 10 * S, "d") is not None
+    assert sync.add("color", 11 * S, "c2") is None
+    result = acc.end()
+    assert (result.arrivals.color, result.arrivals.depth, result.arrivals.unpaired) == (2, 1, 1)
+    acc.begin("b")                                   # the lone image cannot pair into it
+    assert sync.add("depth", 11 * S, "d2") is None
     acc.shutdown()

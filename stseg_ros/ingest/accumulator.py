@@ -9,6 +9,12 @@ dropped at the queue and counted, rather than delaying the sensor callbacks.
 A revisit opens with ``begin`` (or with the first frame when ``auto_begin``)
 and closes with ``end``, or when no frame arrived for ``idle_timeout_s``;
 closing hands its ``FusedScan`` to ``on_revisit`` (the mapper).
+
+Every image that reaches the node is accounted to the revisit open when it
+arrived (``Arrivals``): paired into a frame (then fused, dropped for a
+reason, thinned, or late: stamped before the previous revisit closed),
+given up without a partner, or reported lost by the middleware. A caller
+that knows what it sent compares that with what arrived (``missing``).
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ log = logging.getLogger(__name__)
 
 QUEUE_FULL = "fusion queue full (the worker fell behind)"
 IN_FLIGHT_S = 1.0      # after a close, frames arriving this soon were sent before it
+KINDS = ("color", "depth")
 
 
 @dataclass(frozen=True)
@@ -43,6 +50,7 @@ class AccumulatorConfig:
     jump_back_s: float = 1.0         # stamps this far back mean time restarted (bag loop)
     idle_timeout_s: float = 10.0     # close an open revisit after this long without frames
     auto_begin: bool = True          # a frame with no revisit open opens one
+    auto_min_frames: int = 10        # a revisit so opened with fewer frames fused is dropped
 
 
 @dataclass
@@ -57,6 +65,21 @@ class RawFrame:
 
 
 @dataclass
+class Arrivals:
+    """What reached the node while one revisit was open, before fusion."""
+
+    color: int = 0           # colour images received
+    depth: int = 0           # depth images received
+    unpaired: int = 0        # of those, given up without a partner of the other kind
+    lost: int = 0            # images the middleware reported lost on the way
+    late: int = 0            # frames of the closed revisit before, arriving after its close
+    missing: int = 0         # images the sender said it sent that had not arrived
+
+    def received(self, kind: str) -> int:
+        return self.color if kind == "color" else self.depth
+
+
+@dataclass
 class RevisitResult:
     """A closed revisit: its scan and what happened to its frames."""
 
@@ -67,6 +90,12 @@ class RevisitResult:
     fused: int
     skipped: dict[str, int]          # reason -> frames received but not fused
     thinned: int                     # frames left out on purpose by max_fusion_rate_hz
+    arrivals: Arrivals = field(default_factory=Arrivals)
+
+    @property
+    def frames(self) -> int:
+        """Colour/depth pairs received: fused + dropped + thinned + late."""
+        return self.fused + self.dropped + self.thinned + self.arrivals.late
 
     @property
     def dropped(self) -> int:
@@ -99,10 +128,13 @@ class _Revisit:
     fusion: FragmentFusion
     last_stamp_ns: int = -1          # newest frame fused (worker thread)
     newest_ns: int = -1              # newest frame received (message thread)
+    first_ns: int = -1               # first frame received
+    auto: bool = False               # opened by a frame (auto_begin), not by begin()
     next_fusion_ns: int | None = None  # the rate limiter's next slot
     last_frame_time: float = field(default_factory=time.monotonic)
     dropped_at_queue: int = 0
     thinned: int = 0
+    arrivals: Arrivals = field(default_factory=Arrivals)
 
     def skip(self, stamp_ns: int, reason: str) -> None:
         if self.fusion.stats.skip(reason):
@@ -113,8 +145,13 @@ class _Revisit:
 class RevisitAccumulator:
     def __init__(self, tf: TfBuffer, on_revisit: Callable[[RevisitResult], None],
                  cfg: AccumulatorConfig | None = None, fusion: FusionConfig | None = None,
-                 drift: DriftConfig | None = None) -> None:
+                 drift: DriftConfig | None = None,
+                 waiting_images: Callable[[], int] | None = None) -> None:
+        """``waiting_images`` gives up the images still waiting for a partner
+        (the pairing queue) and returns how many; a closing revisit counts them
+        as unpaired, so none of them pairs into the next revisit."""
         self.cfg, self.tf, self.on_revisit = cfg or AccumulatorConfig(), tf, on_revisit
+        self._waiting_images = waiting_images
         self.fusion_cfg, self.drift_cfg = fusion or FusionConfig(), drift or DriftConfig()
         self._lock = threading.Lock()
         self._current: _Revisit | None = None
@@ -122,6 +159,7 @@ class RevisitAccumulator:
         self._queue: queue.Queue = queue.Queue()
         self._pending = 0                  # frames in the queue
         self.frames_without_revisit = 0
+        self.images_without_revisit = 0    # images arriving with no revisit open
         self._closed_until_ns = -1         # newest frame stamp of the revisits closed so far
         self._closed_at = -IN_FLIGHT_S     # when the last revisit closed (monotonic)
         self._worker = threading.Thread(target=self._work, name="fusion", daemon=True)
@@ -129,10 +167,45 @@ class RevisitAccumulator:
 
     # --- message thread ---------------------------------------------------------------
 
+    def arrived(self, kind: str) -> None:
+        """Count one image of ``kind`` (colour or depth) as it reaches the node."""
+        with self._lock:
+            if self._current is None:
+                self.images_without_revisit += 1
+            elif kind == "color":
+                self._current.arrivals.color += 1
+            else:
+                self._current.arrivals.depth += 1
+
+    def unpaired(self, images: int) -> None:
+        """Count images given up without a partner."""
+        if images:
+            with self._lock:
+                if self._current is not None:
+                    self._current.arrivals.unpaired += images
+
+    def lost(self, images: int) -> None:
+        """Count images the middleware reported lost."""
+        if images:
+            with self._lock:
+                if self._current is not None:
+                    self._current.arrivals.lost += images
+                else:
+                    self.images_without_revisit += images
+
+    def received(self) -> dict[str, int] | None:
+        """Images of each kind received while the open revisit was open (None: none open)."""
+        with self._lock:
+            rev = self._current
+            return None if rev is None else {k: rev.arrivals.received(k) for k in KINDS}
+
     def submit(self, frame: RawFrame) -> None:
         """Queue one frame for fusion; never blocks."""
         with self._lock:
             rev = self._current
+            if rev is not None and self._late(rev, frame.stamp_ns):
+                rev.arrivals.late += 1     # belongs to the revisit closed before: fused nowhere
+                return
             if rev is None:
                 # frames still in flight when a revisit closed do not open another:
                 # those stamped before its newest frame (much older stamps do: the
@@ -143,7 +216,13 @@ class RevisitAccumulator:
                     self.frames_without_revisit += 1
                     return
                 rev = self._open("")
+                rev.auto = True
+                self.images_without_revisit -= 2          # this pair's images are its own
+                rev.arrivals.color += 1
+                rev.arrivals.depth += 1
             rev.last_frame_time = time.monotonic()
+            if rev.newest_ns < 0:
+                rev.first_ns = frame.stamp_ns
             rev.newest_ns = max(rev.newest_ns, frame.stamp_ns)
             if self._thin(rev, frame.stamp_ns):
                 rev.thinned += 1
@@ -153,6 +232,13 @@ class RevisitAccumulator:
                 return
             self._pending += 1
         self._queue.put(("frame", rev, frame))
+
+    def _late(self, rev: _Revisit, stamp_ns: int) -> bool:
+        """A frame of the revisit closed before this one, arriving after the close:
+        stamped at most ``jump_back_s`` before that revisit's newest frame, and
+        before any frame of this one (a bag replayed twice is not late)."""
+        return (0 <= self._closed_until_ns - stamp_ns <= self.cfg.jump_back_s * 1e9
+                and (rev.newest_ns < 0 or stamp_ns < rev.first_ns))
 
     def _thin(self, rev: _Revisit, stamp_ns: int) -> bool:
         """Rate limiter on stamps: one frame per slot of 1 / max_fusion_rate_hz.
@@ -176,13 +262,15 @@ class RevisitAccumulator:
             self._close_locked(False, None)
             return self._open(label).index
 
-    def close(self, discard: bool = False,
-              on_closed: Callable[[], None] | None = None) -> Closing | None:
+    def close(self, discard: bool = False, on_closed: Callable[[], None] | None = None,
+              missing: int = 0) -> Closing | None:
         """Close the open revisit without waiting: once its queued frames are
         fused, the worker hands it to ``on_revisit`` (unless discarded), fills
-        in the returned ``Closing`` and calls ``on_closed``. None if no revisit
-        was open."""
+        in the returned ``Closing`` and calls ``on_closed``. ``missing``: images
+        the sender sent for it that never arrived. None if no revisit was open."""
         with self._lock:
+            if self._current is not None:
+                self._current.arrivals.missing += missing
             return self._close_locked(discard, on_closed)
 
     def end(self, discard: bool = False, timeout: float = 120.0) -> RevisitResult | None:
@@ -220,9 +308,12 @@ class RevisitAccumulator:
         self._worker.join(timeout=10.0)
 
     def _close_locked(self, discard: bool, on_closed) -> Closing | None:
-        rev, self._current = self._current, None
+        rev = self._current
         if rev is None:
             return None
+        if self._waiting_images is not None:
+            rev.arrivals.unpaired += self._waiting_images()
+        self._current = None
         self._closed_until_ns = max(self._closed_until_ns, rev.newest_ns)
         self._closed_at = time.monotonic()
         closing = Closing()
@@ -313,15 +404,23 @@ class RevisitAccumulator:
 
     def _finish(self, rev: _Revisit, discard: bool) -> RevisitResult:
         stats = rev.fusion.stats
+        if rev.auto and not discard and stats.integrated < self.cfg.auto_min_frames:
+            log.warning("revisit %d was opened by a stray frame and fused only %d frames "
+                        "(auto_min_frames %d): dropped, not mapped", rev.index,
+                        stats.integrated, self.cfg.auto_min_frames)
+            discard = True
         if rev.dropped_at_queue:
             stats.skipped[QUEUE_FULL] = rev.dropped_at_queue
         scan = None if discard else rev.fusion.scan()
         result = RevisitResult(rev.index, rev.label, scan, max(rev.last_stamp_ns, 0),
-                               stats.integrated, dict(stats.skipped), rev.thinned)
-        log.info("revisit %d closed: %d frames fused, %d dropped%s, %d thinned%s", rev.index,
-                 result.fused, result.dropped,
+                               stats.integrated, dict(stats.skipped), rev.thinned, rev.arrivals)
+        got = rev.arrivals
+        log.info("revisit %d closed: %d frames fused, %d dropped%s, %d thinned%s; images "
+                 "received: %d colour, %d depth (%d unpaired, %d lost, %d missing, %d frames "
+                 "late)", rev.index, result.fused, result.dropped,
                  "".join(f"; {n} {why}" for why, n in result.skipped.items()),
-                 result.thinned, " (discarded)" if discard else "")
+                 result.thinned, " (discarded)" if discard else "", got.color, got.depth,
+                 got.unpaired, got.lost, got.missing, got.late)
         if not discard:
             try:
                 self.on_revisit(result)

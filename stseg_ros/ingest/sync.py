@@ -28,6 +28,16 @@ class ApproximateTimeSync:
         self._lock = threading.Lock()
         self.unpaired = 0          # images given up without a partner
 
+    def flush(self) -> int:
+        """Give up every image still waiting for a partner; how many there were
+        (a closing revisit counts them, so none pairs into the next one)."""
+        with self._lock:
+            waiting = sum(len(q) for q in self._queues.values())
+            for q in self._queues.values():
+                q.clear()
+            self.unpaired += waiting
+        return waiting
+
     def add(self, kind: str, stamp_ns: int, image: object) -> Pair | None:
         """Offer one image; returns the pair it completes, if any."""
         other = "depth" if kind == "color" else "color"

@@ -11,10 +11,12 @@ and ``end_revisit`` awaits the worker.
 from __future__ import annotations
 
 import sys
+import time
 
 from nav_msgs.msg import Odometry
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.node import Node
 from rclpy.qos import (
     DurabilityPolicy,
@@ -55,6 +57,8 @@ DESCRIPTIONS = {
     "jump_back_s": "Stamps this far back mean time restarted (a looping bag)",
     "idle_timeout_s": "Close an open revisit after this many seconds without frames (0: never)",
     "auto_begin": "A frame arriving with no revisit open opens one",
+    "auto_min_frames": "A revisit opened by a frame (auto_begin) is dropped, not mapped, if it "
+                       "fused fewer frames than this",
     "voxel": "TSDF voxel size (m)",
     "depth_max": "Depth beyond this (m) is not fused",
     "fragment_frames": "Frames per fragment kept for drift correction",
@@ -95,26 +99,41 @@ class AccumulatorNode(Node):
             if transports[kind] not in choices:
                 raise ValueError(f"{kind}_transport must be one of {choices}, got "
                                  f"{transports[kind]!r}")
+        image_depth = int(self.declare_parameter(
+            "image_queue_depth", 60, ParameterDescriptor(
+                description="Images of each kind the subscriptions hold while the node is "
+                            "busy (KEEP_LAST); older ones are lost and counted")).value)
+        if image_depth < 1:
+            raise ValueError(f"image_queue_depth must be at least 1, got {image_depth}")
+        self.arrival_timeout_s = float(self.declare_parameter(
+            "arrival_timeout_s", 10.0, ParameterDescriptor(
+                description="end_revisit with the counts of images sent waits this long at "
+                            "most for them to arrive (s)", dynamic_typing=True)).value)
         status_period = float(self.declare_parameter(
             "status_period_s", 5.0, ParameterDescriptor(
                 description="Seconds between progress lines of an open revisit",
                 dynamic_typing=True)).value)
 
         self.tf = TfBuffer(jump_back_s=cfg.jump_back_s)
-        self.sync = ApproximateTimeSync(int(slop * 1e9))
+        # as many images wait for a partner as the subscriptions hold: under load
+        # one topic's images can arrive that far ahead of the other's
+        self.sync = ApproximateTimeSync(int(slop * 1e9), queue_size=image_depth)
         self._camera_info: CameraInfo | None = None
         self._scan_pub = self.create_publisher(RevisitScan, "revisits", REVISIT_QOS)
-        self.accumulator = RevisitAccumulator(self.tf, self._publish_revisit, cfg, fusion, drift)
+        self.accumulator = RevisitAccumulator(self.tf, self._publish_revisit, cfg, fusion, drift,
+                                              waiting_images=self.sync.flush)
 
         inputs = MutuallyExclusiveCallbackGroup()
         image_qos = QoSProfile(
-            depth=10, history=HistoryPolicy.KEEP_LAST,
+            depth=image_depth, history=HistoryPolicy.KEEP_LAST,
             reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT)
         for kind, transport in transports.items():     # raw, or image_transport's plugins
             topic = f"camera/{kind}/image_raw" + ("" if transport == "raw" else f"/{transport}")
+            lost = SubscriptionEventCallbacks(
+                message_lost=lambda info: self.accumulator.lost(info.total_count_change))
             self.create_subscription(Image if transport == "raw" else CompressedImage, topic,
                                      lambda m, k=kind: self._image(k, m), image_qos,
-                                     callback_group=inputs)
+                                     callback_group=inputs, event_callbacks=lost)
         self.create_subscription(CameraInfo, "camera/color/camera_info", self._info, image_qos,
                                  callback_group=inputs)
         poses = MutuallyExclusiveCallbackGroup()   # not stuck behind image callbacks
@@ -144,7 +163,10 @@ class AccumulatorNode(Node):
     # --- inputs (message thread: pair and queue only) ---------------------------------
 
     def _image(self, kind: str, msg: Image | CompressedImage) -> None:
+        self.accumulator.arrived(kind)
+        given_up = self.sync.unpaired
         pair = self.sync.add(kind, stamp_ns(msg.header), msg)
+        self.accumulator.unpaired(self.sync.unpaired - given_up)
         if pair is not None:
             self.accumulator.submit(RawFrame(pair.stamp_ns, pair.color, pair.depth,
                                              self._camera_info, pair.color.header.frame_id))
@@ -188,23 +210,59 @@ class AccumulatorNode(Node):
 
     async def _end(self, request, response):
         # Awaited, not blocking: images keep flowing while the backlog is fused.
-        result = await self._closed(request.discard)
+        sent = {"color": request.color_sent, "depth": request.depth_sent}
+        missing = await self._arrival(sent, request.arrival_timeout_s or self.arrival_timeout_s)
+        result = await self._closed(request.discard, missing)
         if result is None:
             response.success, response.message = False, "no revisit is open"
             return response
+        got = result.arrivals
         response.success, response.revisit = True, result.revisit
         response.frames_fused, response.frames_dropped = result.fused, result.dropped
         response.frames_overflow = result.overflow
         response.frames_thinned = result.thinned
+        response.frames_received, response.frames_late = result.frames, got.late
+        response.color_received, response.depth_received = got.color, got.depth
+        response.images_unpaired, response.images_lost = got.unpaired, got.lost
+        response.images_missing = got.missing
         done = "discarded" if request.discard else "closed"
         response.message = (f"revisit {result.revisit} {done}: {result.fused} frames fused, "
                             f"{result.dropped} dropped")
+        if got.missing:
+            response.message += f"; {got.missing} image(s) sent never arrived"
         return response
 
-    async def _closed(self, discard: bool) -> RevisitResult | None:
+    async def _arrival(self, sent: dict[str, int], timeout_s: float) -> int:
+        """Yield to the executor until the open revisit has received the images
+        the caller sent, or ``timeout_s`` passed; the number still missing. A
+        timer of its own brings the executor back while no image comes (this
+        service holds its callback group, and with it the node's other timers)."""
+        if not any(sent.values()):
+            return 0
+        deadline = time.monotonic() + timeout_s
+        tick = self.create_timer(0.1, lambda: None,
+                                 callback_group=MutuallyExclusiveCallbackGroup())
+        try:
+            while True:
+                received = self.accumulator.received()
+                if received is None:
+                    return 0
+                missing = sum(max(0, n - received[k]) for k, n in sent.items())
+                if missing == 0 or time.monotonic() > deadline:
+                    if missing:
+                        self.get_logger().warning(
+                            f"{missing} image(s) sent for this revisit had not arrived after "
+                            f"{timeout_s:.0f} s (received {received}, sent {sent}); closing it")
+                    return missing
+                await next_spin()
+        finally:
+            self.destroy_timer(tick)
+
+    async def _closed(self, discard: bool, missing: int = 0) -> RevisitResult | None:
         """Close the open revisit and yield to the executor until the worker has
         closed it (its wake-up brings the executor back); None if none was open."""
-        closing = self.accumulator.close(discard, self.executor.wake if self.executor else None)
+        closing = self.accumulator.close(discard, self.executor.wake if self.executor else None,
+                                         missing)
         if closing is None:
             return None
         while not closing.done.is_set():
