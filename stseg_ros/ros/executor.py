@@ -17,8 +17,14 @@ import rclpy
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 
 
+class NodeFailedError(RuntimeError):
+    """A node's worker died; raised on the executor thread to end the process."""
+
+
 def spin_nodes(*factories) -> int:
-    """Run nodes in one process on one executor thread until Ctrl-C."""
+    """Run nodes in one process on one executor thread until Ctrl-C; a bad
+    parameter or file, or a node whose worker died (``NodeFailedError``), ends it
+    with the reason and exit code 1."""
     rclpy.init(args=sys.argv)
     nodes = []
     try:

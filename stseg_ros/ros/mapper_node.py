@@ -13,6 +13,7 @@ state, so ids carry on across restarts.
 from __future__ import annotations
 
 import queue
+import sqlite3
 import sys
 import threading
 from pathlib import Path
@@ -30,10 +31,10 @@ from stseg_ros.mapping.frames import stamp_ns
 from stseg_ros.mapping.gravity import LevellingConfig
 from stseg_ros.mapping.pipeline import Mapper
 from stseg_ros.mapping.segmenter import default_segmenter, make_segmenter
-from stseg_ros.memory import ObjectMemory
+from stseg_ros.memory import MemoryFileError, ObjectMemory
 from stseg_ros.msg import RevisitScan
 from stseg_ros.ros.conversions import scan_from_msg
-from stseg_ros.ros.executor import spin_nodes
+from stseg_ros.ros.executor import NodeFailedError, spin_nodes
 from stseg_ros.ros.log_bridge import forward_logs
 from stseg_ros.ros.map_publisher import MapPublisher
 from stseg_ros.ros.params import declare_config
@@ -108,15 +109,21 @@ class MapperNode(Node):
             raise ValueError(f"device must be 'cpu' or 'cuda', got {self.device!r}")
         self.db_path = Path(db).expanduser()
         self.db_path.parent.mkdir(parents=True, exist_ok=True)
-        # A foreign, corrupt or newer database raises here, untouched. SQLite
-        # connections belong to one thread: the worker opens its own.
-        with ObjectMemory(self.db_path) as memory:
-            epochs, objects = len(memory.epoch_indices()), len(memory.objects())
         self._segmenter = make_segmenter(segmenter, self.device, backend,
                                          weights or None, structure, classes)
         self.memory: ObjectMemory | None = None
+        self.failure: str | None = None     # why the worker stopped, if it did
+        self._failed = self.create_guard_condition(self._raise_failure)
         self.publisher = MapPublisher(self, self.map_frame)
         self._cloud_pub = self.create_publisher(PointCloud2, "~/segmented_cloud", MAP_STATE_QOS)
+        # A foreign, corrupt or newer database raises here, untouched. A restart
+        # publishes where the map stands before anything else can ask. SQLite
+        # connections belong to one thread: the worker opens its own.
+        with ObjectMemory(self.db_path) as memory:
+            indices = memory.epoch_indices()
+            epochs, objects = len(indices), len(memory.objects())
+            if indices:
+                self._publish(memory, indices[-1])
         self._queue: queue.Queue = queue.Queue()
         self.create_subscription(RevisitScan, "revisits", self._queue.put, REVISIT_QOS)
         self.mapped = 0
@@ -126,20 +133,37 @@ class MapperNode(Node):
                                f"object(s); segmenter {self._segmenter.name}")
 
     def _work(self) -> None:
-        self.memory = ObjectMemory(self.db_path)
-        self.mapper = Mapper(self.memory, self._segmenter, levelling=self.levelling)
-        epochs = self.memory.epoch_indices()
-        if epochs:                          # a restart: publish where the map stands
-            self._publish(epochs[-1])
-        while True:
-            msg = self._queue.get()
-            if msg is None:
-                self.memory.close()
-                return
-            try:
-                self._map(msg)
-            except Exception as err:        # noqa: BLE001 - one bad revisit never stops mapping
-                self.get_logger().error(f"revisit {msg.revisit} ({msg.label}) not mapped: {err}")
+        """Map revisits as they come. One bad revisit is logged and skipped; a
+        memory that can no longer be read or written stops the node with the
+        reason (``spin_nodes`` exits non-zero), rather than leaving it running
+        and mapping nothing."""
+        try:
+            self.memory = ObjectMemory(self.db_path)
+            self.mapper = Mapper(self.memory, self._segmenter, levelling=self.levelling)
+            while True:
+                msg = self._queue.get()
+                if msg is None:
+                    return
+                try:
+                    self._map(msg)
+                except (sqlite3.Error, MemoryFileError):
+                    raise
+                except Exception as err:    # noqa: BLE001 - one bad revisit never stops mapping
+                    self.get_logger().error(f"revisit {msg.revisit} ({msg.label}) not mapped: "
+                                            f"{err}")
+        except Exception as err:            # noqa: BLE001 - reported, then the node stops
+            self.failure = f"mapper stopped: object memory {self.db_path}: {err}"
+            self.get_logger().fatal(self.failure)
+            self._failed.trigger()          # the executor thread raises it: the process exits
+        finally:
+            if self.memory is not None:
+                try:
+                    self.memory.close()
+                except sqlite3.Error:       # a damaged file: already reported above
+                    pass
+
+    def _raise_failure(self) -> None:
+        raise NodeFailedError(self.failure)
 
     def _map(self, msg: RevisitScan) -> None:
         stamp = stamp_ns(msg.header)
@@ -166,18 +190,18 @@ class MapperNode(Node):
         if not outcome.registered:
             self.get_logger().warning(f"epoch {outcome.epoch}: NOT registered "
                                       f"({outcome.reason}); map unchanged ({times})")
-            self._publish(outcome.epoch)       # the same objects, one epoch on
+            self._publish(self.memory, outcome.epoch)    # the same objects, one epoch on
             return
         kinds = [c.kind.name.lower() for c in outcome.changes]
         summary = ", ".join(f"{kinds.count(k)} {k}" for k in sorted(set(kinds))) or "no changes"
         self.get_logger().info(f"epoch {outcome.epoch}: {outcome.reason}; "
                                f"{len(outcome.objects)} objects, {summary} ({times})")
-        self._publish(outcome.epoch)
+        self._publish(self.memory, outcome.epoch)
 
-    def _publish(self, epoch: int) -> None:
-        self.publisher.publish(epoch_state(self.memory, epoch))
-        registered = any(e.index == epoch and e.registered for e in self.memory.epochs())
-        points = self.memory.points(epoch) if registered else None   # else not in the map frame
+    def _publish(self, memory: ObjectMemory, epoch: int) -> None:
+        self.publisher.publish(epoch_state(memory, epoch))
+        registered = any(e.index == epoch and e.registered for e in memory.epochs())
+        points = memory.points(epoch) if registered else None   # else not in the map frame
         if self.publish_cloud and points is not None:
             header = Header(frame_id=self.map_frame, stamp=self.get_clock().now().to_msg())
             n = len(points.xyz)

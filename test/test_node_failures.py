@@ -1,0 +1,121 @@
+"""Nodes that fail say so: a mapper whose memory breaks under it stops with the
+reason instead of running on and mapping nothing; a restarted mapper answers
+where its map stands at once (``replay --wait`` counts from it); ``replay``
+notices an accumulator that died instead of waiting out its timeouts."""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+import time
+
+import numpy as np
+import pytest
+
+from stseg_ros.core.records import ObjectRecord, ObjectState, Pose
+from stseg_ros.memory import EpochEntry, EpochPoints, ObjectMemory
+from stseg_ros.ros.demo import start_node, stop_process
+from stseg_ros.ros.env import localhost_ros_env
+
+
+def _memory_with_one_epoch(path):
+    chair = ObjectRecord(1, 5, "chair", 0.9, Pose.from_xyz_yaw(1.0, 1.0, 0.4, 0.0),
+                         (0.5, 0.5, 0.9), 100, 0, 0, ObjectState.PRESENT)
+    rng = np.random.default_rng(0)
+    points = EpochPoints(rng.random((100, 3), dtype=np.float32),
+                         rng.integers(0, 255, (100, 3), dtype=np.uint8),
+                         np.zeros(100, np.int32), np.ones(100, np.int32))
+    with ObjectMemory(path) as memory:
+        memory.commit_epoch(EpochEntry(0, True, np.eye(4), "day 1", num_points=100),
+                            [chair], [], points)
+
+
+def _wait_for_line(log, text: str, proc, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while text not in log.read_text():
+        assert proc.poll() is None, log.read_text()
+        assert time.monotonic() < deadline, f"no {text!r} in:\n{log.read_text()}"
+        time.sleep(0.1)
+
+
+def test_a_mapper_whose_memory_breaks_stops_with_the_reason(tmp_path, rclpy_context):
+    from stseg_ros.msg import RevisitScan
+    from stseg_ros.ros.qos import REVISIT_QOS
+
+    db, log = tmp_path / "memory.db", tmp_path / "mapper.log"
+    _memory_with_one_epoch(db)
+    proc = start_node("mapper_node", "-p", f"db_path:={db}", "-p", "segmenter:=geometric",
+                      env=localhost_ros_env(), log=log)
+    try:
+        _wait_for_line(log, "object memory", proc)
+        # damage every page but the schema and meta pages, which the mapper read at start
+        with sqlite3.connect(db) as con:
+            page = con.execute("PRAGMA page_size").fetchone()[0]
+            kept = {1} | {r[0] for r in con.execute(
+                "SELECT rootpage FROM sqlite_master WHERE name = 'meta'")}
+        data = bytearray(db.read_bytes())
+        for k in range(len(data) // page):
+            if k + 1 not in kept:
+                data[k * page:(k + 1) * page] = b"\xa5" * page
+        db.write_bytes(bytes(data))
+        node = rclpy_context.create_node("revisit_sender")
+        pub = node.create_publisher(RevisitScan, "revisits", REVISIT_QOS)
+        deadline = time.monotonic() + 60
+        while proc.poll() is None:        # until the mapper takes a revisit and stops
+            assert time.monotonic() < deadline, log.read_text()
+            pub.publish(RevisitScan(label="after the damage"))
+            time.sleep(0.5)
+        node.destroy_node()
+    finally:
+        code = stop_process(proc)
+    out = log.read_text()
+    assert code == 1, out
+    assert "mapper stopped: object memory" in out and str(db) in out
+    assert "Traceback" not in out
+
+
+@pytest.fixture
+def mapper_on_a_stored_map(tmp_path):
+    db, log = tmp_path / "memory.db", tmp_path / "mapper.log"
+    _memory_with_one_epoch(db)
+    proc = start_node("mapper_node", "-p", f"db_path:={db}", "-p", "segmenter:=geometric",
+                      env=localhost_ros_env(), log=log)
+    yield proc, log
+    assert stop_process(proc) == 0, log.read_text()
+
+
+def test_a_restarted_mapper_answers_where_its_map_stands_at_once(mapper_on_a_stored_map,
+                                                                 rclpy_context):
+    """``replay --wait`` asks this before its first bag; the answer must not
+    depend on whether the mapper's latched topic arrived yet."""
+    from stseg_ros.ros.replay import Replayer, SpinThread
+
+    replayer = Replayer(clock=False)
+    spin = SpinThread(replayer)
+    try:
+        assert replayer.mapped_epochs(timeout=60.0) == 1
+    finally:
+        spin.stop()
+        replayer.destroy_node()
+
+
+def test_replay_notices_an_accumulator_that_died(tmp_path, rclpy_context):
+    from stseg_ros.ros.replay import PeerLostError, Replayer, SpinThread
+
+    log = tmp_path / "accumulator.log"
+    proc = start_node("accumulator_node", env=localhost_ros_env(), log=log)
+    replayer = Replayer(clock=False)
+    spin = SpinThread(replayer)
+    try:
+        replayer.wait_for_accumulator(timeout=60.0)
+        assert replayer.begin_revisit("doomed").success
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        start = time.monotonic()
+        with pytest.raises(PeerLostError, match="end_revisit"):
+            replayer.end_revisit({"color": 10, "depth": 10})
+        assert time.monotonic() - start < 60.0      # not the 140 s an answer may take
+    finally:
+        spin.stop()
+        replayer.destroy_node()
+        stop_process(proc)
