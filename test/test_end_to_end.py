@@ -67,6 +67,24 @@ def test_frames_are_fused_and_few_dropped(mapped):
     assert fused >= 0.9 * 3 * 80 and dropped <= 0.1 * 3 * 80, counts
 
 
+def test_every_image_replayed_reached_its_own_revisit(mapped):
+    """What replay sent and what the accumulator received agree per revisit:
+    no image missing, none carried into the next revisit, and every one of
+    them fused, dropped for a reason or thinned."""
+    *_, stdout = mapped
+    lines = re.findall(r"images colour/depth sent (\d+)/(\d+), received (\d+)/(\d+) "
+                       r"\((\d+) unpaired, (\d+) lost, (\d+) missing\); (\d+) frames: "
+                       r"(\d+) fused, (\d+) dropped, (\d+) thinned, (\d+) late", stdout)
+    assert len(lines) == 3, stdout
+    for row in lines:
+        (color_sent, depth_sent, color, depth, unpaired, lost, missing, frames,
+         fused, dropped, thinned, late) = map(int, row)
+        assert (color, depth) == (color_sent, depth_sent) == (80, 80), row
+        assert (unpaired, lost, missing, late) == (0, 0, 0, 0), row
+        assert frames == fused + dropped + thinned == 80, row
+    assert "does not add up" not in stdout and "never reached" not in stdout
+
+
 def test_published_state_is_the_stored_state(mapped):
     _, db, record, *_ = mapped
     instances = _recorded(record, "/instances")

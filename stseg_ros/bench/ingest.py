@@ -36,6 +36,12 @@ class RevisitFigures:
     thinned: int
     overflow: int               # dropped at the queue: fusion fell behind
     dropped: int                # all frames not fused (overflow included)
+    received: int               # frames (pairs) the accumulator received
+    late: int                   # of those, stamped before the previous revisit closed
+    images_unpaired: int        # images given up without a partner
+    images_lost: int            # images the middleware reported lost
+    images_missing: int         # images published that never reached the accumulator
+    gaps: list[str]             # where the accumulator's account does not add up (none)
     end_wait_s: float           # end_revisit: fusing the backlog and extracting the scan
     accumulator_cpu: float      # cores the accumulator process used while streaming
     mapper_busy_s: float        # the mapper's work on the previous revisit during the stream
@@ -115,7 +121,7 @@ def bench_ingest(rate_hz: float = 30.0, seconds: float = 20.0, revisits: int = 3
 
     from stseg_ros.ros.demo import demo_dataset, start_node, stop_process
     from stseg_ros.ros.env import localhost_ros_env
-    from stseg_ros.ros.replay import Replayer, SpinThread, find_bags
+    from stseg_ros.ros.replay import Replayer, SpinThread, accounting_gaps, find_bags
 
     os.environ.update(localhost_ros_env())
     dataset = Path(dataset) if dataset else demo_dataset()
@@ -152,7 +158,8 @@ def bench_ingest(rate_hz: float = 30.0, seconds: float = 20.0, revisits: int = 3
                 cpu0, t0 = _cpu_seconds(accumulator.pid), time.monotonic()
                 pairs, lag = cameras[r % len(cameras)].stream(publish, seconds)
                 cpu1, t1 = _cpu_seconds(accumulator.pid), time.monotonic()
-                ended = camera.end_revisit()
+                sent = {"color": pairs, "depth": pairs}
+                ended = camera.end_revisit(sent)
                 t2 = time.monotonic()
                 busy = 0.0
                 if r > 0:       # the mapper's work on epoch r-1 that overlapped this stream
@@ -161,7 +168,10 @@ def bench_ingest(rate_hz: float = 30.0, seconds: float = 20.0, revisits: int = 3
                 rows.append(RevisitFigures(
                     ended.revisit, pairs, round(pairs / (t1 - t0), 2), round(lag, 1),
                     ended.frames_fused, ended.frames_thinned, ended.frames_overflow,
-                    ended.frames_dropped, round(t2 - t1, 2), round((cpu1 - cpu0) / (t1 - t0), 2),
+                    ended.frames_dropped, ended.frames_received, ended.frames_late,
+                    ended.images_unpaired, ended.images_lost, ended.images_missing,
+                    accounting_gaps(sent, ended), round(t2 - t1, 2),
+                    round((cpu1 - cpu0) / (t1 - t0), 2),
                     round(busy, 1)))
                 bar.update()
             bar.close()
@@ -172,7 +182,7 @@ def bench_ingest(rate_hz: float = 30.0, seconds: float = 20.0, revisits: int = 3
             rclpy.try_shutdown()
             for proc in (accumulator, mapper):
                 stop_process(proc)
-    received = sum(r.fused + r.thinned + r.dropped for r in rows)
+    received = sum(r.received for r in rows)
     return {"rate_hz": rate_hz, "seconds_per_revisit": seconds,
             "max_fusion_rate_hz": fusion_rate_hz, "image_size": [size["width"], size["height"]],
             "pairs_published": sum(r.pairs_published for r in rows),
@@ -180,6 +190,8 @@ def bench_ingest(rate_hz: float = 30.0, seconds: float = 20.0, revisits: int = 3
             "fused": sum(r.fused for r in rows), "thinned": sum(r.thinned for r in rows),
             "overflow": sum(r.overflow for r in rows), "dropped": sum(r.dropped for r in rows),
             "keeps_up": all(r.overflow == 0 for r in rows),
+            "images_missing": sum(r.images_missing for r in rows),
+            "accounted": all(not r.gaps for r in rows),
             "revisits": [asdict(r) for r in rows]}
 
 
@@ -197,5 +209,9 @@ def format_ingest(result: dict) -> str:
     lost = result["pairs_published"] - result["pairs_received"]
     verdict = "keeps up" if result["keeps_up"] else "FALLS BEHIND"
     lines.append(f"{verdict}: {result['overflow']} frames overflowed the fusion queue; "
-                 f"{lost} of {result['pairs_published']} published pairs never reached it")
+                 f"{lost} of {result['pairs_published']} published pairs never reached it "
+                 f"as a pair ({result['images_missing']} images missing)")
+    gaps = [g for r in result["revisits"] for g in r["gaps"]]
+    lines.append("every image accounted for" if not gaps else
+                 "ACCOUNTING DOES NOT ADD UP: " + "; ".join(gaps))
     return "\n".join(lines)

@@ -4,7 +4,10 @@ nodes with their original timing, and optionally record the mapper's outputs.
 Messages are published as recorded (serialized CDR, no decoding), at the
 bags' pace scaled by ``rate``, with ``/clock`` following the bag time for
 nodes run with use_sim_time. Around each bag the accumulator's
-``begin_revisit`` / ``end_revisit`` are called, so one bag is one revisit.
+``begin_revisit`` / ``end_revisit`` are called, so one bag is one revisit;
+``end_revisit`` is told how many colour and depth images the bag held, so the
+accumulator closes the revisit only once they arrived (or reports which did
+not), and the report compares what was sent with what was received.
 """
 
 from __future__ import annotations
@@ -24,11 +27,49 @@ from rosgraph_msgs.msg import Clock
 
 from stseg_ros.msg import ObjectInstanceArray
 from stseg_ros.ros.qos import MAP_STATE_QOS
-from stseg_ros.srv import BeginRevisit, EndRevisit
+from stseg_ros.srv import BeginRevisit, EndRevisit, QueryObjects
 
 CLOCK_TOPIC = "/clock"
-END_DELAY_S = 0.5                                   # s between a bag's end and end_revisit
+END_DELAY_S = 0.5            # s between a bag's end and end_revisit, if its images are unknown
+ARRIVAL_TIMEOUT_S = 20.0     # longest the accumulator waits for a bag's last images
 GLOBAL_TOPICS = ("/tf", "/tf_static", CLOCK_TOPIC)    # not moved into a namespace
+# the accumulator's image topics (raw or image_transport), by the kind of image
+IMAGE_TOPICS = {"color": ("color/image_raw", "color/image_raw/compressed"),
+                "depth": ("depth/image_raw", "depth/image_raw/compressedDepth")}
+
+
+def accounting_gaps(sent: dict[str, int], answer: EndRevisit.Response) -> list[str]:
+    """Where the accumulator's account of a revisit does not add up: each image
+    sent must have been received or be reported missing, each image received
+    be part of a frame or unpaired, and each frame be fused, dropped, thinned
+    or late. Empty when every image is accounted for."""
+    gaps = []
+    received = {"color": answer.color_received, "depth": answer.depth_received}
+    short = sum(max(0, n - received[k]) for k, n in sent.items())
+    if short != answer.images_missing:
+        gaps.append(f"{short} image(s) sent were not received, {answer.images_missing} "
+                    "reported missing")
+    if 2 * answer.frames_received + answer.images_unpaired != sum(received.values()):
+        gaps.append(f"{sum(received.values())} images received, but {answer.frames_received} "
+                    f"frames and {answer.images_unpaired} unpaired images")
+    handled = (answer.frames_fused + answer.frames_dropped + answer.frames_thinned
+               + answer.frames_late)
+    if handled != answer.frames_received:
+        gaps.append(f"{answer.frames_received} frames received, {handled} fused, dropped, "
+                    "thinned or late")
+    return gaps
+
+
+class PeerLostError(TimeoutError):
+    """A node the replay depends on went away while it was waited for."""
+
+
+def image_kind(topic: str) -> str | None:
+    """"color" or "depth" for the camera image topics the accumulator takes."""
+    for kind, suffixes in IMAGE_TOPICS.items():
+        if any(topic.endswith("/" + s) or topic == s for s in suffixes):
+            return kind
+    return None
 
 
 def find_bags(paths: Iterable[Path]) -> list[Path]:
@@ -71,7 +112,26 @@ class BagReport:
     frames_fused: int = 0
     frames_dropped: int = 0
     frames_overflow: int = 0         # of the dropped: fusion fell behind
+    frames_thinned: int = 0
+    frames_received: int = 0         # colour/depth pairs the accumulator received
+    frames_late: int = 0
+    images_sent: dict[str, int] = field(default_factory=dict)      # kind -> published
+    images_received: dict[str, int] = field(default_factory=dict)  # kind -> at the accumulator
+    images_unpaired: int = 0
+    images_lost: int = 0
+    images_missing: int = 0          # sent, never received before the revisit closed
+    gaps: list[str] = field(default_factory=list)   # see accounting_gaps
     skipped_topics: list[str] = field(default_factory=list)
+
+    def accounting(self) -> str:
+        """One line on where every frame and image went."""
+        sent = "/".join(str(self.images_sent.get(k, 0)) for k in IMAGE_TOPICS)
+        got = "/".join(str(self.images_received.get(k, 0)) for k in IMAGE_TOPICS)
+        return (f"images colour/depth sent {sent}, received {got} ({self.images_unpaired} "
+                f"unpaired, {self.images_lost} lost, {self.images_missing} missing); "
+                f"{self.frames_received} frames: {self.frames_fused} fused, "
+                f"{self.frames_dropped} dropped, {self.frames_thinned} thinned, "
+                f"{self.frames_late} late")
 
 
 class Replayer(Node):
@@ -85,6 +145,7 @@ class Replayer(Node):
         self._bag_publishers: dict[str, object] = {}
         self._begin = self.create_client(BeginRevisit, f"{accumulator}/begin_revisit")
         self._end = self.create_client(EndRevisit, f"{accumulator}/end_revisit")
+        self._query = self.create_client(QueryObjects, f"{mapper}/query_objects")
         self.epoch_times: dict[int, float] = {}    # epoch -> when first published (monotonic)
         self.create_subscription(ObjectInstanceArray, f"{mapper}/instances",
                                  lambda m: self.epoch_times.setdefault(m.epoch, time.monotonic()),
@@ -111,15 +172,33 @@ class Replayer(Node):
             self._bag_publishers[topic] = self.create_publisher(cls, self._topic(topic), qos)
         return self._bag_publishers[topic]
 
-    def call(self, client, request, timeout: float = 30.0):
-        """Call a service (the executor thread delivers the answer)."""
-        if not client.wait_for_service(timeout_sec=timeout):
+    def call(self, client, request, timeout: float = 30.0, was_ready: bool = False):
+        """Call a service (the executor thread delivers the answer); raises
+        ``PeerLostError`` as soon as the serving node is gone (for a node killed
+        outright, once discovery notices: the middleware's lease, seconds),
+        instead of waiting. ``was_ready``: the service answered before, so its
+        absence now means its node went away."""
+        if not client.wait_for_service(timeout_sec=5.0 if was_ready else timeout):
+            if was_ready:
+                raise PeerLostError(f"service {client.srv_name} is gone (its node stopped or was "
+                               "killed)")
             raise TimeoutError(f"service {client.srv_name} is not available")
         future = client.call_async(request)
         deadline = time.monotonic() + timeout
+        next_check, gone_since = time.monotonic() + 1.0, None
         while not future.done():
-            if time.monotonic() > deadline:
+            now = time.monotonic()
+            if now > deadline:
                 raise TimeoutError(f"service {client.srv_name} did not answer in {timeout} s")
+            if now > next_check:
+                next_check = now + 1.0
+                if client.service_is_ready():
+                    gone_since = None
+                elif gone_since is None:
+                    gone_since = now
+                elif now - gone_since > 2.0:
+                    raise PeerLostError(f"service {client.srv_name} went away while it was "
+                                   "serving this call (its node stopped or was killed)")
             time.sleep(0.01)
         return future.result()
 
@@ -137,6 +216,10 @@ class Replayer(Node):
                     report.skipped_topics.append(conn.topic)
                 else:
                     connections.append(conn)
+            kinds = {c.topic: image_kind(c.topic) for c in connections}
+            counted = {k for k in IMAGE_TOPICS
+                       if list(kinds.values()).count(k) == 1}   # one topic of that kind
+            sent = dict.fromkeys(IMAGE_TOPICS, 0)
             start_wall, start_bag = time.monotonic(), None
             last_clock = -1
             for conn, stamp, raw in reader.messages(connections=connections):
@@ -153,20 +236,41 @@ class Replayer(Node):
                     last_clock = stamp
                 self._bag_publishers[conn.topic].publish(bytes(raw))
                 report.messages += 1
+                if kinds[conn.topic] in counted:
+                    sent[kinds[conn.topic]] += 1
+            report.images_sent = {k: sent[k] for k in counted}
             report.seconds = (last_clock - start_bag) / 1e9 if start_bag is not None else 0.0
         report.wall_seconds = time.monotonic() - start_wall
         if revisit_calls:
-            time.sleep(END_DELAY_S)     # the last frames reach the accumulator first
-            answer = self.end_revisit()
-            report.frames_fused, report.frames_dropped = answer.frames_fused, answer.frames_dropped
-            report.frames_overflow = answer.frames_overflow
+            if len(report.images_sent) < len(IMAGE_TOPICS):
+                time.sleep(END_DELAY_S)     # unknown counts: give the last frames time
+            answer = self.end_revisit(report.images_sent)
+            self._account(report, answer)
+            report.gaps = accounting_gaps(report.images_sent, answer)
         progress(f"{bag}: {report.messages} messages, {report.seconds:.1f} s of bag in "
                  f"{report.wall_seconds:.1f} s (worst lag {report.late_ms:.0f} ms)"
                  + (f"; revisit {report.revisit}: {report.frames_fused} frames fused, "
                     f"{report.frames_dropped} dropped"
                     + (f" ({report.frames_overflow} as fusion fell behind)"
                        if report.frames_overflow else "") if revisit_calls else ""))
+        if revisit_calls:
+            progress(f"  {report.accounting()}")
+            if report.images_missing:
+                progress(f"  warning: {report.images_missing} image(s) of {bag} never reached "
+                         "the accumulator")
+            for gap in report.gaps:
+                progress(f"  warning: frame accounting does not add up: {gap}")
         return report
+
+    @staticmethod
+    def _account(report: BagReport, answer: EndRevisit.Response) -> None:
+        report.frames_fused, report.frames_dropped = answer.frames_fused, answer.frames_dropped
+        report.frames_overflow, report.frames_thinned = answer.frames_overflow, \
+            answer.frames_thinned
+        report.frames_received, report.frames_late = answer.frames_received, answer.frames_late
+        report.images_received = {"color": answer.color_received, "depth": answer.depth_received}
+        report.images_unpaired, report.images_lost = answer.images_unpaired, answer.images_lost
+        report.images_missing = answer.images_missing
 
     def wait_for_subscribers(self, limit_s: float = 3.0) -> None:
         """Give discovery time to match the publishers (until the number of
@@ -190,9 +294,26 @@ class Replayer(Node):
     def begin_revisit(self, label: str) -> BeginRevisit.Response:
         return self.call(self._begin, BeginRevisit.Request(label=label))
 
-    def end_revisit(self) -> EndRevisit.Response:
-        """Close the revisit; the accumulator answers once its backlog is fused."""
-        return self.call(self._end, EndRevisit.Request(), timeout=120.0)
+    def end_revisit(self, sent: dict[str, int] | None = None) -> EndRevisit.Response:
+        """Close the revisit once the images ``sent`` (kind -> count) arrived;
+        the accumulator answers once its backlog is fused."""
+        sent = sent or {}
+        request = EndRevisit.Request(color_sent=sent.get("color", 0),
+                                     depth_sent=sent.get("depth", 0),
+                                     arrival_timeout_s=ARRIVAL_TIMEOUT_S)
+        return self.call(self._end, request, timeout=120.0 + ARRIVAL_TIMEOUT_S, was_ready=True)
+
+    def mapped_epochs(self, timeout: float = 10.0) -> int:
+        """How many epochs the mapper's memory holds now, asked through its query
+        service (its latched topic may not have arrived yet); falls back to the
+        epochs seen on that topic if the service does not answer."""
+        try:
+            answer = self.call(self._query, QueryObjects.Request(ids=[0]), timeout)
+        except TimeoutError:
+            self.get_logger().warning(f"{self._query.srv_name} did not answer; counting "
+                                      "epochs from the mapper's topic")
+            return self.latest_epoch + 1
+        return answer.epoch + 1 if answer.success else 0
 
     @property
     def latest_epoch(self) -> int:
@@ -326,7 +447,7 @@ def replay(bags: list[Path], rate: float = 1.0, revisit_calls: bool = True,
             replayer.wait_for_accumulator()
         else:
             replayer.wait_for_subscribers()
-        first = replayer.latest_epoch + 1
+        first = replayer.mapped_epochs() if wait_s > 0 and revisit_calls else 0
         reports = [replayer.play(bag, rate, revisit_calls, progress) for bag in bags]
         if wait_s > 0 and revisit_calls:
             target = first + len(bags) - 1
