@@ -169,6 +169,12 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 def _cmd_bench(args: argparse.Namespace) -> int:
     import json
 
+    soak = args.what == "soak"        # the options it shares have defaults of its own
+    for name, default, soak_default in (("rate", 30.0, 10.0), ("seconds", 20.0, 4.0),
+                                        ("revisits", 3, 20)):
+        if getattr(args, name) is None:
+            setattr(args, name, soak_default if soak else default)
+
     if args.what == "segmentation":
         from stseg_ros.bench.segmentation import bench_segmentation, format_segmentation
 
@@ -185,6 +191,16 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         result = bench_ingest(args.rate, args.seconds, args.revisits, args.fusion_rate,
                               progress=not args.quiet)
         print(format_ingest(result))
+    elif args.what == "soak":
+        from stseg_ros.bench.soak import SoakConfig, bench_soak, format_soak
+
+        cfg = SoakConfig(revisits=args.revisits, seconds=args.seconds, rate_hz=args.rate,
+                         kill_probability=args.kill_probability, hogs=args.hogs,
+                         seed=args.seed)
+        result = bench_soak(cfg, progress=not args.quiet)
+        print(format_soak(result))
+        if not result["nothing_lost"]:
+            return 1
     elif args.what == "registration":
         from stseg_ros.bench.registration import bench_registration, format_registration
         from stseg_ros.datasets.layout import FormatError
@@ -441,17 +457,24 @@ def build_parser() -> argparse.ArgumentParser:
                                      "mapper works and count fused, thinned and dropped "
                                      "frames. segmentation: time the learned 4D segmenter "
                                      "on --revisits epochs of --points points and report "
-                                     "peak memory.")
+                                     "peak memory. soak: --revisits revisits through the "
+                                     "nodes, SIGKILLing one of them at random in some "
+                                     "(--kill-probability) with --hogs busy loops beside; "
+                                     "exits 1 unless nothing was lost.")
     p.add_argument("what", nargs="?",
-                   choices=("generation", "registration", "ingest", "segmentation"),
+                   choices=("generation", "registration", "ingest", "segmentation", "soak"),
                    default="generation")
-    p.add_argument("--rate", type=float, default=30.0,
-                   help="ingest: camera frame rate in Hz (default 30)")
-    p.add_argument("--seconds", type=float, default=20.0,
-                   help="ingest: seconds streamed per revisit (default 20)")
+    p.add_argument("--rate", type=float, default=None,
+                   help="ingest, soak: camera frame rate in Hz (default 30; soak 10)")
+    p.add_argument("--seconds", type=float, default=None,
+                   help="ingest, soak: seconds streamed per revisit (default 20; soak 4)")
     p.add_argument("--fusion-rate", type=float, default=None,
                    help="ingest: the accumulator's max_fusion_rate_hz (default: its own, 15; "
                         "0 fuses every frame)")
+    p.add_argument("--kill-probability", type=float, default=0.5,
+                   help="soak: chance per revisit that a node is killed (default 0.5)")
+    p.add_argument("--hogs", type=int, default=2, help="soak: busy loops beside (default 2)")
+    p.add_argument("--seed", type=int, default=0, help="soak: random kills of this seed")
     p.add_argument("--seeds", type=int, default=10, help="registration: seeds 0..N-1 (10)")
     p.add_argument("--real", action="append", default=[], type=Path, metavar="DATASET",
                    help="registration: also a dataset of real rescans (stseg import); "
@@ -463,7 +486,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="segmentation: sparse convolution backend")
     p.add_argument("--weights", help="segmentation: weights (default: the shipped ones)")
     p.add_argument("--frames", type=int, default=300, help="frames per revisit (default 300)")
-    p.add_argument("--revisits", type=int, default=3, help="revisits (default 3)")
+    p.add_argument("--revisits", type=int, default=None, help="revisits (default 3; soak 20)")
     p.add_argument("--fast-scenes", type=int, default=5, help="fast-mode scenes (default 5)")
     p.add_argument("--workers", type=int, default=2, help="rendering processes (default 2)")
     p.add_argument("--json", help="also write the figures to this JSON file")

@@ -291,8 +291,8 @@ class Replayer(Node):
                 raise TimeoutError(f"service {client.srv_name} is not available")
         self.wait_for_subscribers()
 
-    def begin_revisit(self, label: str) -> BeginRevisit.Response:
-        return self.call(self._begin, BeginRevisit.Request(label=label))
+    def begin_revisit(self, label: str, timeout: float = 30.0) -> BeginRevisit.Response:
+        return self.call(self._begin, BeginRevisit.Request(label=label), timeout)
 
     def end_revisit(self, sent: dict[str, int] | None = None) -> EndRevisit.Response:
         """Close the revisit once the images ``sent`` (kind -> count) arrived;
