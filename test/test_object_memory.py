@@ -190,3 +190,77 @@ def test_a_process_killed_mid_epoch_leaves_the_previous_state(tmp_path, python):
         # the restart carries on with the epoch that was lost
         memory.commit_epoch(EpochEntry(1, True, np.eye(4)), [_obj(1, 5, "chair", 3, 3, 1)])
         assert memory.epoch_indices() == [0, 1]
+
+
+def _several_epochs(path, epochs=3, points=20_000):
+    """A real memory big enough that most of its pages hold epoch points."""
+    with ObjectMemory(path) as memory:
+        for t in range(epochs):
+            memory.commit_epoch(EpochEntry(t, True, np.eye(4), f"day {t}"),
+                                [_obj(1, 5, "chair", 1, 1, t)], points=_points(points, t))
+
+
+@pytest.mark.parametrize("fill, shift", [(b"\xff", 0), (b"\x00", 100)])
+def test_a_memory_damaged_past_its_header_and_meta_is_refused_untouched(tmp_path, fill, shift):
+    """Damage in the middle of the file (a bad sector, a torn copy) is found at
+    open, before a new epoch could be written on top of it."""
+    path = tmp_path / "map.db"
+    _several_epochs(path)
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2 // 4096 * 4096 + shift
+    data[middle:middle + 3 * 4096] = fill * (3 * 4096)
+    path.write_bytes(data)
+    digest = _digest(path)
+    with pytest.raises(MemoryFileError, match="damaged") as refused:
+        ObjectMemory(path)
+    assert str(path) in str(refused.value) and "\n" not in str(refused.value)
+    assert _digest(path) == digest
+    wal = path.with_name(path.name + "-wal")          # a WAL file: SQLite's look, left empty
+    assert not wal.exists() or wal.stat().st_size == 0
+
+
+CREATOR = textwrap.dedent("""
+    import sys
+    from stseg_ros.memory import ObjectMemory
+
+    with ObjectMemory(sys.argv[1]) as memory:
+        print(len(memory.epoch_indices()), memory.next_epoch())
+""")
+
+
+def _create_concurrently(path, python):
+    procs = [subprocess.Popen([python, "-c", CREATOR, str(path)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    return [(p.wait(timeout=60), *p.communicate()) for p in procs]
+
+
+def test_two_processes_creating_the_same_memory_both_succeed(tmp_path, python):
+    """Two mappers started together on a new file: one creates it, the other
+    opens what the first created, and the file is one valid memory."""
+    for trial in range(12):
+        path = tmp_path / f"map{trial}.db"
+        for code, out, err in _create_concurrently(path, python):
+            assert (code, out.strip()) == (0, "0 0"), err
+        conn = sqlite3.connect(path)
+        assert dict(conn.execute("SELECT key, value FROM meta"))["format"] == "stseg_ros.memory"
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        conn.close()
+
+
+def test_a_creation_cut_short_is_created_again_not_refused(tmp_path):
+    """An empty file, or one holding only this schema's empty tables (creation
+    killed before its meta rows), is a memory that was never made: it opens as
+    a new one instead of being refused as foreign forever."""
+    from stseg_ros.memory import schema
+
+    empty = tmp_path / "empty.db"
+    empty.write_bytes(b"")
+    half = tmp_path / "half.db"
+    conn = sqlite3.connect(half)
+    conn.executescript(schema.SCHEMA)
+    conn.close()
+    for path in (empty, half):
+        with ObjectMemory(path) as memory:
+            memory.commit_epoch(EpochEntry(0, True, np.eye(4)), [_obj(1, 5, "chair", 1, 1, 0)])
+        with ObjectMemory(path) as memory:
+            assert memory.epoch_indices() == [0] and [o.id for o in memory.objects()] == [1]

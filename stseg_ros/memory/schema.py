@@ -65,13 +65,51 @@ def _add_objectness(conn: sqlite3.Connection) -> None:
 MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _add_objectness}
 
 
-def create(conn: sqlite3.Connection, created_with: str) -> None:
-    """Lay out an empty database (one transaction)."""
-    conn.executescript("BEGIN;" + SCHEMA + "COMMIT;")
-    with conn:
+TABLES = frozenset({"meta", "epochs", "objects", "observations", "changes", "epoch_points",
+                    "sqlite_sequence"})
+
+
+def statements(script: str) -> list[str]:
+    """The statements of a script, to run one by one inside a transaction
+    (``executescript`` would commit first)."""
+    return [s.strip() for s in script.split(";") if s.strip()]
+
+
+def unfinished(conn: sqlite3.Connection) -> bool:
+    """True for a file whose creation was cut short before it held anything:
+    no tables, or only this schema's tables, all empty, and no ``meta`` rows
+    (what earlier versions left when killed between their two creation
+    transactions). Such a file is laid out again rather than refused."""
+    tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+    if not set(tables) <= TABLES:
+        return False
+    return not any(conn.execute(f'SELECT 1 FROM "{t}" LIMIT 1').fetchone() for t in tables)
+
+
+def create(conn: sqlite3.Connection, created_with: str) -> bool:
+    """Lay out an empty database in one transaction, holding the write lock
+    from the first look to the commit. Returns False, having written nothing,
+    when another process laid the file out meanwhile (the caller then opens
+    it as an existing memory); a killed creation leaves no tables at all."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        if not unfinished(conn):
+            conn.rollback()
+            return False
+        leftover = [r[0] for r in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name != 'sqlite_sequence'")]
+        for table in leftover:
+            conn.execute(f'DROP TABLE "{table}"')
+        for statement in statements(SCHEMA):
+            conn.execute(statement)
         conn.executemany("INSERT INTO meta(key, value) VALUES (?, ?)", [
             ("format", MEMORY_FORMAT), ("schema_version", str(SCHEMA_VERSION)),
             ("created_with", created_with)])
+        conn.commit()
+    except BaseException:
+        conn.rollback()
+        raise
+    return True
 
 
 def migrate(conn: sqlite3.Connection, version: int) -> int:

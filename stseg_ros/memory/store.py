@@ -24,7 +24,7 @@ from stseg_ros import __version__
 from stseg_ros.core.classes import class_name
 from stseg_ros.core.query import ObjectQuery, filter_objects
 from stseg_ros.core.records import ChangeKind, ChangeRecord, ObjectRecord, ObjectState, Pose
-from stseg_ros.memory.schema import MEMORY_FORMAT, SCHEMA_VERSION, create, migrate
+from stseg_ros.memory.schema import MEMORY_FORMAT, SCHEMA_VERSION, create, migrate, unfinished
 
 
 class MemoryFileError(RuntimeError):
@@ -107,20 +107,31 @@ def _change_from(row: dict) -> ChangeRecord:
 
 
 def _inspect(path: Path) -> int | None:
-    """Schema version of an existing memory file (read-only look); None if empty."""
+    """Schema version of an existing memory file (read-only look); None if it
+    holds nothing yet (empty, or a creation cut short). Everything else but a
+    sound memory of a version this code reads is refused."""
     try:
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     except sqlite3.Error as err:
         raise MemoryFileError(f"{path}: cannot open ({err})") from None
     try:
+        if unfinished(conn):
+            return None
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master "
                                              "WHERE type = 'table'")}
-        if not tables:
-            return None
         if "meta" not in tables:
             raise MemoryFileError(f"{path}: not a {MEMORY_FORMAT} database (tables: "
                                   f"{', '.join(sorted(tables)[:5])}); refusing to touch it")
         meta = dict(conn.execute("SELECT key, value FROM meta"))
+        if meta.get("format") == MEMORY_FORMAT:
+            # damage past the header and meta (a bad disk, a torn copy) shows here,
+            # before anything is written on top of it
+            problems = [r[0] for r in conn.execute("PRAGMA quick_check(3)")]
+            if problems != ["ok"]:
+                found = "; ".join(" ".join(p.split()) for p in problems)
+                raise MemoryFileError(f"{path}: the object memory is damaged (SQLite "
+                                      f"quick_check: {found}); refusing to touch it "
+                                      "(restore a copy or use a fresh file)")
     except sqlite3.DatabaseError as err:
         if isinstance(err, MemoryFileError):
             raise
@@ -146,12 +157,26 @@ class ObjectMemory:
         self.path = Path(path)
         version = _inspect(self.path) if self.path.is_file() else None
         self.db = Database(self.path)
-        self.db.enable_wal()
+        self._enable_wal()
         self.db.execute("PRAGMA synchronous=NORMAL")   # durable at each WAL commit
-        if version is None:
-            create(self.db.conn, f"stseg_ros {__version__}")
-        else:
+        if version is None and not create(self.db.conn, f"stseg_ros {__version__}"):
+            version = _inspect(self.path)    # another process created it meanwhile
+        if version is not None:
             migrate(self.db.conn, version)
+
+    def _enable_wal(self, patience_s: float = 10.0) -> None:
+        """Switch to WAL. SQLite answers a switch that races another process's
+        (two mappers starting on a new file) with "locked" at once rather than
+        waiting, so the switch is retried for a while."""
+        deadline = time.monotonic() + patience_s
+        while True:
+            try:
+                self.db.enable_wal()
+                return
+            except sqlite3.OperationalError as err:
+                if err.sqlite_errorcode != sqlite3.SQLITE_BUSY or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.005)
 
     def close(self) -> None:
         self.db.close()
