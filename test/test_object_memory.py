@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -264,3 +266,94 @@ def test_a_creation_cut_short_is_created_again_not_refused(tmp_path):
             memory.commit_epoch(EpochEntry(0, True, np.eye(4)), [_obj(1, 5, "chair", 1, 1, 0)])
         with ObjectMemory(path) as memory:
             assert memory.epoch_indices() == [0] and [o.id for o in memory.objects()] == [1]
+
+
+def test_a_full_disk_stores_nothing_of_the_epoch_and_keeps_the_earlier_ones(tmp_path):
+    path = tmp_path / "map.db"
+    _several_epochs(path, epochs=2, points=2000)
+    with ObjectMemory(path) as memory:
+        pages = memory.db.execute("PRAGMA page_count").fetchone()[0]
+        memory.db.execute(f"PRAGMA max_page_count = {pages + 8}")    # SQLITE_FULL past it
+        with pytest.raises(MemoryFileError, match="disk full.*nothing of this epoch was "
+                                                  "stored") as full:
+            memory.commit_epoch(EpochEntry(2, True, np.eye(4), "day 2"),
+                                [_obj(1, 5, "chair", 4, 4, 2)], points=_points(50_000, 2))
+        assert str(path) in str(full.value)
+        assert memory.epoch_indices() == [0, 1] and memory.points(2) is None
+        assert memory.objects()[0].pose.position[:2] == (1.0, 1.0)
+        memory.db.execute("PRAGMA max_page_count = 1073741823")   # space again: it goes in
+        memory.commit_epoch(EpochEntry(2, True, np.eye(4), "day 2"),
+                            [_obj(1, 5, "chair", 4, 4, 2)], points=_points(50_000, 2))
+    with ObjectMemory(path) as memory:
+        assert memory.epoch_indices() == [0, 1, 2]
+        assert np.array_equal(memory.points(1).class_id, _points(2000, 1).class_id)
+        assert memory.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+WRITE_ONE = textwrap.dedent("""
+    import sys
+    import numpy as np
+    from stseg_ros.memory import EpochEntry, MemoryFileError, ObjectMemory
+
+    try:
+        with ObjectMemory(sys.argv[1]) as memory:
+            memory.commit_epoch(EpochEntry(memory.next_epoch(), True, np.eye(4)))
+        print("stored")
+    except MemoryFileError as err:
+        print(err)
+""")
+
+
+def _unprivileged(command):
+    """``command`` as a user that file permissions apply to (root ignores them)."""
+    if os.geteuid() != 0:
+        return command
+    if shutil.which("setpriv") is None:
+        pytest.skip("running as root without setpriv: permissions cannot be tested")
+    return ["setpriv", "--inh-caps=-dac_override", "--bounding-set=-dac_override", *command]
+
+
+@pytest.mark.parametrize("read_only", ["folder", "file"])
+def test_a_read_only_memory_is_said_to_be_read_only_not_damaged(tmp_path, python, read_only):
+    folder = tmp_path / "maps"
+    folder.mkdir()
+    path = folder / "map.db"
+    _several_epochs(path, epochs=1, points=100)
+    digest = _digest(path)
+    (path if read_only == "file" else folder).chmod(0o555 if read_only == "folder" else 0o444)
+    try:
+        done = subprocess.run(_unprivileged([python, "-c", WRITE_ONE, str(path)]),
+                              capture_output=True, text=True, timeout=60)
+    finally:
+        folder.chmod(0o755)
+        path.chmod(0o644)
+    said = done.stdout.strip()
+    assert done.returncode == 0, done.stderr
+    assert said.startswith(f"{path}: the file or its folder is read-only"), said
+    assert "damaged" not in said and "not a" not in said
+    assert _digest(path) == digest
+    with ObjectMemory(path) as memory:
+        assert memory.epoch_indices() == [0]
+
+
+def test_stseg_run_on_a_read_only_memory_is_a_one_line_error(tmp_path, python):
+    """The user gets what to fix, in one line and a nonzero exit, no traceback."""
+    folder = tmp_path / "maps"
+    folder.mkdir()
+    db = folder / "memory.db"
+    _several_epochs(db, epochs=1, points=100)
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "scan.npz", xyz=rng.random((2000, 3)) * 3,
+             rgb=rng.integers(0, 255, (2000, 3), dtype=np.uint8))
+    folder.chmod(0o555)
+    try:
+        done = subprocess.run(_unprivileged(
+            [python, "-m", "stseg_ros.cli", "run", str(tmp_path / "scan.npz"), "--out",
+             str(tmp_path / "out"), "--db", str(db), "--segmenter", "geometric", "--quiet"]),
+            capture_output=True, text=True, timeout=120)
+    finally:
+        folder.chmod(0o755)
+    assert done.returncode != 0
+    assert "Traceback" not in done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith(f"stseg run: {db}: the file or its folder is read-only"), line

@@ -31,6 +31,21 @@ class MemoryFileError(RuntimeError):
     """The file cannot be used as an object memory; it was left untouched."""
 
 
+def _storage_error(path: Path, err: sqlite3.Error, doing: str,
+                   outcome: str = "the file was left as it was") -> MemoryFileError:
+    """What went wrong, said as the user can act on it: a full disk or a
+    read-only place is not damage to the file's content."""
+    code = (getattr(err, "sqlite_errorcode", None) or 0) & 0xFF
+    if code == sqlite3.SQLITE_FULL:
+        return MemoryFileError(f"{path}: disk full while {doing}; {outcome}; free some "
+                               f"space and run again (SQLite: {err})")
+    if code in (sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_PERM):
+        return MemoryFileError(f"{path}: the file or its folder is read-only (while {doing}: "
+                               f"{err}); {outcome}; put the memory where it can be written "
+                               "(--db) or make it writable")
+    return MemoryFileError(f"{path}: {doing} failed ({err}); {outcome}")
+
+
 @dataclass
 class EpochEntry:
     """What the memory keeps about one revisit besides its objects."""
@@ -135,6 +150,9 @@ def _inspect(path: Path) -> int | None:
     except sqlite3.DatabaseError as err:
         if isinstance(err, MemoryFileError):
             raise
+        if (err.sqlite_errorcode or 0) & 0xFF in (sqlite3.SQLITE_READONLY,
+                                                  sqlite3.SQLITE_CANTOPEN):
+            raise _storage_error(path, err, "opening it") from None
         raise MemoryFileError(f"{path}: not a readable SQLite database ({err}); "
                               "refusing to touch it") from None
     finally:
@@ -156,13 +174,22 @@ class ObjectMemory:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         version = _inspect(self.path) if self.path.is_file() else None
-        self.db = Database(self.path)
-        self._enable_wal()
-        self.db.execute("PRAGMA synchronous=NORMAL")   # durable at each WAL commit
-        if version is None and not create(self.db.conn, f"stseg_ros {__version__}"):
-            version = _inspect(self.path)    # another process created it meanwhile
-        if version is not None:
-            migrate(self.db.conn, version)
+        try:
+            self.db = Database(self.path)
+        except sqlite3.Error as err:
+            raise _storage_error(self.path, err, "opening it") from None
+        try:
+            self._enable_wal()
+            self.db.execute("PRAGMA synchronous=NORMAL")   # durable at each WAL commit
+            if version is None and not create(self.db.conn, f"stseg_ros {__version__}"):
+                version = _inspect(self.path)    # another process created it meanwhile
+            if version is not None:
+                migrate(self.db.conn, version)
+        except BaseException as err:
+            self.db.close()
+            if isinstance(err, sqlite3.Error):
+                raise _storage_error(self.path, err, "opening it") from None
+            raise
 
     def _enable_wal(self, patience_s: float = 10.0) -> None:
         """Switch to WAL. SQLite answers a switch that races another process's
@@ -199,7 +226,19 @@ class ObjectMemory:
         its scan with classes but no object ids (in its own frame, for the
         user to inspect). ``on_stage`` is told what is being written (for
         progress output).
+        A full disk or a read-only file raises ``MemoryFileError``, with
+        nothing of the epoch stored and the earlier epochs as they were.
         """
+        try:
+            self._commit_epoch(entry, objects, changes, points, on_stage)
+        except sqlite3.Error as err:
+            raise _storage_error(self.path, err, f"writing epoch {entry.index}",
+                                 "nothing of this epoch was stored, the earlier epochs are "
+                                 "intact") from None
+
+    def _commit_epoch(self, entry: EpochEntry, objects: list[ObjectRecord],
+                      changes: list[ChangeRecord], points: EpochPoints | None,
+                      on_stage: Callable[[str], None] | None) -> None:
         if entry.index in self.epoch_indices():
             raise ValueError(f"epoch {entry.index} is already stored")
         if not entry.registered and (objects or changes or (
