@@ -179,6 +179,11 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             print(f"stseg bench: {err}", file=sys.stderr)
             return 2
         print(format_segmentation(result))
+    elif args.what == "memory":
+        from stseg_ros.bench.memory import bench_memory, format_memory
+
+        result = bench_memory()
+        print(format_memory(result))
     elif args.what == "ingest":
         from stseg_ros.bench.ingest import bench_ingest, format_ingest
 
@@ -441,9 +446,11 @@ def build_parser() -> argparse.ArgumentParser:
                                      "mapper works and count fused, thinned and dropped "
                                      "frames. segmentation: time the learned 4D segmenter "
                                      "on --revisits epochs of --points points and report "
-                                     "peak memory.")
+                                     "peak memory. memory: time object-memory queries on "
+                                     "10000 objects and the start-up of a 50-epoch memory.")
     p.add_argument("what", nargs="?",
-                   choices=("generation", "registration", "ingest", "segmentation"),
+                   choices=("generation", "registration", "ingest", "segmentation",
+                            "memory"),
                    default="generation")
     p.add_argument("--rate", type=float, default=30.0,
                    help="ingest: camera frame rate in Hz (default 30)")

@@ -122,7 +122,8 @@ def test_a_version_1_memory_is_upgraded_in_place_and_keeps_its_objects(tmp_path)
         assert memory.objects()[0].objectness == pytest.approx(0.7)
         assert memory.observations(1)[0].objectness == pytest.approx(0.7)
     conn = sqlite3.connect(path)
-    assert dict(conn.execute("SELECT key, value FROM meta"))["schema_version"] == "2"
+    assert dict(conn.execute("SELECT key, value FROM meta"))["schema_version"] == str(
+        schema.SCHEMA_VERSION)
     conn.close()
 
 
@@ -357,3 +358,90 @@ def test_stseg_run_on_a_read_only_memory_is_a_one_line_error(tmp_path, python):
     assert "Traceback" not in done.stderr
     (line,) = done.stderr.strip().splitlines()
     assert line.startswith(f"stseg run: {db}: the file or its folder is read-only"), line
+
+
+def test_queries_answered_by_sql_match_the_object_query_everywhere(tmp_path):
+    """Class, name, id, state and region filters, alone and together, select
+    exactly the objects ``ObjectQuery.matches`` selects (bounds included)."""
+    from stseg_ros.core.query import filter_objects
+
+    rng = np.random.default_rng(3)
+    names = {5: "chair", 7: "table", 29: "box"}
+    objects = []
+    for i in range(1, 301):
+        cls = int(rng.choice(list(names)))
+        x, y = (float(v) for v in rng.integers(0, 10, 2))    # on the grid: bounds are hit
+        objects.append(_obj(i, cls, names[cls].title() if i % 7 == 0 else names[cls], x, y,
+                            0, ObjectState(int(rng.integers(0, 3)))))
+    with ObjectMemory(tmp_path / "map.db") as memory:
+        memory.commit_epoch(EpochEntry(0, True, np.eye(4)), objects)
+        queries = [ObjectQuery(), ObjectQuery(class_ids={5}), ObjectQuery(class_names={"CHAIR"}),
+                   ObjectQuery(class_names={"box", "table"}), ObjectQuery(ids={1, 150, 999}),
+                   ObjectQuery(ids=set(range(1, 301, 2))),
+                   ObjectQuery(states={ObjectState.REMOVED}),
+                   ObjectQuery(region=((2.0, 3.0, 0.0), (4.0, 5.0, 1.0))),
+                   ObjectQuery(region=((2.0, 3.0, 0.5), (4.0, 5.0, 1.0))),
+                   ObjectQuery(class_ids={7}, states={ObjectState.PRESENT,
+                                                      ObjectState.UNOBSERVED},
+                               region=((0.0, 0.0, 0.0), (5.0, 9.0, 1.0)))]
+        for query in queries:
+            assert memory.objects(query) == filter_objects(objects, query), query
+
+
+def test_a_version_2_memory_gains_its_indexes_and_keeps_every_row(tmp_path):
+    from stseg_ros.memory import schema
+
+    path = tmp_path / "v2.db"
+    _several_epochs(path, epochs=2, points=100)
+    conn = sqlite3.connect(path)                   # as version 2 left it: no indexes
+    for name in [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = "
+                                            "'index' AND name LIKE 'objects_by_%'")]:
+        conn.execute(f"DROP INDEX {name}")
+    conn.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+    conn.commit()
+    conn.close()
+    with ObjectMemory(path) as memory:
+        assert memory.epoch_indices() == [0, 1] and [o.id for o in memory.objects()] == [1]
+        indexes = {r[0] for r in memory.db.execute("SELECT name FROM sqlite_master WHERE "
+                                                   "type = 'index'")}
+        assert {"objects_by_class", "objects_by_state", "objects_by_position"} <= indexes
+        assert np.array_equal(memory.points(1).xyz, _points(100, 1).xyz)
+        version = dict(memory.db.execute("SELECT key, value FROM meta"))["schema_version"]
+        assert version == str(schema.SCHEMA_VERSION)
+
+
+def test_a_failed_upgrade_leaves_the_file_at_its_old_version(tmp_path, monkeypatch):
+    """One transaction per version: a step that fails half-way (here: the
+    index is created, then the step breaks) leaves neither the index nor a
+    new version number behind."""
+    from stseg_ros.memory import schema
+
+    path = tmp_path / "v2.db"
+    _several_epochs(path, epochs=1, points=100)
+    conn = sqlite3.connect(path)
+    conn.execute("DROP INDEX objects_by_class")
+    conn.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+    conn.commit()
+    conn.close()
+
+    def broken(conn):
+        conn.execute("CREATE INDEX objects_by_class ON objects(class_id)")
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setitem(schema.MIGRATIONS, 2, broken)
+    with pytest.raises(MemoryFileError, match="disk I/O error"):
+        ObjectMemory(path)
+    conn = sqlite3.connect(path)
+    assert dict(conn.execute("SELECT key, value FROM meta"))["schema_version"] == "2"
+    assert not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'objects_by_class'"
+                            ).fetchone()
+    conn.close()
+
+
+def test_the_memory_bench_reports_every_query_kind():
+    from stseg_ros.bench.memory import bench_memory, format_memory
+
+    result = bench_memory(objects=300, epochs=3, startup_epochs=2, points=500, repeats=3)
+    assert set(result["query_ms"]) == {"class", "id", "region", "state"}
+    assert result["returned"]["id"] == 1 and result["returned"]["class"] > 0
+    assert "start-up (open + first query) of 2 epochs" in format_memory(result)

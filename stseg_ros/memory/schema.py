@@ -1,6 +1,6 @@
 """The object memory's SQLite schema, its version, and migrations between versions.
 
-Tables (schema version 2):
+Tables (schema version 3):
 
 - ``meta``: key/value pairs; ``format`` = ``stseg_ros.memory``, ``schema_version``.
 - ``epochs``: one row per revisit: index, label, stamp, whether it was registered,
@@ -16,6 +16,9 @@ Tables (schema version 2):
 - ``epoch_points``: per epoch, the segmented point cloud in the map frame
   (xyz float32, rgb uint8, instance_id and class_id int32, as raw little-endian
   blobs) that 4D segmentation re-reads.
+
+Indexes (v3) let queries by class, class name, state and region be answered
+by SQLite instead of reading every object.
 """
 
 from __future__ import annotations
@@ -24,13 +27,22 @@ import sqlite3
 from collections.abc import Callable
 
 MEMORY_FORMAT = "stseg_ros.memory"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _POSE = ("x REAL, y REAL, z REAL, qx REAL, qy REAL, qz REAL, qw REAL")
 _OBJECT = (f"class_id INTEGER NOT NULL, class_name TEXT NOT NULL, score REAL, {_POSE}, "
            "extent_x REAL, extent_y REAL, extent_z REAL, num_points INTEGER, "
            "epoch_first_seen INTEGER, epoch_last_seen INTEGER, state INTEGER NOT NULL, "
            "objectness REAL")
+
+# v3: what ObjectMemory.objects() filters on
+INDEXES = """
+CREATE INDEX IF NOT EXISTS objects_by_class ON objects(class_id);
+CREATE INDEX IF NOT EXISTS objects_by_class_name ON objects(lower(class_name));
+CREATE INDEX IF NOT EXISTS objects_by_state ON objects(state);
+CREATE INDEX IF NOT EXISTS objects_by_position ON objects(x, y, z);
+CREATE INDEX IF NOT EXISTS objects_by_last_seen ON objects(epoch_last_seen);
+"""
 
 SCHEMA = f"""
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -52,7 +64,8 @@ CREATE TABLE epoch_points (
     xyz BLOB NOT NULL, rgb BLOB NOT NULL, instance_id BLOB NOT NULL, class_id BLOB NOT NULL);
 CREATE INDEX observations_by_object ON observations(object_id, epoch);
 CREATE INDEX changes_by_object ON changes(object_id, epoch);
-"""
+""" + INDEXES
+
 
 # version -> function upgrading a database from that version to the next one.
 # Each runs inside the transaction that also bumps ``schema_version``.
@@ -62,7 +75,14 @@ def _add_objectness(conn: sqlite3.Connection) -> None:
         conn.execute(f"ALTER TABLE {table} ADD COLUMN objectness REAL")
 
 
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _add_objectness}
+def _add_indexes(conn: sqlite3.Connection) -> None:
+    """v2 -> v3: indexes for queries by class, name, state, region and last epoch seen."""
+    for statement in statements(INDEXES):
+        conn.execute(statement)
+
+
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _add_objectness,
+                                                               2: _add_indexes}
 
 
 TABLES = frozenset({"meta", "epochs", "objects", "observations", "changes", "epoch_points",
@@ -113,14 +133,25 @@ def create(conn: sqlite3.Connection, created_with: str) -> bool:
 
 
 def migrate(conn: sqlite3.Connection, version: int) -> int:
-    """Upgrade from ``version`` to ``SCHEMA_VERSION``, one atomic step per version."""
+    """Upgrade from ``version`` to ``SCHEMA_VERSION``, one transaction per version
+    under the write lock (schema changes included: Python's sqlite3 would
+    commit them on their own), re-reading the version once the lock is held
+    in case another process upgraded the file meanwhile."""
     while version < SCHEMA_VERSION:
-        step = MIGRATIONS.get(version)
-        if step is None:
-            raise RuntimeError(f"no migration from object-memory schema v{version}")
-        with conn:
-            step(conn)
-            conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'",
-                         (str(version + 1),))
-        version += 1
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            version = int(conn.execute("SELECT value FROM meta WHERE key = "
+                                       "'schema_version'").fetchone()[0])
+            if version < SCHEMA_VERSION:
+                step = MIGRATIONS.get(version)
+                if step is None:
+                    raise RuntimeError(f"no migration from object-memory schema v{version}")
+                step(conn)
+                version += 1
+                conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'",
+                             (str(version),))
+            conn.commit()
+        except BaseException:
+            conn.rollback()
+            raise
     return version

@@ -22,7 +22,7 @@ from sqlite_utils import Database
 
 from stseg_ros import __version__
 from stseg_ros.core.classes import class_name
-from stseg_ros.core.query import ObjectQuery, filter_objects
+from stseg_ros.core.query import ObjectQuery
 from stseg_ros.core.records import ChangeKind, ChangeRecord, ObjectRecord, ObjectState, Pose
 from stseg_ros.memory.schema import MEMORY_FORMAT, SCHEMA_VERSION, create, migrate, unfinished
 
@@ -104,6 +104,41 @@ def _object_from(row: dict) -> ObjectRecord:
         int(row["num_points"]), int(row["epoch_first_seen"]), int(row["epoch_last_seen"]),
         ObjectState(row["state"]),
         None if row.get("objectness") is None else float(row["objectness"]))
+
+
+_OBJECT_COLUMNS = ("id, class_id, class_name, score, x, y, z, qx, qy, qz, qw, extent_x, "
+                   "extent_y, extent_z, num_points, epoch_first_seen, epoch_last_seen, state, "
+                   "objectness")
+
+
+_STATES = {int(s): s for s in ObjectState}
+
+
+def _object_from_tuple(r: tuple) -> ObjectRecord:
+    """An object from a row of ``_OBJECT_COLUMNS`` (no dict per row: thousands of rows)."""
+    return ObjectRecord(int(r[0]), int(r[1]), r[2], float(r[3]), Pose(r[4:7], r[7:11]),
+                        r[11:14], int(r[14]), int(r[15]), int(r[16]), _STATES[r[17]],
+                        None if r[18] is None else float(r[18]))
+
+
+def _object_filter(query: ObjectQuery) -> tuple[str, list]:
+    """``WHERE`` clause and arguments doing what ``ObjectQuery.matches`` does."""
+    clauses, args = [], []
+    for column, values in (("class_id", sorted(query.class_ids)),
+                           ("lower(class_name)", sorted(query.class_names)),
+                           ("id", sorted(query.ids)),
+                           ("state", sorted(int(s) for s in query.states))):
+        if len(values) == 1:                # the index gives them in id order, no sort
+            clauses.append(f"{column} = ?")
+            args.append(values[0])
+        elif values:                        # one argument however many values
+            clauses.append(f"{column} IN (SELECT value FROM json_each(?))")
+            args.append(json.dumps(values))
+    if query.region is not None:
+        for axis, lo, hi in zip("xyz", *query.region, strict=True):
+            clauses.append(f"{axis} BETWEEN ? AND ?")
+            args += [float(lo), float(hi)]
+    return (" WHERE " + " AND ".join(clauses) if clauses else ""), args
 
 
 def _change_row(change: ChangeRecord) -> dict:
@@ -296,9 +331,13 @@ class ObjectMemory:
         return indices[-1] + 1 if indices else 0
 
     def objects(self, query: ObjectQuery | None = None) -> list[ObjectRecord]:
-        """Latest state of the objects matching ``query`` (all if None), by id."""
-        objs = [_object_from(r) for r in self.db.query("SELECT * FROM objects")]
-        return filter_objects(objs, query or ObjectQuery())
+        """Latest state of the objects matching ``query`` (all if None), by id.
+        The filters are SQL over the indexed columns, so a lookup reads only
+        the rows it returns (the mapper asks on every revisit and publish)."""
+        where, args = _object_filter(query or ObjectQuery())
+        cursor = self.db.conn.execute(f"SELECT {_OBJECT_COLUMNS} FROM objects{where} "
+                                      "ORDER BY id", args)
+        return [_object_from_tuple(r) for r in cursor]
 
     def observations(self, epoch: int) -> list[ObjectRecord]:
         rows = self.db.query("SELECT * FROM observations WHERE epoch = ? ORDER BY object_id",
