@@ -208,6 +208,7 @@ class ObjectMemory:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        self.points_read = 0          # epoch clouds read so far (what a revisit costs)
         version = _inspect(self.path) if self.path.is_file() else None
         try:
             self.db = Database(self.path)
@@ -360,12 +361,22 @@ class ObjectMemory:
         return ([_object_from({**r, "id": r["object_id"]}) for r in obs],
                 [_change_from(r) for r in chs])
 
+    def point_epochs(self, registered: bool | None = True, last: int | None = None) -> list[int]:
+        """Epochs with a stored cloud, oldest first: the registered ones (None: all),
+        only the ``last`` newest if given, without reading any points."""
+        where = "" if registered is None else f" WHERE e.registered = {int(registered)}"
+        limit = "" if last is None else f" LIMIT {int(last)}"
+        rows = self.db.conn.execute("SELECT p.epoch FROM epoch_points p JOIN epochs e ON "
+                                    f"e.id = p.epoch{where} ORDER BY p.epoch DESC{limit}")
+        return sorted(r[0] for r in rows)
+
     def points(self, epoch: int) -> EpochPoints | None:
         """The segmented cloud stored for an epoch, or None; map frame, except for an
         unregistered epoch (its own levelled frame, no object ids)."""
         rows = list(self.db.query("SELECT * FROM epoch_points WHERE epoch = ?", [epoch]))
         if not rows:
             return None
+        self.points_read += 1
         r = rows[0]
         n = r["num_points"]
         return EpochPoints(np.frombuffer(r["xyz"], "<f4").reshape(n, 3).copy(),
