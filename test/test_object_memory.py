@@ -72,7 +72,8 @@ def test_epochs_objects_history_and_points_round_trip(tmp_path):
         assert [o.id for o in memory.observations(1)] == [1]   # only what was seen
         stored = memory.points(1)
         expected = _points(120, 1)
-        assert np.array_equal(stored.xyz, expected.xyz)
+        assert np.abs(stored.xyz - expected.xyz).max() <= 0.0005 + 1e-6   # 1 mm cells
+        assert np.array_equal(stored.rgb, expected.rgb)
         assert np.array_equal(stored.instance_id, expected.instance_id)
 
 
@@ -405,7 +406,7 @@ def test_a_version_2_memory_gains_its_indexes_and_keeps_every_row(tmp_path):
         indexes = {r[0] for r in memory.db.execute("SELECT name FROM sqlite_master WHERE "
                                                    "type = 'index'")}
         assert {"objects_by_class", "objects_by_state", "objects_by_position"} <= indexes
-        assert np.array_equal(memory.points(1).xyz, _points(100, 1).xyz)
+        assert np.array_equal(memory.points(1).class_id, _points(100, 1).class_id)
         version = dict(memory.db.execute("SELECT key, value FROM meta"))["schema_version"]
         assert version == str(schema.SCHEMA_VERSION)
 
@@ -445,3 +446,65 @@ def test_the_memory_bench_reports_every_query_kind():
     assert set(result["query_ms"]) == {"class", "id", "region", "state"}
     assert result["returned"]["id"] == 1 and result["returned"]["class"] > 0
     assert "start-up (open + first query) of 2 epochs" in format_memory(result)
+
+
+def test_a_100k_point_epoch_is_stored_in_under_1_mb_and_read_back_within_1_mm(tmp_path):
+    """Points are kept as their 1 mm cells, compressed: the order, colours and
+    ids come back exactly, positions within half a millimetre, and the points
+    stay in their voxels of the 4D network's grid."""
+    from stseg_ros.bench.memory import synthetic_epoch
+    from stseg_ros.learned.voxels import GRID_SHIFT
+
+    path = tmp_path / "map.db"
+    clouds = [synthetic_epoch(100_000, t) for t in range(3)]
+    for cloud in clouds:
+        cloud.xyz += np.float32(3.0) * np.float32(np.arange(3) - 1)   # negative places too
+    with ObjectMemory(path) as memory:
+        empty = path.stat().st_size
+        for t, cloud in enumerate(clouds):
+            memory.commit_epoch(EpochEntry(t, True, np.eye(4)), points=cloud)
+    assert (path.stat().st_size - empty) / len(clouds) < 1_000_000
+    with ObjectMemory(path) as memory:
+        for t, cloud in enumerate(clouds):
+            back = memory.points(t)
+            assert back.xyz.dtype == np.float32 and back.xyz.shape == cloud.xyz.shape
+            assert np.abs(back.xyz - cloud.xyz).max() <= 0.0005 + 1e-6
+            for field in ("rgb", "instance_id", "class_id"):
+                assert np.array_equal(getattr(back, field), getattr(cloud, field)), field
+            # the same voxel, but for points on a voxel face to float32 precision
+            voxel = 0.05
+            moved = (np.floor(back.xyz / voxel + GRID_SHIFT)
+                     != np.floor(cloud.xyz / voxel + GRID_SHIFT)).any(axis=1)
+            assert moved.sum() <= len(moved) // 10_000
+
+
+def test_epochs_stored_raw_by_earlier_versions_still_read_back_exactly(tmp_path):
+    """A v3 file (raw float32 blobs, no layout column) opens, reads its epochs
+    bit for bit, and takes new epochs in the compact layout next to them."""
+    from stseg_ros.memory import schema
+
+    path = tmp_path / "v3.db"
+    ObjectMemory(path).close()
+    old = _points(5000, 0)
+    conn = sqlite3.connect(path)
+    conn.execute("ALTER TABLE epoch_points DROP COLUMN layout")
+    conn.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
+    conn.execute("INSERT INTO epochs VALUES (0, 'day 1', 0, 1, ?, 1.0, 0.0, 5000, 'then')",
+                 (json.dumps(np.eye(4).ravel().tolist()),))
+    conn.execute("INSERT INTO epoch_points VALUES (0, 5000, ?, ?, ?, ?)",
+                 (old.xyz.astype("<f4").tobytes(), old.rgb.tobytes(),
+                  old.instance_id.astype("<i4").tobytes(), old.class_id.astype("<i4").tobytes()))
+    conn.commit()
+    conn.close()
+    with ObjectMemory(path) as memory:
+        back = memory.points(0)
+        for field in ("xyz", "rgb", "instance_id", "class_id"):
+            assert np.array_equal(getattr(back, field), getattr(old, field)), field
+        memory.commit_epoch(EpochEntry(1, True, np.eye(4)), points=_points(5000, 1))
+    with ObjectMemory(path) as memory:
+        assert np.array_equal(memory.points(0).xyz, old.xyz)
+        assert np.abs(memory.points(1).xyz - _points(5000, 1).xyz).max() <= 0.0005 + 1e-6
+        layouts = dict(memory.db.execute("SELECT epoch, layout FROM epoch_points"))
+        assert layouts == {0: 0, 1: 1}
+        version = dict(memory.db.execute("SELECT key, value FROM meta"))["schema_version"]
+        assert version == str(schema.SCHEMA_VERSION)

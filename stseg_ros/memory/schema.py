@@ -1,6 +1,6 @@
 """The object memory's SQLite schema, its version, and migrations between versions.
 
-Tables (schema version 3):
+Tables (schema version 4):
 
 - ``meta``: key/value pairs; ``format`` = ``stseg_ros.memory``, ``schema_version``.
 - ``epochs``: one row per revisit: index, label, stamp, whether it was registered,
@@ -14,8 +14,13 @@ Tables (schema version 3):
 - ``changes``: change events (kind 0 added / 1 removed / 2 moved / 3 relabelled)
   with previous and current poses.
 - ``epoch_points``: per epoch, the segmented point cloud in the map frame
-  (xyz float32, rgb uint8, instance_id and class_id int32, as raw little-endian
-  blobs) that 4D segmentation re-reads.
+  that 4D segmentation re-reads, in the order it was given, and its
+  ``layout`` (v4): 0, raw little-endian blobs (xyz float32, rgb uint8,
+  instance_id and class_id int32; every epoch before v4); 1, compact: xyz
+  as the 1 mm cells the points lie in (an int64 origin in mm and unsigned
+  offsets of 2 or 4 bytes, read back at the cell centres), every array
+  split into byte planes and zlib-compressed (``store.py`` writes and reads
+  both).
 
 Indexes (v3) let queries by class, class name, state and region be answered
 by SQLite instead of reading every object.
@@ -27,7 +32,7 @@ import sqlite3
 from collections.abc import Callable
 
 MEMORY_FORMAT = "stseg_ros.memory"
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 _POSE = ("x REAL, y REAL, z REAL, qx REAL, qy REAL, qz REAL, qw REAL")
 _OBJECT = (f"class_id INTEGER NOT NULL, class_name TEXT NOT NULL, score REAL, {_POSE}, "
@@ -61,7 +66,8 @@ CREATE TABLE changes (
     prev_qy REAL, prev_qz REAL, prev_qw REAL, {_POSE}, confidence REAL);
 CREATE TABLE epoch_points (
     epoch INTEGER PRIMARY KEY REFERENCES epochs(id), num_points INTEGER NOT NULL,
-    xyz BLOB NOT NULL, rgb BLOB NOT NULL, instance_id BLOB NOT NULL, class_id BLOB NOT NULL);
+    xyz BLOB NOT NULL, rgb BLOB NOT NULL, instance_id BLOB NOT NULL, class_id BLOB NOT NULL,
+    layout INTEGER NOT NULL DEFAULT 0);
 CREATE INDEX observations_by_object ON observations(object_id, epoch);
 CREATE INDEX changes_by_object ON changes(object_id, epoch);
 """ + INDEXES
@@ -81,8 +87,17 @@ def _add_indexes(conn: sqlite3.Connection) -> None:
         conn.execute(statement)
 
 
+def _add_point_layout(conn: sqlite3.Connection) -> None:
+    """v3 -> v4: epoch points gain ``layout``; the epochs already stored keep
+    their raw blobs (layout 0) and are read as they are, nothing is rewritten."""
+    columns = {r[1] for r in conn.execute("PRAGMA table_info(epoch_points)")}
+    if "layout" not in columns:
+        conn.execute("ALTER TABLE epoch_points ADD COLUMN layout INTEGER NOT NULL DEFAULT 0")
+
+
 MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _add_objectness,
-                                                               2: _add_indexes}
+                                                               2: _add_indexes,
+                                                               3: _add_point_layout}
 
 
 TABLES = frozenset({"meta", "epochs", "objects", "observations", "changes", "epoch_points",
