@@ -508,3 +508,17 @@ def test_epochs_stored_raw_by_earlier_versions_still_read_back_exactly(tmp_path)
         assert layouts == {0: 0, 1: 1}
         version = dict(memory.db.execute("SELECT key, value FROM meta"))["schema_version"]
         assert version == str(schema.SCHEMA_VERSION)
+
+
+def test_a_foreign_file_with_only_some_empty_tables_of_the_same_names_is_refused(tmp_path):
+    """Only a file holding exactly this schema's tables counts as a creation cut
+    short; another application's empty ``objects`` table is not dropped."""
+    path = tmp_path / "other.db"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE objects (id INTEGER PRIMARY KEY, name TEXT)")
+    conn.commit()
+    conn.close()
+    digest = _digest(path)
+    with pytest.raises(MemoryFileError, match="not a stseg_ros.memory"):
+        ObjectMemory(path)
+    assert _digest(path) == digest

@@ -112,12 +112,12 @@ def statements(script: str) -> list[str]:
 
 def unfinished(conn: sqlite3.Connection) -> bool:
     """True for a file whose creation was cut short before it held anything:
-    no tables, or only this schema's tables, all empty, and no ``meta`` rows
+    no tables, or exactly this schema's tables, all empty, and no ``meta`` rows
     (what earlier versions left when killed between their two creation
     transactions). Such a file is laid out again rather than refused."""
     tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
-    if not set(tables) <= TABLES:
-        return False
+    if tables and not TABLES - {"sqlite_sequence"} <= set(tables) <= TABLES:
+        return False                       # another application's tables: foreign
     return not any(conn.execute(f'SELECT 1 FROM "{t}" LIMIT 1').fetchone() for t in tables)
 
 

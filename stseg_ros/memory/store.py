@@ -4,8 +4,9 @@ and per-epoch point data, written one epoch per transaction.
 The file is opened in WAL mode, and everything one epoch adds is committed in
 a single transaction, so a process killed in the middle of an epoch leaves the
 previous epochs intact and a restart continues from there. A file that is not
-an object memory (another SQLite database, a corrupt file, a newer schema) is
-refused before anything is written to it.
+an object memory (another SQLite database, a corrupt or damaged file, a newer
+schema) is refused before anything is written to it; a full disk or a
+read-only place is said to be one, not blamed on the file.
 """
 
 from __future__ import annotations
