@@ -185,6 +185,11 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             print(f"stseg bench: {err}", file=sys.stderr)
             return 2
         print(format_segmentation(result))
+    elif args.what == "memory":
+        from stseg_ros.bench.memory import bench_memory, format_memory
+
+        result = bench_memory()
+        print(format_memory(result))
     elif args.what == "ingest":
         from stseg_ros.bench.ingest import bench_ingest, format_ingest
 
@@ -457,12 +462,15 @@ def build_parser() -> argparse.ArgumentParser:
                                      "mapper works and count fused, thinned and dropped "
                                      "frames. segmentation: time the learned 4D segmenter "
                                      "on --revisits epochs of --points points and report "
-                                     "peak memory. soak: --revisits revisits through the "
+                                     "peak memory. memory: time object-memory queries on "
+                                     "10000 objects and the start-up of a 50-epoch memory. "
+                                     "soak: --revisits revisits through the "
                                      "nodes, SIGKILLing one of them at random in some "
                                      "(--kill-probability) with --hogs busy loops beside; "
                                      "exits 1 unless nothing was lost.")
     p.add_argument("what", nargs="?",
-                   choices=("generation", "registration", "ingest", "segmentation", "soak"),
+                   choices=("generation", "registration", "ingest", "segmentation", "memory",
+                            "soak"),
                    default="generation")
     p.add_argument("--rate", type=float, default=None,
                    help="ingest, soak: camera frame rate in Hz (default 30; soak 10)")

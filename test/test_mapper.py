@@ -297,3 +297,87 @@ def test_an_object_is_relabelled_only_when_its_new_class_is_sure(tmp_path):
         relabels = [(c.epoch, c.class_name) for c in memory.changes()
                     if c.kind == ChangeKind.RELABELLED]
         assert relabels == [(2, "desk")]
+
+
+class _WindowedSegmenter(_ScriptedSegmenter):
+    """A temporal segmenter that looks at its ``window`` newest stored epochs,
+    as the learned 4D one does."""
+
+    temporal, window = True, 3
+
+    def segment(self, xyz, rgb, history=()):
+        self.history = list(history)
+        return super().segment(xyz, rgb)
+
+
+def _stored_epochs(memory, epochs, xyz, rgb, members):
+    """``epochs`` revisits of the same room, stored as the mapper stores them."""
+    from stseg_ros.core.records import ObjectRecord, Pose
+    from stseg_ros.memory import EpochEntry, EpochPoints
+
+    instance = np.zeros(len(xyz), np.int32)
+    for oid, m in enumerate(members, 1):
+        instance[m] = oid
+    for t in range(epochs):
+        objects = [ObjectRecord(oid, cls, name, 0.9, Pose((float(c[0]), float(c[1]), 0.4)),
+                                (0.5, 0.5, 0.9), len(m), 0, t)
+                   for oid, (m, cls, name, c) in enumerate(
+                       zip(members, (5, 7), ("chair", "table"), ((1, 1), (3, 3)),
+                           strict=True), 1)]
+        memory.commit_epoch(EpochEntry(t, True, np.eye(4), f"day {t}"), objects,
+                            points=EpochPoints(xyz, rgb, instance, np.where(instance == 1, 5,
+                                               np.where(instance == 2, 7, 2)).astype(np.int32)))
+
+
+@pytest.mark.parametrize("epochs", [4, 12])
+def test_a_revisit_reads_only_the_segmenter_s_window_of_stored_epochs(tmp_path, epochs):
+    """Per-revisit work does not grow with the number of stored epochs: the
+    history handed to the segmenter is its window, the known objects come from
+    the epoch they were last seen in, and the identities are the same."""
+    rng = np.random.default_rng(11)
+    xyz, rgb, members = _scene([((1, 1), *CHAIR), ((3, 3), *TABLE)], rng)
+    with ObjectMemory(tmp_path / "m.db") as memory:
+        _stored_epochs(memory, epochs, xyz, rgb, members)
+        seg = _WindowedSegmenter()
+        seg.script = [(members[0], 5), (members[1], 7)]
+        before = memory.points_read
+        outcome = Mapper(memory, seg).process(FusedScan.single(xyz, rgb))
+        assert outcome.registered, outcome.reason
+        assert len(seg.history) == 3
+        assert np.array_equal(seg.history[-1].xyz, memory.points(epochs - 1).xyz)
+        # the reference (first epoch), the window, the epoch objects were last seen in
+        assert memory.points_read - before - 1 == 1 + 3 + 1
+        assert [int(outcome.instance_id[m].max()) for m in members] == [1, 2]
+        assert outcome.changes == []
+
+
+def test_known_objects_read_on_start_are_those_of_their_last_epoch(tmp_path):
+    """A restart rebuilds each object's last segment from the epoch it was last
+    seen in, as reading every epoch did, and reads only those epochs."""
+    from stseg_ros.core.records import ObjectState
+
+    rng = np.random.default_rng(12)
+    seg = _ScriptedSegmenter()
+    walls = [((0.0, 2.5), (0.1, 5.0, 2.2), (200, 200, 190)),
+             ((2.5, 0.0), (5.0, 0.1, 2.2), (180, 190, 200))]
+    with ObjectMemory(tmp_path / "m.db") as memory:
+        mapper = Mapper(memory, seg)
+        for placed in ([((1, 1), *CHAIR), ((3, 3), *TABLE)], [((1, 1), *CHAIR)],
+                       [((1.8, 1.2), *CHAIR)]):           # the table goes, the chair moves
+            xyz, rgb, members = _scene([*walls, *placed], rng)
+            seg.script = [(m, 5 if i == 0 else 7) for i, m in enumerate(members[2:])]
+            assert mapper.process(FusedScan.single(xyz, rgb)).registered
+        states = {o.id: (o.state, o.epoch_last_seen) for o in memory.objects()}
+        assert states == {1: (ObjectState.PRESENT, 2), 2: (ObjectState.REMOVED, 0)}
+        reference = {}                        # what reading every epoch gives
+        for t in memory.epoch_indices():
+            points = memory.points(t)
+            for oid in np.unique(points.instance_id[points.instance_id > 0]):
+                reference[int(oid)] = points.xyz[points.instance_id == oid]
+        before = memory.points_read
+        known = Mapper(memory, seg).known()
+        assert memory.points_read - before == 2                # epochs 2 and 0, not 1
+        assert sorted(known) == sorted(reference) == [1, 2]
+        for oid, k in known.items():
+            assert np.array_equal(k.points, reference[oid])
+            assert k.class_id == {1: 5, 2: 7}[oid]

@@ -60,34 +60,43 @@ class Mapper:
         self.drift_cfg = drift or DriftConfig()
         self.assoc_cfg = association or AssociationConfig()
         self._known: dict[int, Known] | None = None
+        self._seen: dict[int, np.ndarray] = {}     # registered epoch -> its stored xyz
 
     # --- what the map knows ---------------------------------------------------------
 
     def _reference(self) -> np.ndarray | None:
         """Map points to register against: the first registered epoch's cloud."""
-        for entry in self.memory.epochs():
-            if entry.registered:
-                points = self.memory.points(entry.index)
-                if points is not None:
-                    return points.xyz
-        return None
+        first = self.memory.point_epochs(registered=True)[:1]
+        return self.memory.points(first[0]).xyz if first else None
 
     def known(self) -> dict[int, Known]:
-        """Each object's last seen segment, rebuilt from stored epoch points on start."""
+        """Each object's last seen segment, rebuilt from stored epoch points on start.
+        Only the epochs objects were last seen in are read (an object's points
+        are in the epoch it was last seen in); an object not found there is
+        looked for in the earlier epochs, newest first."""
         if self._known is None:
             self._known = {}
             objects = {o.id: o for o in self.memory.objects()}
-            for entry in self.memory.epochs():
-                points = self.memory.points(entry.index)
-                if points is None:
+            stored = self.memory.point_epochs(registered=None)
+            last_seen = {o.epoch_last_seen for o in objects.values()}
+            order = sorted(last_seen.intersection(stored), reverse=True)
+            order += sorted(set(stored) - last_seen, reverse=True)
+            missing = set(objects)
+            for epoch in order:
+                if not missing:
+                    break
+                points = self.memory.points(epoch)
+                ids = np.unique(points.instance_id[points.instance_id > 0])
+                found = [int(oid) for oid in ids if int(oid) in missing]
+                if not found:
                     continue
                 normals = estimate_normals(points.xyz, GeometricConfig().normal_radius)
-                for oid in np.unique(points.instance_id[points.instance_id > 0]):
+                for oid in found:
                     members = np.flatnonzero(points.instance_id == oid)
-                    if int(oid) in objects:
-                        self._known[int(oid)] = Known(
-                            int(oid), describe(points.xyz, points.rgb, normals, members),
-                            objects[int(oid)].class_id, points.xyz[members])
+                    self._known[oid] = Known(
+                        oid, describe(points.xyz, points.rgb, normals, members),
+                        objects[oid].class_id, points.xyz[members])
+                    missing.discard(oid)
         return self._known
 
     # --- one revisit -----------------------------------------------------------------
@@ -130,13 +139,13 @@ class Mapper:
         timings["drift"] = time.perf_counter() - start
         entry = EpochEntry(epoch, True, transform, label, stamp_ns, fitness, rmse, len(xyz))
         start = time.perf_counter()
-        # a temporal segmenter reads the stored epochs; association reuses them
+        # a temporal segmenter reads the stored epochs of its window
         history = self._history() if self._temporal else None
         seg = self._segment(xyz, rgb, history)
         timings["segmentation"] = time.perf_counter() - start
 
         start = time.perf_counter()
-        objects, changes, ids = self._update(epoch, xyz, seg, history)
+        objects, changes, ids = self._update(epoch, xyz, seg)
         instance_id, class_id = _point_labels(seg, ids)
         timings["association"] = time.perf_counter() - start
 
@@ -172,20 +181,27 @@ class Mapper:
         return self.segmenter.segment(xyz, rgb)
 
     def _history(self) -> list[EpochPoints]:
-        """The stored segmented clouds of the registered epochs, oldest first."""
-        return [p for e in self.memory.epochs() if e.registered
-                and (p := self.memory.points(e.index)) is not None]
+        """The stored segmented clouds of the registered epochs the segmenter
+        looks at (its ``window`` newest; all if it has none), oldest first."""
+        window = getattr(self.segmenter, "window", None) or None
+        history = []
+        for epoch in self.memory.point_epochs(registered=True, last=window):
+            history.append(self.memory.points(epoch))
+            self._seen[epoch] = history[-1].xyz
+        return history
 
-    def _seen_before(self, history: list[EpochPoints] | None) -> np.ndarray | None:
+    def _seen_before(self) -> np.ndarray | None:
         """Every point earlier registered revisits saw (map frame), or None at the
-        start; ``history`` when already read, else read from the memory."""
-        clouds = [p.xyz for p in (history if history is not None else self._history())]
-        return np.concatenate(clouds) if clouds else None
+        start. Clouds read once are kept, so a revisit reads only the epochs
+        it has not seen yet (the previous one), not all of them again."""
+        for epoch in self.memory.point_epochs(registered=True):
+            if epoch not in self._seen:
+                self._seen[epoch] = self.memory.points(epoch).xyz
+        return np.concatenate([self._seen[e] for e in sorted(self._seen)]) if self._seen \
+            else None
 
-    def _update(self, epoch: int, xyz: np.ndarray, seg,
-                history: list[EpochPoints] | None = None):
-        """New object states, change events, and the persistent id of each segment
-        (``history``: the stored epochs, if already read)."""
+    def _update(self, epoch: int, xyz: np.ndarray, seg):
+        """New object states, change events, and the persistent id of each segment."""
         known = self.known()
         stored = {o.id: o for o in self.memory.objects()}
         active = [k for k in known.values()
@@ -197,7 +213,7 @@ class Mapper:
             active += [known[oid] for oid in sorted(back)]
         assoc = associate(seg.segments, seg.class_ids, xyz, active, self.assoc_cfg,
                           EmptyPlaces(xyz), proposed)
-        earlier = self._seen_before(history) if assoc.new else None   # only new segments ask
+        earlier = self._seen_before() if assoc.new else None   # only new segments ask
         seen_before = EmptyPlaces(earlier) if earlier is not None else None
         next_id = max([*stored, 0]) + 1
         ids: list[int] = []
