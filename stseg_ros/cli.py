@@ -45,6 +45,22 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _object_state(text: str) -> int:
+    """``--state`` by name (present, removed, unobserved; any case) or number,
+    as the query service takes it (ObjectInstance.STATE_*)."""
+    from stseg_ros.core.records import ObjectState
+
+    try:
+        return int(ObjectState[text.strip().upper()])
+    except KeyError:
+        pass
+    try:
+        return int(ObjectState(int(text)))
+    except ValueError:
+        names = ", ".join(f"{s.name.lower()} ({s.value})" for s in ObjectState)
+        raise argparse.ArgumentTypeError(f"{text!r} is not an object state: {names}") from None
+
+
 def _spin_client(args: argparse.Namespace, **callbacks):
     import rclpy
 
@@ -374,8 +390,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--class", dest="class_name", action="append", default=[],
                    help="NYU40 class name, repeatable")
     p.add_argument("--id", type=int, action="append", default=[], help="object id, repeatable")
-    p.add_argument("--state", type=int, action="append", default=[],
-                   help="0 present, 1 removed, 2 unobserved; repeatable")
+    p.add_argument("--state", type=_object_state, action="append", default=[],
+                   metavar="STATE",
+                   help="present, removed or unobserved (any case), or its number 0, 1, 2; "
+                        "repeatable")
     p.add_argument("--region", type=float, nargs=6, metavar=("XMIN", "YMIN", "ZMIN", "XMAX",
                                                               "YMAX", "ZMAX"),
                    help="axis-aligned box in the map frame (m)")

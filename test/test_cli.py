@@ -123,3 +123,25 @@ def test_a_second_demo_replaces_the_first_one_s_memory_and_recording(tmp_path):
     clear_demo_outputs(out)
     assert not (out / "outputs").exists() and not (out / "memory.db").exists()
     assert (out / "notes.txt").read_text() == "mine"
+
+
+@pytest.mark.parametrize(("given", "state"), [("present", 0), ("Removed", 1), ("UNOBSERVED", 2),
+                                              ("0", 0), ("2", 2)])
+def test_query_takes_states_by_name_or_number(given, state):
+    args = build_parser().parse_args(["query", "--state", given, "--state", "removed"])
+    assert args.state == [state, 1]
+
+
+@pytest.mark.parametrize("given", ["gone", "7", ""])
+def test_query_refuses_an_unknown_state_naming_the_states(given, capsys):
+    with pytest.raises(SystemExit) as exc:
+        build_parser().parse_args(["query", "--state", given])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "not an object state: present (0), removed (1), unobserved (2)" in err
+
+
+def test_query_help_names_the_states(capsys):
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["query", "--help"])
+    assert "present, removed or unobserved" in capsys.readouterr().out
