@@ -28,7 +28,7 @@ from stseg_ros.core.images import (
 )
 from stseg_ros.core.pointcloud import planar_pose, rotation_angle_deg, transform_points
 from stseg_ros.datasets.generate import GenerateConfig, generate_dataset
-from stseg_ros.datasets.layout import read_cloud
+from stseg_ros.datasets.layout import FormatError, read_cloud
 from stseg_ros.importers.ply import read_ply_vertices
 from stseg_ros.mapping.config import RunConfig
 from stseg_ros.mapping.frames import SkippedFrame
@@ -280,3 +280,71 @@ def test_run_takes_a_negative_up_axis_and_refuses_unknown_ones(room, tmp_path, c
     assert main(["run", str(path), "--out", str(tmp_path / "b"),
                  "--set", "levelling.up=sideways"]) == 2
     assert "levelling.up 'sideways'" in capsys.readouterr().err
+
+
+def _spoil(xyz: np.ndarray, how: str) -> np.ndarray:
+    xyz = np.array(xyz, np.float32)
+    if how == "nan":
+        xyz[:20] = np.nan
+    elif how == "inf":
+        xyz[5, 2] = -np.inf
+    elif how == "far":
+        xyz[0] = 1e30
+    return xyz
+
+
+@pytest.mark.parametrize(("how", "match"), [
+    ("nan", r"20 of \d+ points are not finite or beyond 10000 m"),
+    ("inf", r"1 of \d+ points are not finite"),
+    ("far", r"1 of \d+ points are not finite or beyond 10000 m \(first: point 0\)"),
+    ("flat", r"'xyz' is float32\(\d+, 2\), expected numbers of shape \(N, 3\)"),
+    ("no rgb", r"no array 'rgb'"),
+    ("not npz", "not a readable .npz"),
+])
+def test_a_dataset_cloud_with_unusable_points_or_shapes_is_refused_naming_it(room, tmp_path,
+                                                                             how, match):
+    xyz, rgb = read_cloud(room.root / "scene_000" / "epoch_00")
+    path = tmp_path / "cloud.npz"
+    if how == "flat":
+        np.savez(path, xyz=xyz[:, :2], rgb=rgb)
+    elif how == "no rgb":
+        np.savez(path, xyz=xyz)
+    elif how == "not npz":
+        path.write_bytes(b"PK\x03\x04 cut short")
+    else:
+        np.savez(path, xyz=_spoil(xyz, how), rgb=rgb)
+    with pytest.raises(FormatError, match=match) as err:
+        read_cloud(tmp_path)
+    assert str(path) in str(err.value)
+
+
+@pytest.mark.parametrize("how", ["nan", "far", "flat"])
+def test_run_of_a_dataset_with_a_bad_cloud_is_one_line_naming_the_file(tmp_path, capsys, how):
+    root = tmp_path / "ds"
+    generate_dataset(root, GenerateConfig(seed=3, revisits=2, frames=0), progress=False)
+    path = root / "scene_000" / "epoch_00" / "cloud.npz"
+    xyz, rgb = read_cloud(path.parent)
+    np.savez(path, xyz=xyz[:, :2] if how == "flat" else _spoil(xyz, how), rgb=rgb)
+    assert main(["run", str(root), "--out", str(tmp_path / "pred"), "--segmenter",
+                 "geometric", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"stseg run: {path}: ") and "\n" not in err
+
+
+def test_cloud_files_drop_far_and_non_finite_points_with_a_warning(room, tmp_path, caplog):
+    import open3d as o3d
+
+    xyz, rgb = read_cloud(room.root / "scene_000" / "epoch_00")
+    spoilt = _spoil(_spoil(xyz, "far"), "inf")
+    pc = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(spoilt.astype(np.float64)))
+    o3d.io.write_point_cloud(str(tmp_path / "far.ply"), pc)
+    np.savez(tmp_path / "all_nan.npz", xyz=np.full((500, 3), np.nan))
+    with caplog.at_level("WARNING"):
+        (revisit,) = open_inputs([tmp_path / "far.ply"])
+        cloud, _ = revisit.cloud()
+    assert np.abs(cloud).max() < 100
+    assert f"{tmp_path / 'far.ply'}: 2 of {len(xyz)} points are not finite or beyond " \
+           "10000 m and were dropped" in caplog.text
+    with pytest.raises(InputError, match="0 usable points, too few") as err:
+        open_inputs([tmp_path / "all_nan.npz"])[0].cloud()
+    assert str(tmp_path / "all_nan.npz") in str(err.value)

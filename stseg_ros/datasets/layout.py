@@ -22,10 +22,13 @@ tools or importers (per-scan labels, reasons) read and round-trip.
 from __future__ import annotations
 
 import json
+import zipfile
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
+
+from stseg_ros.core.pointcloud import MAX_COORDINATE, usable_points
 
 DATASET_FORMAT = "stseg_ros.dataset"
 DATASET_VERSION = 1
@@ -197,11 +200,42 @@ def write_cloud(epoch_dir: Path, xyz: np.ndarray, rgb: np.ndarray) -> None:
 
 
 def read_cloud(epoch_dir: Path) -> tuple[np.ndarray, np.ndarray]:
-    path = epoch_dir / "cloud.npz"
+    """xyz (N, 3) and rgb (N, 3) of an epoch's ``cloud.npz``, checked.
+
+    ``labels.npz`` has one label per point of this cloud, so a point cannot be
+    dropped here: points that are not finite or beyond ``MAX_COORDINATE`` make
+    the file a FormatError (naming it and how many), as do wrong shapes.
+    """
+    path = Path(epoch_dir) / "cloud.npz"
     if not path.is_file():
         raise FormatError(f"{path}: missing")
-    with np.load(path, allow_pickle=False) as npz:
-        return np.asarray(npz["xyz"]), np.asarray(npz["rgb"])
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            if not hasattr(npz, "files"):
+                raise FormatError(f"{path}: a bare array, expected an .npz with xyz (N, 3) "
+                                  "and rgb (N, 3)")
+            missing = [k for k in ("xyz", "rgb") if k not in npz.files]
+            if missing:
+                raise FormatError(f"{path}: no array {', '.join(map(repr, missing))} "
+                                  "(expected xyz (N, 3), rgb (N, 3))")
+            xyz, rgb = np.asarray(npz["xyz"]), np.asarray(npz["rgb"])
+    except FormatError:
+        raise
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        raise FormatError(f"{path}: not a readable .npz ({err})") from None
+    for name, a in (("xyz", xyz), ("rgb", rgb)):
+        if a.ndim != 2 or a.shape[1] != 3 or a.dtype.kind not in "fiu":
+            raise FormatError(f"{path}: '{name}' is {a.dtype}{a.shape}, expected numbers of "
+                              "shape (N, 3)")
+    if len(rgb) != len(xyz):
+        raise FormatError(f"{path}: 'rgb' has {len(rgb)} rows, 'xyz' {len(xyz)}")
+    bad = ~usable_points(xyz)
+    if bad.any():
+        raise FormatError(f"{path}: {int(bad.sum())} of {len(xyz)} points are not finite or "
+                          f"beyond {MAX_COORDINATE:g} m (first: point {int(np.argmax(bad))}); "
+                          "labels.npz labels every point, so they cannot be dropped: fix "
+                          "the file")
+    return xyz, rgb
 
 
 @dataclass

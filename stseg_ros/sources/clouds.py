@@ -14,7 +14,7 @@ import logging
 
 import numpy as np
 
-from stseg_ros.core.pointcloud import voxel_downsample
+from stseg_ros.core.pointcloud import MAX_COORDINATE, usable_points, voxel_downsample
 from stseg_ros.sources.base import InputError, Source
 
 log = logging.getLogger(__name__)
@@ -53,10 +53,10 @@ def read_cloud_file(path, voxel: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
         rgb = np.full((len(xyz), 3), 128)
     if rgb.shape != xyz.shape:
         raise InputError(f"{path}: rgb has shape {rgb.shape}, xyz {xyz.shape}")
-    finite = np.isfinite(xyz).all(axis=1) & (np.abs(xyz) < 1e4).all(axis=1)
+    finite = usable_points(xyz)
     if not finite.all():
-        log.warning("%s: %d of %d points are not finite (or beyond 10 km) and were dropped",
-                    path, int((~finite).sum()), len(xyz))
+        log.warning("%s: %d of %d points are not finite or beyond %g m and were dropped",
+                    path, int((~finite).sum()), len(xyz), MAX_COORDINATE)
         xyz, rgb = xyz[finite], rgb[finite]
     if len(xyz) < 100:
         raise InputError(f"{path}: {len(xyz)} usable points, too few for a scan")
