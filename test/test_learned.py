@@ -167,6 +167,8 @@ def _spoilt_weights(how: str) -> dict:
         blob["config"]["depth"] = 5
     elif how == "config levels":
         blob["config"]["channels"] = [8, 16]
+    elif how == "config float":
+        blob["config"]["embed_dim"] = 4.5
     elif how == "state str":
         blob["state"] = "tensors"
     elif how == "state list":
@@ -189,6 +191,7 @@ def _spoilt_weights(how: str) -> dict:
     ("config str", "'config' is a str, expected a dict"),
     ("config key", "config has unknown keys depth"),
     ("config levels", "2 channel levels but 3 time_sharing"),
+    ("config float", "config 'embed_dim' is 4.5, expected a positive integer"),
     ("state str", "'state' is a str, expected a dict of tensors"),
     ("state list", "'state' is a list"),
     ("no state", "'state' is a NoneType"),

@@ -247,16 +247,26 @@ def config_from_dict(d, path) -> ModelConfig:
     unknown = sorted(map(str, set(d) - known))
     if unknown:
         raise WeightsError(f"{path}: config has unknown keys {', '.join(unknown)}")
-    def number(v) -> bool:
-        return isinstance(v, (int, float)) and not isinstance(v, bool)
 
+    def number(v) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+    def count(v) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool) and v > 0
+
+    expect = {"voxel": ("a positive number", lambda v: number(v) and v > 0),
+              "embed_dim": ("a positive integer", count),
+              "channels": ("a list of positive integers", count),
+              "class_ids": ("a list of NYU40 ids (0 or more)", lambda v: count(v) or v == 0),
+              "time_sharing": ("a list of numbers", number)}
     for key, value in d.items():
-        scalar = key in ("voxel", "embed_dim")
-        ok = number(value) if scalar else (isinstance(value, (list, tuple)) and bool(value)
-                                           and all(map(number, value)))
-        if not ok:
-            raise WeightsError(f"{path}: config {key!r} is {value!r}, expected "
-                               f"{'a number' if scalar else 'a list of numbers'}")
+        what, ok = expect[key]
+        if key in ("voxel", "embed_dim"):
+            fits = ok(value)
+        else:
+            fits = isinstance(value, (list, tuple)) and bool(value) and all(map(ok, value))
+        if not fits:
+            raise WeightsError(f"{path}: config {key!r} is {value!r}, expected {what}")
     config = ModelConfig.from_dict(d)
     if len(config.time_sharing) != len(config.channels):
         raise WeightsError(f"{path}: config has {len(config.channels)} channel levels but "
