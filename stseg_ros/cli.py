@@ -8,16 +8,65 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from pathlib import Path
 
 from stseg_ros import __version__
 
 
+class UsageError(ValueError):
+    """A path or value on the command line cannot be used (names it)."""
+
+
+# raised for what a user gave (files, settings, inputs), not for a bug: one line, exit 2
+USER_ERRORS = (ValueError, OSError, RuntimeError, ImportError)
+
+
+def _message(err: BaseException) -> str:
+    """``err`` as one line: OSError as 'path: reason', ANSI colours and line
+    breaks of library messages (Open3D) removed, never empty."""
+    if isinstance(err, OSError) and err.filename is not None and err.strerror:
+        text = f"{err.filename}: {err.strerror}"
+    else:
+        text = str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
+    text = " ".join(re.sub(r"\x1b\[[0-9;]*m", "", text).split())
+    return text or type(err).__name__
+
+
+def _fail(args: argparse.Namespace, err: BaseException, rc: int = 2) -> int:
+    """Report ``err`` in one line and return ``rc``; with --debug, raise it instead."""
+    if getattr(args, "debug", False):
+        raise err
+    print(f"stseg {args.verb}: {_message(err)}", file=sys.stderr)
+    return rc
+
+
+def _folder_out(path, what: str = "--out") -> Path:
+    """``path`` as an output folder: it may exist, but not as a file."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"{path}: {what} must be a folder, and this is a file")
+    if not path.exists() and any(p.exists() and not p.is_dir() for p in path.parents):
+        raise UsageError(f"{path}: {what} cannot be made: a parent is a file")
+    return path
+
+
+def _file_out(path, what: str) -> Path:
+    """``path`` as a file to write at the end of a long job, checked first."""
+    path = Path(path)
+    if path.is_dir():
+        raise UsageError(f"{path}: {what} must be a file name, and this is a folder")
+    if not path.parent.is_dir():
+        raise UsageError(f"{path}: {what}: no folder {path.parent} to write it in")
+    return path
+
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from stseg_ros.ros.demo import run_demo
 
-    return run_demo(args.out, args.rate, args.timeout)
+    return run_demo(_folder_out(args.out), args.rate, args.timeout)
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
@@ -29,19 +78,22 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 def _cmd_replay(args: argparse.Namespace) -> int:
     from stseg_ros.ros.env import localhost_ros_env
     from stseg_ros.ros.replay import find_bags, replay
+    from stseg_ros.sources.rosbag import check_replayable
 
     os.environ.update(localhost_ros_env())
     try:
+        if args.record is not None:
+            _file_out(args.record, "--record")
         bags = find_bags(args.bags)
-    except FileNotFoundError as err:
-        print(f"stseg replay: {err}", file=sys.stderr)
-        return 2
+        for bag in bags:
+            check_replayable(bag)
+    except (FileNotFoundError, ValueError) as err:
+        return _fail(args, err, 2)
     try:
         replay(bags, args.rate, not args.no_revisits, args.accumulator, args.mapper,
                args.namespace, not args.no_clock, args.record, args.wait)
     except (TimeoutError, ValueError) as err:
-        print(f"stseg replay: {err}", file=sys.stderr)
-        return 1
+        return _fail(args, err, 1)
     return 0
 
 
@@ -63,11 +115,17 @@ def _object_state(text: str) -> int:
 
 def _spin_client(args: argparse.Namespace, **callbacks):
     import rclpy
+    from rclpy.exceptions import NameValidationException
 
     from stseg_ros.ros.map_client import MapClient
 
     rclpy.init()
-    return rclpy, MapClient(args.node, name="stseg_cli", **callbacks)
+    try:
+        return rclpy, MapClient(args.node, name="stseg_cli", **callbacks)
+    except NameValidationException as err:
+        rclpy.try_shutdown()
+        reason = str(err).splitlines()[0].rstrip(":")
+        raise UsageError(f"--node {args.node!r}: not a usable ROS node name ({reason})") from None
 
 
 def _cmd_watch(args: argparse.Namespace) -> int:
@@ -98,8 +156,7 @@ def _cmd_query(args: argparse.Namespace) -> int:
         answer = client.query(class_names=args.class_name, ids=args.id, states=args.state,
                               region=region, timeout=args.timeout)
     except TimeoutError as err:
-        print(f"stseg query: {err}", file=sys.stderr)
-        return 1
+        return _fail(args, err, 1)
     finally:
         client.destroy_node()
         rclpy.try_shutdown()
@@ -116,10 +173,10 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     cfg = GenerateConfig(seed=args.seed, revisits=args.revisits, rooms=args.rooms,
                          frames=args.frames, preview=args.preview, workers=args.workers)
     try:
+        _folder_out(args.out)
         index = generate_dataset(args.out, cfg, progress=not args.quiet)
     except (ValueError, FileExistsError) as err:
-        print(f"stseg generate: {err}", file=sys.stderr)
-        return 2
+        return _fail(args, err, 2)
     epochs = len(index.scenes) * cfg.revisits
     mode = "fast mode, scans only" if cfg.frames == 0 else f"{cfg.frames} frames per revisit"
     print(f"wrote {len(index.scenes)} scene(s) x {cfg.revisits} revisits ({mode}) to "
@@ -138,10 +195,10 @@ def _cmd_import(args: argparse.Namespace) -> int:
                             check_alignment=not args.no_alignment_check)
     log = (lambda line: None) if args.quiet else (lambda line: print(line, flush=True))
     try:
+        _folder_out(args.out)
         summary = import_dataset(args.importer, args.sources, args.out, options, log)
     except (FormatError, FileExistsError, ValueError, OSError) as err:
-        print(f"stseg import: {err}", file=sys.stderr)
-        return 2
+        return _fail(args, err, 2)
     changes = ", ".join(f"{n} {k}" for k, n in sorted(summary.changes.items())) or "none"
     unknown = sum(summary.unknown_labels.values())
     print(f"imported {summary.scenes} scene(s), {summary.epochs} scans, {summary.points} "
@@ -161,6 +218,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from stseg_ros.metrics.evaluate import evaluate_sets, format_metrics, json_ready
     from stseg_ros.metrics.selection import ScoringMode, parse_classes
 
+    if args.json:
+        _file_out(args.json, "--json")
     paths = [args.dataset, args.predictions, *args.more]
     if len(paths) % 2:
         print(f"stseg eval: {paths[-1]} has no partner: give DATASET PREDICTIONS pairs",
@@ -172,8 +231,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         pairs = list(zip(paths[::2], paths[1::2], strict=True))
         metrics = evaluate_sets(pairs, progress=not args.quiet, mode=mode)
     except (FormatError, ValueError) as err:
-        print(f"stseg eval: {err}", file=sys.stderr)
-        return 2
+        return _fail(args, err, 2)
     print(format_metrics(metrics))
     if args.json:
         with open(args.json, "w") as f:
@@ -185,6 +243,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 def _cmd_bench(args: argparse.Namespace) -> int:
     import json
 
+    if args.json:
+        _file_out(args.json, "--json")
     if args.what == "segmentation":
         from stseg_ros.bench.segmentation import bench_segmentation, format_segmentation
 
@@ -192,8 +252,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             result = bench_segmentation(args.revisits, args.points, device=args.device,
                                         backend=args.sparse_backend, weights=args.weights)
         except (FileNotFoundError, ValueError, ImportError) as err:
-            print(f"stseg bench: {err}", file=sys.stderr)
-            return 2
+            return _fail(args, err, 2)
         print(format_segmentation(result))
     elif args.what == "ingest":
         from stseg_ros.bench.ingest import bench_ingest, format_ingest
@@ -209,8 +268,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             result = bench_registration(range(args.seeds), args.revisits, args.real,
                                         progress=not args.quiet)
         except FormatError as err:
-            print(f"stseg bench: {err}", file=sys.stderr)
-            return 2
+            return _fail(args, err, 2)
         print(format_registration(result))
     else:
         from stseg_ros.bench.generation import bench_generation
@@ -243,9 +301,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     try:
         cfg = load_config(args.config, args.set)
-    except ConfigError as err:
-        print(f"stseg run: {err}", file=sys.stderr)
-        return 2
+        _folder_out(args.out)
+        if args.db is not None:
+            _file_out(args.db, "--db")
+    except (ConfigError, UsageError) as err:
+        return _fail(args, err, 2)
     flags = {k: v for k, v in (("segmenter", args.segmenter), ("device", args.device),
                                ("sparse_backend", args.sparse_backend),
                                ("weights", args.weights)) if v is not None}
@@ -270,8 +330,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
                                  progress=not args.quiet)
     except (FormatError, MemoryFileError, ValueError, RuntimeError, FileNotFoundError,
             ImportError, OSError) as err:
-        print(f"stseg run: {err}", file=sys.stderr)
-        return 2
+        return _fail(args, err, 2)
     changes = ", ".join(f"{n} {k}" for k, n in sorted(summary.changes.items())) or "none"
     stages = ", ".join(f"{k} {v:.1f} s" for k, v in summary.seconds.items())
     print(f"mapped {summary.epochs} epochs ({summary.unregistered} unregistered) in "
@@ -300,12 +359,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
                       class_balance=args.class_balance, contrast_weight=args.contrast_weight,
                       revisit_every=args.revisit_every, sample=SampleConfig(crop=args.crop))
     try:
+        _folder_out(args.out)
         train([Path(d) for d in args.datasets], Path(args.out), cfg, device=args.device,
               progress=not args.quiet, log=lambda line: print(line, flush=True),
               revisits=[Path(r) for r in args.revisits])
     except (FormatError, MemoryFileError, ValueError) as err:
-        print(f"stseg train: {err}", file=sys.stderr)
-        return 2
+        return _fail(args, err, 2)
     return 0
 
 
@@ -319,16 +378,16 @@ def _cmd_train_classifier(args: argparse.Namespace) -> int:
     from stseg_ros.datasets.layout import FormatError
 
     try:
+        out = _file_out(args.out if args.out.endswith(".npz") else args.out + ".npz", "--out")
         model, card = train_classifier(seeds, args.revisits, progress=not args.quiet,
                                        held_out=held if args.held_out else None,
                                        labelled=[Path(d) for d in args.labelled],
                                        labelled_weight=args.labelled_weight)
     except (FormatError, ValueError) as err:
-        print(f"stseg train-classifier: {err}", file=sys.stderr)
-        return 2
-    model.save(Path(args.out))
+        return _fail(args, err, 2)
+    model.save(out)
     print(json.dumps(card, indent=1))
-    print(f"wrote {args.out}; use it by replacing stseg_ros/data/geometric_classifier.npz")
+    print(f"wrote {out}; use it by replacing stseg_ros/data/geometric_classifier.npz")
     return 0
 
 
@@ -336,9 +395,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="stseg", description="Long-term object-level mapping with 4D instance segmentation.")
     parser.add_argument("--version", action="version", version=f"stseg_ros {__version__}")
+    debug_help = "on an error, show the traceback instead of one line"
+    parser.add_argument("--debug", action="store_true", help=debug_help)
+    common = argparse.ArgumentParser(add_help=False)      # --debug after the verb too
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help=debug_help)
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
 
-    p = verbs.add_parser("demo", help="run the main job on the embedded defaults",
+    def verb(name: str, **kw) -> argparse.ArgumentParser:
+        return verbs.add_parser(name, parents=[common], **kw)
+
+
+    p = verb("demo", help="run the main job on the embedded defaults",
                          description="Replay a generated room's three revisits into the "
                                      "accumulator and mapper nodes (separate processes), print "
                                      "the objects and changes found, score them and draw the map.")
@@ -349,7 +417,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds to wait for the mapper after the last bag")
     p.set_defaults(func=_cmd_demo)
 
-    p = verbs.add_parser("serve", help="publish a stored map snapshot (map_server node)",
+    p = verb("serve", help="publish a stored map snapshot (map_server node)",
                          description="Run the map_server node in the foreground: publishes the "
                                      "epochs of a snapshot file on ~/instances, ~/markers and "
                                      "~/changes and serves ~/query_objects.")
@@ -359,7 +427,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--loop", action="store_true", help="start again after the last epoch")
     p.set_defaults(func=_cmd_serve)
 
-    p = verbs.add_parser("replay", help="publish rosbag2 bags into the nodes, one revisit each",
+    p = verb("replay", help="publish rosbag2 bags into the nodes, one revisit each",
                          description="Publish recorded bags (rosbag2 MCAP or sqlite3 folders, "
                                      "or a dataset from `stseg generate`) with their original "
                                      "timing and /clock, calling the accumulator's "
@@ -378,13 +446,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "replayed revisit")
     p.set_defaults(func=_cmd_replay)
 
-    p = verbs.add_parser("watch", help="print the objects and changes a map node publishes")
+    p = verb("watch", help="print the objects and changes a map node publishes")
     p.add_argument("--node", default="/mapper", help="map node to follow (default /mapper)")
     p.add_argument("--duration", type=float, default=0.0,
                    help="stop after this many seconds (default: until Ctrl-C)")
     p.set_defaults(func=_cmd_watch)
 
-    p = verbs.add_parser("query", help="query the objects of a running map node",
+    p = verb("query", help="query the objects of a running map node",
                          description="Call <node>/query_objects; filters combine with AND.")
     p.add_argument("--node", default="/mapper", help="map node to ask (default /mapper)")
     p.add_argument("--class", dest="class_name", action="append", default=[],
@@ -400,7 +468,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=10.0)
     p.set_defaults(func=_cmd_query)
 
-    p = verbs.add_parser("generate", help="write an evolving-room dataset",
+    p = verb("generate", help="write an evolving-room dataset",
                          description="Procedural rooms revisited T times: per revisit a "
                                      "rosbag2 (MCAP) of RGB-D, camera_info, /tf and /odom, and "
                                      "ground truth in the prediction format (README, "
@@ -419,7 +487,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_generate)
 
-    p = verbs.add_parser("import", help="write a dataset from labelled ScanNet or 3RScan "
+    p = verb("import", help="write a dataset from labelled ScanNet or 3RScan "
                                         "rescans",
                          description="Read real labelled scans and write them as an evolving-"
                                      "room dataset (the files stseg generate --frames 0 "
@@ -448,7 +516,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=_cmd_import)
 
-    p = verbs.add_parser("bench", help="measure generation speed, registration accuracy, "
+    p = verb("bench", help="measure generation speed, registration accuracy, "
                                        "ingest throughput or 4D segmentation speed",
                          description="generation: generate one frame-mode room and a few "
                                      "fast-mode scenes into a temporary directory and report "
@@ -488,7 +556,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_bench)
 
-    p = verbs.add_parser("train", help="train the learned 4D segmenter",
+    p = verb("train", help="train the learned 4D segmenter",
                          description="Train the 4D network on generated datasets (stseg "
                                      "generate --frames 0): samples of 1-3 epochs of a scene, "
                                      "semantic, discriminative-embedding and cross-time "
@@ -519,7 +587,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_train)
 
-    p = verbs.add_parser("train-classifier",
+    p = verb("train-classifier",
                          help="train the geometric segmenter's cluster classifier",
                          description="Generate fast-mode scenes, segment them as stseg run "
                                      "does, label each cluster with its majority true class "
@@ -539,7 +607,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_train_classifier)
 
-    p = verbs.add_parser("run", help="map revisits offline: a dataset, bags, frame folders, "
+    p = verb("run", help="map revisits offline: a dataset, bags, frame folders, "
                                      "point clouds",
                          description="Fuse each revisit's frames (or read its scan), level it, "
                                      "register it to the map, segment it, keep identities, "
@@ -588,7 +656,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_run)
 
-    p = verbs.add_parser("eval", help="score predictions against a dataset's ground truth",
+    p = verb("eval", help="score predictions against a dataset's ground truth",
                          description="Per-epoch instance AP (ScanNet protocol), t-mAP "
                                      "(ReScene4D), change detection, identity switches and "
                                      "registration errors (README, 'Metrics'). A dataset "
@@ -613,8 +681,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one verb. A mistake in what the user gave (a path, a file, a
+    setting) is one line naming it and exit status 2; anything else one line
+    and 1; ``--debug`` shows the traceback instead."""
     args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print(f"stseg {args.verb}: interrupted", file=sys.stderr)
+        return 130
+    except USER_ERRORS as err:
+        return _fail(args, err, 2)
+    except Exception as err:                     # noqa: BLE001 - told, not a traceback
+        if args.debug:
+            raise
+        print(f"stseg {args.verb}: unexpected {type(err).__name__}: {_message(err)} "
+              "(rerun with --debug for the traceback)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

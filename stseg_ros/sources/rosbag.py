@@ -154,6 +154,19 @@ def _open(bag: Path):
     return reader
 
 
+def check_replayable(bag: Path) -> None:
+    """An InputError naming ``bag`` unless ``stseg replay`` can read it (a
+    rosbag2 folder or file, or a ROS 1 bag, as rosbags' AnyReader takes)."""
+    from rosbags.highlevel import AnyReader
+
+    try:
+        with AnyReader([Path(bag)]):
+            pass
+    except Exception as err:          # rosbags raises several unrelated types
+        reason = " ".join(str(err).split()) or type(err).__name__
+        raise InputError(f"{bag}: not a readable bag ({reason})") from None
+
+
 def read_bag_frames(bag: Path, cfg: SourceConfig | None = None,
                     log=None) -> Iterator[RgbdFrame | SkippedFrame]:
     """Posed, checked frames of a bag in stamp order (``log`` gets one line
