@@ -10,6 +10,7 @@ import argparse
 import os
 import re
 import sys
+import tempfile
 from pathlib import Path
 
 from stseg_ros import __version__
@@ -78,22 +79,21 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 def _cmd_replay(args: argparse.Namespace) -> int:
     from stseg_ros.ros.env import localhost_ros_env
     from stseg_ros.ros.replay import find_bags, replay
-    from stseg_ros.sources.rosbag import check_replayable
+    from stseg_ros.sources.rosbag import replayable
 
     os.environ.update(localhost_ros_env())
-    try:
-        if args.record is not None:
-            _file_out(args.record, "--record")
-        bags = find_bags(args.bags)
-        for bag in bags:
-            check_replayable(bag)
-    except (FileNotFoundError, ValueError) as err:
-        return _fail(args, err, 2)
-    try:
-        replay(bags, args.rate, not args.no_revisits, args.accumulator, args.mapper,
-               args.namespace, not args.no_clock, args.record, args.wait)
-    except (TimeoutError, ValueError) as err:
-        return _fail(args, err, 1)
+    with tempfile.TemporaryDirectory(prefix="stseg_salvaged_") as spare:
+        try:
+            if args.record is not None:
+                _file_out(args.record, "--record")
+            bags = [replayable(bag, Path(spare)) for bag in find_bags(args.bags)]
+        except (FileNotFoundError, ValueError) as err:
+            return _fail(args, err, 2)
+        try:
+            replay(bags, args.rate, not args.no_revisits, args.accumulator, args.mapper,
+                   args.namespace, not args.no_clock, args.record, args.wait)
+        except (TimeoutError, ValueError) as err:
+            return _fail(args, err, 1)
     return 0
 
 

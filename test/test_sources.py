@@ -348,3 +348,101 @@ def test_cloud_files_drop_far_and_non_finite_points_with_a_warning(room, tmp_pat
     with pytest.raises(InputError, match="0 usable points, too few") as err:
         open_inputs([tmp_path / "all_nan.npz"])[0].cloud()
     assert str(tmp_path / "all_nan.npz") in str(err.value)
+
+
+@pytest.fixture(scope="module")
+def long_bag(tmp_path_factory):
+    """A generated revisit of 24 frames (enough to map two thirds of it) and its frames."""
+    out = tmp_path_factory.mktemp("long") / "ds"
+    generate_dataset(out, GenerateConfig(seed=7, revisits=1, frames=24, workers=0),
+                     progress=False)
+    bag = out / "scene_000" / "epoch_00" / "bag"
+    frames = [f for f in read_bag_frames(bag) if not isinstance(f, SkippedFrame)]
+    assert len(frames) == 24
+    return SimpleNamespace(bag=bag, frames={f.stamp_ns: f for f in frames})
+
+
+def _cut(bag, dest, keep: float = 0.7):
+    """A copy of ``bag`` (a folder, or with ``dest`` ending .mcap its bare file)
+    cut to ``keep`` of its MCAP file's bytes, as a killed recorder leaves it."""
+    import shutil
+
+    data = (bag / "bag.mcap").read_bytes()
+    if dest.suffix == ".mcap":
+        target = dest
+    else:
+        shutil.copytree(bag, dest)
+        target = dest / "bag.mcap"
+    target.write_bytes(data[:int(len(data) * keep) if keep < 1 else int(keep)])
+    return dest
+
+
+@pytest.mark.parametrize("name", ["cut_folder", "cut.mcap"])
+def test_a_truncated_mcap_gives_the_frames_before_the_cut_and_one_warning(long_bag, tmp_path,
+                                                                          caplog, name):
+    path = _cut(long_bag.bag, tmp_path / name)
+    with caplog.at_level("WARNING"):
+        frames = [f for f in read_bag_frames(path) if not isinstance(f, SkippedFrame)]
+    assert 12 <= len(frames) < 24                      # most of what came before the cut
+    assert set(long_bag.frames) >= {f.stamp_ns for f in frames}
+    first = sorted(long_bag.frames)[:len(frames)]
+    assert sorted(f.stamp_ns for f in frames) == first              # the first ones, in full
+    for f in frames:
+        whole = long_bag.frames[f.stamp_ns]
+        assert np.array_equal(f.color, whole.color) and np.array_equal(f.depth, whole.depth)
+        assert np.allclose(f.odom_from_camera, whole.odom_from_camera)
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warning.startswith(f"{path}: the bag is truncated: ")
+    assert "is readable up to byte" in warning and "messages salvaged" in warning
+
+
+def test_run_maps_the_readable_frames_of_a_truncated_bag(long_bag, tmp_path, capsys, caplog):
+    path = _cut(long_bag.bag, tmp_path / "visit.mcap")
+    kept = sum(not isinstance(f, SkippedFrame) for f in read_bag_frames(path))
+    caplog.clear()
+    assert main(["run", str(path), "--out", str(tmp_path / "out"), "--segmenter", "geometric",
+                 "--quiet"]) == 0
+    assert f"fused {kept} frames" in capsys.readouterr().out
+    assert sum("the bag is truncated" in r.getMessage() for r in caplog.records) == 1
+    with ObjectMemory(tmp_path / "out" / "memory.db") as memory:
+        assert len(memory.epochs()) == 1 and memory.objects()
+
+
+def test_replay_of_a_truncated_bag_replays_its_readable_messages(long_bag, tmp_path, capsys,
+                                                                 caplog):
+    from rosbags.highlevel import AnyReader
+
+    from stseg_ros.ros.replay import revisit_label
+    from stseg_ros.sources.mcap_salvage import salvage
+    from stseg_ros.sources.rosbag import replayable
+
+    epoch = tmp_path / "ds" / "epoch_03"
+    epoch.mkdir(parents=True)
+    path = _cut(long_bag.bag, epoch / "bag")
+    salvaged = salvage(path).count()
+    spare = tmp_path / "spare"
+    spare.mkdir()
+    copy = replayable(path, spare)
+    assert revisit_label(copy) == "epoch_03"             # the revisit keeps its label
+    with AnyReader([copy]) as reader:
+        assert reader.message_count == salvaged
+        assert {c.topic for c in reader.connections} >= {"/camera/color/image_raw", "/tf"}
+    assert replayable(long_bag.bag, spare) == long_bag.bag        # an intact bag as it is
+    caplog.clear()
+    assert main(["replay", str(path), "--no-revisits", "--no-clock", "--rate", "50"]) == 0
+    assert f": {salvaged} messages, " in capsys.readouterr().out
+    assert sum("the bag is truncated" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_a_bag_truncated_before_its_first_message_is_one_line_naming_it(long_bag, tmp_path,
+                                                                         capsys):
+    path = _cut(long_bag.bag, tmp_path / "stub.mcap", keep=200)
+    with pytest.raises(InputError, match="truncated and no message can be read") as err:
+        list(read_bag_frames(path))
+    assert str(path) in str(err.value)
+    for args in (["run", str(path), "--out", str(tmp_path / "o"), "--quiet"],
+                 ["replay", str(path)]):
+        assert main(args) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith(f"stseg {args[0]}: {path}: the bag is truncated and no message")
+        assert "\n" not in err and "Traceback" not in err
