@@ -256,6 +256,8 @@ def _spoilt_forest(path, how: str) -> None:
     elif how == "loop":
         arrays["right"] = arrays["right"].copy()
         arrays["right"][0] = 0
+    elif how == "pickle":
+        arrays["value"] = np.array([{"code": "run me"}], dtype=object)
     elif how == "strings":
         arrays["threshold"] = np.array(["a"] * len(arrays["threshold"]))
     np.savez(path, **arrays)
@@ -268,7 +270,11 @@ def _spoilt_forest(path, how: str) -> None:
     ("child out of range", "its trees point outside their arrays"),
     ("loop", "its trees point outside their arrays"),
     ("strings", "'threshold' holds <U1, expected numbers"),
-    ("garbage", "not a weights file this package wrote"),
+    ("garbage", "not a readable .npz .*; not a weights file this package wrote; it was not "
+                "loaded"),
+    ("bare array", "a bare array, expected an .npz"),
+    ("pickle", "Object arrays cannot be loaded .*; not a weights file this package wrote"),
+    ("folder", "a folder, not a classifier file"),
 ])
 def test_a_spoilt_cluster_classifier_is_a_weights_error(tmp_path, how, match):
     from stseg_ros.mapping.classifier import ClusterClassifier
@@ -276,6 +282,11 @@ def test_a_spoilt_cluster_classifier_is_a_weights_error(tmp_path, how, match):
     path = tmp_path / "forest.npz"
     if how == "garbage":
         path.write_bytes(b"PK\x03\x04 not really")
+    elif how == "bare array":
+        with path.open("wb") as f:
+            np.save(f, np.zeros((3, 3)))
+    elif how == "folder":
+        path.mkdir()
     else:
         _spoilt_forest(path, how)
     with pytest.raises(WeightsError, match=match) as err:

@@ -153,11 +153,18 @@ def test_cloud_files_and_a_folder_of_them_in_name_order(room, tmp_path):
     ("empty.ply", b"ply\nformat ascii 1.0\nend_header\n", "no points"),
     ("two.npz", None, r"shape \(50, 2\)"),
     ("notes.txt", b"hello", "not in any format"),
+    ("bare.npz", "npy", "a bare array, expected an .npz"),
+    ("words.npz", "words", "xyz holds <U4, expected numbers"),
 ])
 def test_bad_inputs_name_the_file(tmp_path, name, content, match):
     path = tmp_path / name
     if content is None:
         np.savez(path, xyz=np.zeros((50, 2)))
+    elif content == "words":
+        np.savez(path, xyz=np.array(["word"] * 50))
+    elif content == "npy":
+        with path.open("wb") as f:
+            np.save(f, np.zeros((50, 3)))
     else:
         path.write_bytes(content)
     with pytest.raises(InputError, match=match) as err:
@@ -300,6 +307,7 @@ def _spoil(xyz: np.ndarray, how: str) -> np.ndarray:
     ("flat", r"'xyz' is float32\(\d+, 2\), expected numbers of shape \(N, 3\)"),
     ("no rgb", r"no array 'rgb'"),
     ("not npz", "not a readable .npz"),
+    ("bare", "a bare array, expected an .npz"),
 ])
 def test_a_dataset_cloud_with_unusable_points_or_shapes_is_refused_naming_it(room, tmp_path,
                                                                              how, match):
@@ -311,6 +319,9 @@ def test_a_dataset_cloud_with_unusable_points_or_shapes_is_refused_naming_it(roo
         np.savez(path, xyz=xyz)
     elif how == "not npz":
         path.write_bytes(b"PK\x03\x04 cut short")
+    elif how == "bare":
+        with path.open("wb") as f:
+            np.save(f, xyz)
     else:
         np.savez(path, xyz=_spoil(xyz, how), rgb=rgb)
     with pytest.raises(FormatError, match=match) as err:

@@ -10,13 +10,13 @@ pickled code is ever loaded; the model card is in the README.
 
 from __future__ import annotations
 
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from stseg_ros.core.weights import NOT_LOADED, WeightsError
+from stseg_ros.datasets.layout import load_npz
 from stseg_ros.mapping.geometric import FEATURE_NAMES
 
 DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "data" / "geometric_classifier.npz"
@@ -93,22 +93,17 @@ class ClusterClassifier:
         not form trees over these features, is a WeightsError naming the file."""
         names = ("format", "features", "classes", "roots", "feature", "threshold", "left",
                  "right", "value")
+        if Path(path).is_dir():
+            raise WeightsError(f"{path}: a folder, not a classifier file")
+        if not Path(path).exists():
+            raise FileNotFoundError(f"{path}: no classifier file")
         try:
-            with np.load(path, allow_pickle=False) as z:
-                if not hasattr(z, "files"):
-                    raise WeightsError(f"{path}: a bare array, {NOT_LOADED}")
-                missing = [n for n in names if n not in z.files]
-                if missing:
-                    raise WeightsError(f"{path}: {NOT_LOADED} (no {', '.join(missing)})")
-                a = {n: np.asarray(z[n]) for n in names}
-        except FileNotFoundError:
-            raise
-        except IsADirectoryError:
-            raise WeightsError(f"{path}: a folder, not a classifier file") from None
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
-            if isinstance(err, WeightsError):
-                raise
-            raise WeightsError(f"{path}: {NOT_LOADED} (unreadable: {err})") from None
+            a = load_npz(path, names, WeightsError)
+        except WeightsError as err:
+            raise WeightsError(f"{err}; {NOT_LOADED}") from None
+        missing = [n for n in names if n not in a]
+        if missing:
+            raise WeightsError(f"{path}: {NOT_LOADED} (no {', '.join(missing)})")
         if str(a["format"]) != MODEL_FORMAT or a["features"].tolist() != list(FEATURE_NAMES):
             raise WeightsError(f"{path}: not a classifier for these cluster features "
                                f"(format {MODEL_FORMAT}); it was not loaded")
