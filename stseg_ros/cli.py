@@ -63,7 +63,6 @@ def _file_out(path, what: str) -> Path:
     return path
 
 
-
 def _cmd_demo(args: argparse.Namespace) -> int:
     from stseg_ros.ros.demo import run_demo
 
@@ -391,22 +390,17 @@ def _cmd_train_classifier(args: argparse.Namespace) -> int:
     return 0
 
 
+DEBUG_HELP = "on an error, show the traceback instead of one line"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="stseg", description="Long-term object-level mapping with 4D instance segmentation.")
     parser.add_argument("--version", action="version", version=f"stseg_ros {__version__}")
-    debug_help = "on an error, show the traceback instead of one line"
-    parser.add_argument("--debug", action="store_true", help=debug_help)
-    common = argparse.ArgumentParser(add_help=False)      # --debug after the verb too
-    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
-                        help=debug_help)
+    parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
 
-    def verb(name: str, **kw) -> argparse.ArgumentParser:
-        return verbs.add_parser(name, parents=[common], **kw)
-
-
-    p = verb("demo", help="run the main job on the embedded defaults",
+    p = verbs.add_parser("demo", help="run the main job on the embedded defaults",
                          description="Replay a generated room's three revisits into the "
                                      "accumulator and mapper nodes (separate processes), print "
                                      "the objects and changes found, score them and draw the map.")
@@ -417,7 +411,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds to wait for the mapper after the last bag")
     p.set_defaults(func=_cmd_demo)
 
-    p = verb("serve", help="publish a stored map snapshot (map_server node)",
+    p = verbs.add_parser("serve", help="publish a stored map snapshot (map_server node)",
                          description="Run the map_server node in the foreground: publishes the "
                                      "epochs of a snapshot file on ~/instances, ~/markers and "
                                      "~/changes and serves ~/query_objects.")
@@ -427,7 +421,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--loop", action="store_true", help="start again after the last epoch")
     p.set_defaults(func=_cmd_serve)
 
-    p = verb("replay", help="publish rosbag2 bags into the nodes, one revisit each",
+    p = verbs.add_parser("replay", help="publish rosbag2 bags into the nodes, one revisit each",
                          description="Publish recorded bags (rosbag2 MCAP or sqlite3 folders, "
                                      "or a dataset from `stseg generate`) with their original "
                                      "timing and /clock, calling the accumulator's "
@@ -446,13 +440,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "replayed revisit")
     p.set_defaults(func=_cmd_replay)
 
-    p = verb("watch", help="print the objects and changes a map node publishes")
+    p = verbs.add_parser("watch", help="print the objects and changes a map node publishes")
     p.add_argument("--node", default="/mapper", help="map node to follow (default /mapper)")
     p.add_argument("--duration", type=float, default=0.0,
                    help="stop after this many seconds (default: until Ctrl-C)")
     p.set_defaults(func=_cmd_watch)
 
-    p = verb("query", help="query the objects of a running map node",
+    p = verbs.add_parser("query", help="query the objects of a running map node",
                          description="Call <node>/query_objects; filters combine with AND.")
     p.add_argument("--node", default="/mapper", help="map node to ask (default /mapper)")
     p.add_argument("--class", dest="class_name", action="append", default=[],
@@ -468,7 +462,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=10.0)
     p.set_defaults(func=_cmd_query)
 
-    p = verb("generate", help="write an evolving-room dataset",
+    p = verbs.add_parser("generate", help="write an evolving-room dataset",
                          description="Procedural rooms revisited T times: per revisit a "
                                      "rosbag2 (MCAP) of RGB-D, camera_info, /tf and /odom, and "
                                      "ground truth in the prediction format (README, "
@@ -487,7 +481,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_generate)
 
-    p = verb("import", help="write a dataset from labelled ScanNet or 3RScan "
+    p = verbs.add_parser("import", help="write a dataset from labelled ScanNet or 3RScan "
                                         "rescans",
                          description="Read real labelled scans and write them as an evolving-"
                                      "room dataset (the files stseg generate --frames 0 "
@@ -516,7 +510,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=_cmd_import)
 
-    p = verb("bench", help="measure generation speed, registration accuracy, "
+    p = verbs.add_parser("bench", help="measure generation speed, registration accuracy, "
                                        "ingest throughput or 4D segmentation speed",
                          description="generation: generate one frame-mode room and a few "
                                      "fast-mode scenes into a temporary directory and report "
@@ -556,7 +550,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_bench)
 
-    p = verb("train", help="train the learned 4D segmenter",
+    p = verbs.add_parser("train", help="train the learned 4D segmenter",
                          description="Train the 4D network on generated datasets (stseg "
                                      "generate --frames 0): samples of 1-3 epochs of a scene, "
                                      "semantic, discriminative-embedding and cross-time "
@@ -587,7 +581,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_train)
 
-    p = verb("train-classifier",
+    p = verbs.add_parser("train-classifier",
                          help="train the geometric segmenter's cluster classifier",
                          description="Generate fast-mode scenes, segment them as stseg run "
                                      "does, label each cluster with its majority true class "
@@ -607,7 +601,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_train_classifier)
 
-    p = verb("run", help="map revisits offline: a dataset, bags, frame folders, "
+    p = verbs.add_parser("run", help="map revisits offline: a dataset, bags, frame folders, "
                                      "point clouds",
                          description="Fuse each revisit's frames (or read its scan), level it, "
                                      "register it to the map, segment it, keep identities, "
@@ -656,7 +650,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_run)
 
-    p = verb("eval", help="score predictions against a dataset's ground truth",
+    p = verbs.add_parser("eval", help="score predictions against a dataset's ground truth",
                          description="Per-epoch instance AP (ScanNet protocol), t-mAP "
                                      "(ReScene4D), change detection, identity switches and "
                                      "registration errors (README, 'Metrics'). A dataset "
@@ -677,6 +671,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", help="also write the metrics to this JSON file")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_eval)
+    for sub in verbs.choices.values():       # --debug after the verb too, not resetting it
+        sub.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                         help=DEBUG_HELP)
     return parser
 
 
