@@ -32,7 +32,7 @@ from stseg_ros.mapping.frames import (
 from stseg_ros.sources.base import InputError, Source, SourceConfig, strided
 from stseg_ros.sources.mcap_salvage import salvage, write_salvaged
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)   # warnings; ``log`` arguments get info lines
 
 IMAGE = "sensor_msgs/msg/Image"
 COMPRESSED = "sensor_msgs/msg/CompressedImage"
@@ -159,7 +159,7 @@ def _open(bag: Path):
         found = salvage(bag)
         if found is None:
             raise InputError(f"{bag}: not a readable rosbag2 ({err})") from None
-        log.warning("%s; the frames before the cut are used", found.describe())
+        logger.warning("%s; the frames before the cut are used", found.describe())
         return found
     return reader
 
@@ -182,7 +182,7 @@ def replayable(bag: Path, spare: Path) -> Path:
             raise InputError(f"{bag}: not a readable bag ({reason})") from None
     name = Path(bag.parent.name, "bag") if bag.name == "bag" else Path(bag.stem)
     copy = write_salvaged(found, Path(spare) / f"{len(list(Path(spare).iterdir()))}" / name)
-    log.warning("%s; replaying those (copied to %s)", found.describe(), copy)
+    logger.warning("%s; replaying those (copied to %s)", found.describe(), copy)
     return copy
 
 
