@@ -8,16 +8,65 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
+import tempfile
 from pathlib import Path
 
 from stseg_ros import __version__
 
 
+class UsageError(ValueError):
+    """A path or value on the command line cannot be used (names it)."""
+
+
+# raised for what a user gave (files, settings, inputs), not for a bug: one line, exit 2
+USER_ERRORS = (ValueError, OSError, RuntimeError, ImportError)
+
+
+def _message(err: BaseException) -> str:
+    """``err`` as one line: OSError as 'path: reason', ANSI colours and line
+    breaks of library messages (Open3D) removed, never empty."""
+    if isinstance(err, OSError) and err.filename is not None and err.strerror:
+        text = f"{err.filename}: {err.strerror}"
+    else:
+        text = str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
+    text = " ".join(re.sub(r"\x1b\[[0-9;]*m", "", text).split())
+    return text or type(err).__name__
+
+
+def _fail(args: argparse.Namespace, err: BaseException, rc: int = 2) -> int:
+    """Report ``err`` in one line and return ``rc``; with --debug, raise it instead."""
+    if getattr(args, "debug", False):
+        raise err
+    print(f"stseg {args.verb}: {_message(err)}", file=sys.stderr)
+    return rc
+
+
+def _folder_out(path, what: str = "--out") -> Path:
+    """``path`` as an output folder: it may exist, but not as a file."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"{path}: {what} must be a folder, and this is a file")
+    if not path.exists() and any(p.exists() and not p.is_dir() for p in path.parents):
+        raise UsageError(f"{path}: {what} cannot be made: a parent is a file")
+    return path
+
+
+def _file_out(path, what: str) -> Path:
+    """``path`` as a file to write at the end of a long job, checked first."""
+    path = Path(path)
+    if path.is_dir():
+        raise UsageError(f"{path}: {what} must be a file name, and this is a folder")
+    if not path.parent.is_dir():
+        raise UsageError(f"{path}: {what}: no folder {path.parent} to write it in")
+    return path
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from stseg_ros.ros.demo import run_demo
 
-    return run_demo(args.out, args.rate, args.timeout)
+    return run_demo(_folder_out(args.out), args.rate, args.timeout)
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
@@ -29,29 +78,53 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 def _cmd_replay(args: argparse.Namespace) -> int:
     from stseg_ros.ros.env import localhost_ros_env
     from stseg_ros.ros.replay import find_bags, replay
+    from stseg_ros.sources.rosbag import replayable
 
     os.environ.update(localhost_ros_env())
-    try:
-        bags = find_bags(args.bags)
-    except FileNotFoundError as err:
-        print(f"stseg replay: {err}", file=sys.stderr)
-        return 2
-    try:
-        replay(bags, args.rate, not args.no_revisits, args.accumulator, args.mapper,
-               args.namespace, not args.no_clock, args.record, args.wait)
-    except (TimeoutError, ValueError) as err:
-        print(f"stseg replay: {err}", file=sys.stderr)
-        return 1
+    with tempfile.TemporaryDirectory(prefix="stseg_salvaged_") as spare:
+        try:
+            if args.record is not None:
+                _file_out(args.record, "--record")
+            bags = [replayable(bag, Path(spare)) for bag in find_bags(args.bags)]
+        except (FileNotFoundError, ValueError) as err:
+            return _fail(args, err, 2)
+        try:
+            replay(bags, args.rate, not args.no_revisits, args.accumulator, args.mapper,
+                   args.namespace, not args.no_clock, args.record, args.wait)
+        except (TimeoutError, ValueError) as err:
+            return _fail(args, err, 1)
     return 0
+
+
+def _object_state(text: str) -> int:
+    """``--state`` by name (present, removed, unobserved; any case) or number,
+    as the query service takes it (ObjectInstance.STATE_*)."""
+    from stseg_ros.core.records import ObjectState
+
+    try:
+        return int(ObjectState[text.strip().upper()])
+    except KeyError:
+        pass
+    try:
+        return int(ObjectState(int(text)))
+    except ValueError:
+        names = ", ".join(f"{s.name.lower()} ({s.value})" for s in ObjectState)
+        raise argparse.ArgumentTypeError(f"{text!r} is not an object state: {names}") from None
 
 
 def _spin_client(args: argparse.Namespace, **callbacks):
     import rclpy
+    from rclpy.exceptions import NameValidationException
 
     from stseg_ros.ros.map_client import MapClient
 
     rclpy.init()
-    return rclpy, MapClient(args.node, name="stseg_cli", **callbacks)
+    try:
+        return rclpy, MapClient(args.node, name="stseg_cli", **callbacks)
+    except NameValidationException as err:
+        rclpy.try_shutdown()
+        reason = str(err).splitlines()[0].rstrip(":")
+        raise UsageError(f"--node {args.node!r}: not a usable ROS node name ({reason})") from None
 
 
 def _cmd_watch(args: argparse.Namespace) -> int:
@@ -82,8 +155,7 @@ def _cmd_query(args: argparse.Namespace) -> int:
         answer = client.query(class_names=args.class_name, ids=args.id, states=args.state,
                               region=region, timeout=args.timeout)
     except TimeoutError as err:
-        print(f"stseg query: {err}", file=sys.stderr)
-        return 1
+        return _fail(args, err, 1)
     finally:
         client.destroy_node()
         rclpy.try_shutdown()
@@ -100,10 +172,10 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     cfg = GenerateConfig(seed=args.seed, revisits=args.revisits, rooms=args.rooms,
                          frames=args.frames, preview=args.preview, workers=args.workers)
     try:
+        _folder_out(args.out)
         index = generate_dataset(args.out, cfg, progress=not args.quiet)
     except (ValueError, FileExistsError) as err:
-        print(f"stseg generate: {err}", file=sys.stderr)
-        return 2
+        return _fail(args, err, 2)
     epochs = len(index.scenes) * cfg.revisits
     mode = "fast mode, scans only" if cfg.frames == 0 else f"{cfg.frames} frames per revisit"
     print(f"wrote {len(index.scenes)} scene(s) x {cfg.revisits} revisits ({mode}) to "
@@ -122,10 +194,10 @@ def _cmd_import(args: argparse.Namespace) -> int:
                             check_alignment=not args.no_alignment_check)
     log = (lambda line: None) if args.quiet else (lambda line: print(line, flush=True))
     try:
+        _folder_out(args.out)
         summary = import_dataset(args.importer, args.sources, args.out, options, log)
     except (FormatError, FileExistsError, ValueError, OSError) as err:
-        print(f"stseg import: {err}", file=sys.stderr)
-        return 2
+        return _fail(args, err, 2)
     changes = ", ".join(f"{n} {k}" for k, n in sorted(summary.changes.items())) or "none"
     unknown = sum(summary.unknown_labels.values())
     print(f"imported {summary.scenes} scene(s), {summary.epochs} scans, {summary.points} "
@@ -145,6 +217,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from stseg_ros.metrics.evaluate import evaluate_sets, format_metrics, json_ready
     from stseg_ros.metrics.selection import ScoringMode, parse_classes
 
+    if args.json:
+        _file_out(args.json, "--json")
     paths = [args.dataset, args.predictions, *args.more]
     if len(paths) % 2:
         print(f"stseg eval: {paths[-1]} has no partner: give DATASET PREDICTIONS pairs",
@@ -156,8 +230,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         pairs = list(zip(paths[::2], paths[1::2], strict=True))
         metrics = evaluate_sets(pairs, progress=not args.quiet, mode=mode)
     except (FormatError, ValueError) as err:
-        print(f"stseg eval: {err}", file=sys.stderr)
-        return 2
+        return _fail(args, err, 2)
     print(format_metrics(metrics))
     if args.json:
         with open(args.json, "w") as f:
@@ -175,6 +248,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         if getattr(args, name) is None:
             setattr(args, name, soak_default if soak else default)
 
+    if args.json:
+        _file_out(args.json, "--json")
     if args.what == "segmentation":
         from stseg_ros.bench.segmentation import bench_segmentation, format_segmentation
 
@@ -182,8 +257,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             result = bench_segmentation(args.revisits, args.points, device=args.device,
                                         backend=args.sparse_backend, weights=args.weights)
         except (FileNotFoundError, ValueError, ImportError) as err:
-            print(f"stseg bench: {err}", file=sys.stderr)
-            return 2
+            return _fail(args, err, 2)
         print(format_segmentation(result))
     elif args.what == "memory":
         from stseg_ros.bench.memory import bench_memory, format_memory
@@ -204,8 +278,6 @@ def _cmd_bench(args: argparse.Namespace) -> int:
                          seed=args.seed)
         result = bench_soak(cfg, progress=not args.quiet)
         print(format_soak(result))
-        if not result["nothing_lost"]:
-            return 1
     elif args.what == "registration":
         from stseg_ros.bench.registration import bench_registration, format_registration
         from stseg_ros.datasets.layout import FormatError
@@ -214,8 +286,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             result = bench_registration(range(args.seeds), args.revisits, args.real,
                                         progress=not args.quiet)
         except FormatError as err:
-            print(f"stseg bench: {err}", file=sys.stderr)
-            return 2
+            return _fail(args, err, 2)
         print(format_registration(result))
     else:
         from stseg_ros.bench.generation import bench_generation
@@ -233,7 +304,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         with open(args.json, "w") as fh:
             json.dump(result, fh, indent=1)
             fh.write("\n")
-    return 0
+    return 1 if args.what == "soak" and not result["nothing_lost"] else 0
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -248,9 +319,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     try:
         cfg = load_config(args.config, args.set)
-    except ConfigError as err:
-        print(f"stseg run: {err}", file=sys.stderr)
-        return 2
+        _folder_out(args.out)
+        if args.db is not None:
+            _file_out(args.db, "--db")
+    except (ConfigError, UsageError) as err:
+        return _fail(args, err, 2)
     flags = {k: v for k, v in (("segmenter", args.segmenter), ("device", args.device),
                                ("sparse_backend", args.sparse_backend),
                                ("weights", args.weights)) if v is not None}
@@ -275,8 +348,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
                                  progress=not args.quiet)
     except (FormatError, MemoryFileError, ValueError, RuntimeError, FileNotFoundError,
             ImportError, OSError) as err:
-        print(f"stseg run: {err}", file=sys.stderr)
-        return 2
+        return _fail(args, err, 2)
     changes = ", ".join(f"{n} {k}" for k, n in sorted(summary.changes.items())) or "none"
     stages = ", ".join(f"{k} {v:.1f} s" for k, v in summary.seconds.items())
     print(f"mapped {summary.epochs} epochs ({summary.unregistered} unregistered) in "
@@ -305,12 +377,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
                       class_balance=args.class_balance, contrast_weight=args.contrast_weight,
                       revisit_every=args.revisit_every, sample=SampleConfig(crop=args.crop))
     try:
+        _folder_out(args.out)
         train([Path(d) for d in args.datasets], Path(args.out), cfg, device=args.device,
               progress=not args.quiet, log=lambda line: print(line, flush=True),
               revisits=[Path(r) for r in args.revisits])
     except (FormatError, MemoryFileError, ValueError) as err:
-        print(f"stseg train: {err}", file=sys.stderr)
-        return 2
+        return _fail(args, err, 2)
     return 0
 
 
@@ -324,23 +396,27 @@ def _cmd_train_classifier(args: argparse.Namespace) -> int:
     from stseg_ros.datasets.layout import FormatError
 
     try:
+        out = _file_out(args.out if args.out.endswith(".npz") else args.out + ".npz", "--out")
         model, card = train_classifier(seeds, args.revisits, progress=not args.quiet,
                                        held_out=held if args.held_out else None,
                                        labelled=[Path(d) for d in args.labelled],
                                        labelled_weight=args.labelled_weight)
     except (FormatError, ValueError) as err:
-        print(f"stseg train-classifier: {err}", file=sys.stderr)
-        return 2
-    model.save(Path(args.out))
+        return _fail(args, err, 2)
+    model.save(out)
     print(json.dumps(card, indent=1))
-    print(f"wrote {args.out}; use it by replacing stseg_ros/data/geometric_classifier.npz")
+    print(f"wrote {out}; use it by replacing stseg_ros/data/geometric_classifier.npz")
     return 0
+
+
+DEBUG_HELP = "on an error, show the traceback instead of one line"
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="stseg", description="Long-term object-level mapping with 4D instance segmentation.")
     parser.add_argument("--version", action="version", version=f"stseg_ros {__version__}")
+    parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
 
     p = verbs.add_parser("demo", help="run the main job on the embedded defaults",
@@ -395,8 +471,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--class", dest="class_name", action="append", default=[],
                    help="NYU40 class name, repeatable")
     p.add_argument("--id", type=int, action="append", default=[], help="object id, repeatable")
-    p.add_argument("--state", type=int, action="append", default=[],
-                   help="0 present, 1 removed, 2 unobserved; repeatable")
+    p.add_argument("--state", type=_object_state, action="append", default=[],
+                   metavar="STATE",
+                   help="present, removed or unobserved (any case), or its number 0, 1, 2; "
+                        "repeatable")
     p.add_argument("--region", type=float, nargs=6, metavar=("XMIN", "YMIN", "ZMIN", "XMAX",
                                                               "YMAX", "ZMAX"),
                    help="axis-aligned box in the map frame (m)")
@@ -622,12 +700,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", help="also write the metrics to this JSON file")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_eval)
+    for sub in verbs.choices.values():       # --debug after the verb too, not resetting it
+        sub.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                         help=DEBUG_HELP)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one verb. A mistake in what the user gave (a path, a file, a
+    setting) is one line naming it and exit status 2; anything else one line
+    and 1; ``--debug`` shows the traceback instead."""
     args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print(f"stseg {args.verb}: interrupted", file=sys.stderr)
+        return 130
+    except USER_ERRORS as err:
+        return _fail(args, err, 2)
+    except Exception as err:                     # noqa: BLE001 - told, not a traceback
+        if args.debug:
+            raise
+        print(f"stseg {args.verb}: unexpected {type(err).__name__}: {_message(err)} "
+              "(rerun with --debug for the traceback)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

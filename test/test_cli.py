@@ -123,3 +123,123 @@ def test_a_second_demo_replaces_the_first_one_s_memory_and_recording(tmp_path):
     clear_demo_outputs(out)
     assert not (out / "outputs").exists() and not (out / "memory.db").exists()
     assert (out / "notes.txt").read_text() == "mine"
+
+
+@pytest.mark.parametrize(("given", "state"), [("present", 0), ("Removed", 1), ("UNOBSERVED", 2),
+                                              ("0", 0), ("2", 2)])
+def test_query_takes_states_by_name_or_number(given, state):
+    args = build_parser().parse_args(["query", "--state", given, "--state", "removed"])
+    assert args.state == [state, 1]
+
+
+@pytest.mark.parametrize("given", ["gone", "7", ""])
+def test_query_refuses_an_unknown_state_naming_the_states(given, capsys):
+    with pytest.raises(SystemExit) as exc:
+        build_parser().parse_args(["query", "--state", given])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "not an object state: present (0), removed (1), unobserved (2)" in err
+
+
+def test_query_help_names_the_states(capsys):
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["query", "--help"])
+    assert "present, removed or unobserved" in capsys.readouterr().out
+
+
+@pytest.fixture
+def bad(tmp_path):
+    """Things a user may point a verb at by mistake, and one usable cloud."""
+    import numpy as np
+
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "notes.txt").write_text("hello\n")
+    (tmp_path / "foreign.json").write_text('{"hello": 1}\n')
+    (tmp_path / "weights.pt").write_bytes(b"\x80\x02cbuiltins\nexec\nq\x00.")
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "scan.npz", xyz=rng.uniform(0, 3, (500, 3)).astype(np.float32))
+    return tmp_path
+
+
+# (verb and arguments, the path or value the one-line message must name); {X}: bad / X
+BAD_INPUTS = [
+    (["demo", "--out", "{notes.txt}"], "notes.txt"),
+    (["serve", "--snapshot", "{foreign.json}"], "foreign.json"),
+    (["replay", "{missing}"], "missing"),
+    (["replay", "{empty}"], "empty"),
+    (["replay", "{notes.txt}"], "notes.txt"),
+    (["replay", "{scan.npz}", "--record", "{empty}"], "empty"),
+    (["watch", "--node", "no such node!", "--duration", "1"], "no such node!"),
+    (["query", "--node", "no such node!", "--timeout", "1"], "no such node!"),
+    (["generate", "--out", "{notes.txt}/data", "--seed", "0", "--frames", "0"], "notes.txt"),
+    (["import", "scannet", "{missing}", "--out", "{new}"], "missing"),
+    (["import", "scannet", "{empty}", "--out", "{new}"], "empty"),
+    (["import", "scannet", "{empty}", "--out", "{notes.txt}"], "notes.txt"),
+    (["run", "{missing}", "--out", "{new}"], "missing"),
+    (["run", "{empty}", "--out", "{new}"], "empty"),
+    (["run", "{notes.txt}", "--out", "{new}"], "notes.txt"),
+    (["run", "{scan.npz}", "--out", "{notes.txt}"], "notes.txt"),
+    (["run", "{scan.npz}", "--out", "{new}", "--config", "{foreign.json}"], "foreign.json"),
+    (["run", "{scan.npz}", "--out", "{new}", "--config", "{empty}"], "empty"),
+    (["run", "{scan.npz}", "--out", "{new}", "--db", "{empty}"], "empty"),
+    (["run", "{scan.npz}", "--out", "{new}", "--db", "{notes.txt}", "--segmenter",
+      "geometric"], "notes.txt"),
+    (["run", "{scan.npz}", "--out", "{new}", "--weights", "{weights.pt}"], "weights.pt"),
+    (["run", "{scan.npz}", "--out", "{new}", "--weights", "{empty}"], "empty"),
+    (["eval", "{missing}", "{empty}"], "missing"),
+    (["eval", "{empty}", "{empty}", "--json", "{empty}"], "empty"),
+    (["bench", "registration", "--seeds", "0", "--real", "{empty}"], "empty"),
+    (["bench", "segmentation", "--weights", "{weights.pt}"], "weights.pt"),
+    (["bench", "--json", "{missing}/out.json"], "missing"),
+    (["train", "{missing}", "--out", "{new}"], "missing"),
+    (["train", "{empty}", "--out", "{notes.txt}"], "notes.txt"),
+    (["train", "{empty}", "--out", "{new}", "--revisits", "{foreign.json}"], "foreign.json"),
+    (["train-classifier", "--out", "{missing}/model.npz"], "missing"),
+    (["train-classifier", "--out", "{new}.npz", "--labelled", "{empty}"], "empty"),
+]
+
+
+def _filled(args: list[str], root: Path) -> list[str]:
+    return [a.replace("{", f"{root}/").replace("}", "") for a in args]
+
+
+@pytest.mark.parametrize(("args", "named"), BAD_INPUTS, ids=lambda v: " ".join(v)
+                         if isinstance(v, list) else None)
+def test_every_verb_reports_a_bad_input_in_one_line_naming_it(bad, capsys, args, named):
+    assert main(_filled(args, bad)) != 0
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err
+    last = err.splitlines()[-1]
+    assert named in last and (last.startswith(f"stseg {args[0]}: ")
+                              or last.startswith("map_server: ")), err
+    assert (bad / "notes.txt").read_text() == "hello\n"         # foreign files untouched
+    assert (bad / "foreign.json").read_text() == '{"hello": 1}\n'
+
+
+def test_debug_shows_the_traceback_instead(bad, python):
+    args = _filled(["run", "{scan.npz}", "--out", "{notes.txt}"], bad)
+    plain = subprocess.run([python, "-m", "stseg_ros.cli", *args], capture_output=True,
+                           text=True, timeout=120)
+    assert plain.returncode == 2 and "Traceback" not in plain.stderr
+    assert plain.stderr.strip() == f"stseg run: {bad}/notes.txt: --out must be a folder, " \
+                                   "and this is a file"
+    for where in (["--debug", *args], [*args, "--debug"]):
+        shown = subprocess.run([python, "-m", "stseg_ros.cli", *where], capture_output=True,
+                               text=True, timeout=120)
+        assert shown.returncode != 0 and "Traceback (most recent call last)" in shown.stderr
+        assert "--out must be a folder" in shown.stderr
+
+
+def test_an_unexpected_error_is_one_line_with_a_hint_and_status_1(monkeypatch, capsys):
+    import stseg_ros.cli as cli
+
+    def broken(args):
+        raise TypeError("an internal mistake")
+
+    parser = cli.build_parser()
+    monkeypatch.setattr(cli, "build_parser", lambda: parser)
+    parser._subparsers._group_actions[0].choices["eval"].set_defaults(func=broken)  # noqa: SLF001
+    assert main(["eval", "a", "b"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == ("stseg eval: unexpected TypeError: an internal mistake (rerun with --debug "
+                   "for the traceback)")

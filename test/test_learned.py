@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from stseg_ros.core.weights import WeightsError
 from stseg_ros.learned.instances import link_moved, reconcile, tracks_from_clusters
 from stseg_ros.learned.losses import cross_time_contrast, discriminative_loss
 from stseg_ros.learned.model import ModelConfig, UNet4D, build_model, load_weights, save_weights
@@ -139,13 +140,158 @@ def test_weights_round_trip_and_refuse_code(tmp_path):
 
     evil = tmp_path / "evil.pt"
     evil.write_bytes(pickle.dumps({"format": "stseg_ros.unet4d", "x": Evil()}, protocol=2))
-    with pytest.raises(ValueError, match="not a stseg_ros weights file"):
+    with pytest.raises(WeightsError, match="not a weights file this package wrote; it was "
+                                           "not loaded") as err:
         load_weights(evil)
     assert not (tmp_path / "pwned").exists()
+    assert "weights_only" not in str(err.value) and str(evil) in str(err.value)
     foreign = tmp_path / "foreign.pt"
     torch.save({"some": torch.zeros(2)}, foreign)
-    with pytest.raises(ValueError, match="not a stseg_ros weights file"):
+    with pytest.raises(WeightsError, match="not a weights file this package wrote"):
         load_weights(foreign)
+
+
+def _spoilt_weights(how: str) -> dict:
+    torch.manual_seed(0)
+    blob = {"format": "stseg_ros.unet4d", "version": 1, "config": SMALL.to_dict(),
+            "state": dict(UNet4D(SMALL).state_dict()), "info": {}}
+    if how == "missing key":
+        del blob["state"]["semantic.weight"]
+    elif how == "extra key":
+        blob["state"]["head.extra"] = torch.zeros(2)
+    elif how == "wrong shape":
+        blob["state"]["semantic.weight"] = torch.zeros(3, 3)
+    elif how == "config str":
+        blob["config"] = "small"
+    elif how == "config key":
+        blob["config"]["depth"] = 5
+    elif how == "config levels":
+        blob["config"]["channels"] = [8, 16]
+    elif how == "config float":
+        blob["config"]["embed_dim"] = 4.5
+    elif how == "state str":
+        blob["state"] = "tensors"
+    elif how == "state list":
+        blob["state"] = list(blob["state"].values())
+    elif how == "no state":
+        del blob["state"]
+    elif how == "info list":
+        blob["info"] = [1, 2]
+    elif how == "class weights":
+        blob["info"] = {"class_weights": [1.0, "a"]}
+    elif how == "version":
+        blob["version"] = "one"
+    return blob
+
+
+@pytest.mark.parametrize(("how", "match"), [
+    ("missing key", "'state' lacks semantic.weight"),
+    ("extra key", "'state' has unknown tensors head.extra"),
+    ("wrong shape", r"semantic.weight \(3, 3\) \(expected \(\d+, 8\)\)"),
+    ("config str", "'config' is a str, expected a dict"),
+    ("config key", "config has unknown keys depth"),
+    ("config levels", "2 channel levels but 3 time_sharing"),
+    ("config float", "config 'embed_dim' is 4.5, expected a positive integer"),
+    ("state str", "'state' is a str, expected a dict of tensors"),
+    ("state list", "'state' is a list"),
+    ("no state", "'state' is a NoneType"),
+    ("info list", "'info' is a list"),
+    ("class weights", "its class weights \\(info\\) must be"),
+    ("version", "weights version 'one'"),
+])
+def test_weights_with_the_tag_but_wrong_content_are_a_weights_error(tmp_path, how, match):
+    path = tmp_path / "w.pt"
+    torch.save(_spoilt_weights(how), path)
+    with pytest.raises(WeightsError, match=match) as err:
+        load_weights(path)
+    assert str(err.value).startswith(f"{path}: ")
+
+
+@pytest.mark.parametrize(("content", "match"), [
+    (b"", "unreadable, cut short or damaged"),
+    (b"\x80\x02garbage that is no pickle", "not a weights file this package wrote"),
+    (None, "unreadable, cut short or damaged"),
+])
+def test_unreadable_weights_files_are_a_weights_error(tmp_path, content, match):
+    path = tmp_path / "w.pt"
+    if content is None:                              # a real weights file cut short
+        save_weights(path, UNet4D(SMALL))
+        path.write_bytes(path.read_bytes()[:3000])
+    else:
+        path.write_bytes(content)
+    with pytest.raises(WeightsError, match=match) as err:
+        load_weights(path)
+    assert str(path) in str(err.value) and "weights_only" not in str(err.value)
+
+
+def test_a_spoilt_training_checkpoint_is_a_weights_error(tmp_path):
+    from stseg_ros.learned.train import TrainConfig, train
+
+    out = tmp_path / "run"
+    out.mkdir()
+    torch.save({"model": "tensors", "optimizer": {}, "step": 3, "config": SMALL.to_dict(),
+                "train": {}}, out / "checkpoint.pt")
+    with pytest.raises(WeightsError, match="'model' is a str") as err:
+        train([tmp_path / "none"], out, TrainConfig(iterations=1), SMALL, progress=False)
+    assert str(out / "checkpoint.pt") in str(err.value)
+    torch.save(["not", "a", "checkpoint"], out / "checkpoint.pt")
+    with pytest.raises(WeightsError, match="not a checkpoint stseg train wrote"):
+        train([tmp_path / "none"], out, TrainConfig(iterations=1), SMALL, progress=False)
+
+
+def _spoilt_forest(path, how: str) -> None:
+    from stseg_ros.mapping.classifier import DEFAULT_MODEL
+
+    with np.load(DEFAULT_MODEL) as z:
+        arrays = dict(z)
+    if how == "no value":
+        del arrays["value"]
+    elif how == "format":
+        arrays["format"] = np.array("something.else")
+    elif how == "value shape":
+        arrays["value"] = arrays["value"][:, :2]
+    elif how == "child out of range":
+        arrays["left"] = arrays["left"].copy()
+        arrays["left"][0] = 10 ** 7
+    elif how == "loop":
+        arrays["right"] = arrays["right"].copy()
+        arrays["right"][0] = 0
+    elif how == "pickle":
+        arrays["value"] = np.array([{"code": "run me"}], dtype=object)
+    elif how == "strings":
+        arrays["threshold"] = np.array(["a"] * len(arrays["threshold"]))
+    np.savez(path, **arrays)
+
+
+@pytest.mark.parametrize(("how", "match"), [
+    ("no value", "no value"),
+    ("format", "not a classifier for these cluster features"),
+    ("value shape", "'value' has shape"),
+    ("child out of range", "its trees point outside their arrays"),
+    ("loop", "its trees point outside their arrays"),
+    ("strings", "'threshold' holds <U1, expected numbers"),
+    ("garbage", "not a readable .npz .*; not a weights file this package wrote; it was not "
+                "loaded"),
+    ("bare array", "a bare array, expected an .npz"),
+    ("pickle", "Object arrays cannot be loaded .*; not a weights file this package wrote"),
+    ("folder", "a folder, not a classifier file"),
+])
+def test_a_spoilt_cluster_classifier_is_a_weights_error(tmp_path, how, match):
+    from stseg_ros.mapping.classifier import ClusterClassifier
+
+    path = tmp_path / "forest.npz"
+    if how == "garbage":
+        path.write_bytes(b"PK\x03\x04 not really")
+    elif how == "bare array":
+        with path.open("wb") as f:
+            np.save(f, np.zeros((3, 3)))
+    elif how == "folder":
+        path.mkdir()
+    else:
+        _spoilt_forest(path, how)
+    with pytest.raises(WeightsError, match=match) as err:
+        ClusterClassifier.load(path)
+    assert str(err.value).startswith(f"{path}: ")
 
 
 def test_class_weights_lift_rare_classes_and_keep_the_average_loss_scale():

@@ -28,7 +28,7 @@ from stseg_ros.core.images import (
 )
 from stseg_ros.core.pointcloud import planar_pose, rotation_angle_deg, transform_points
 from stseg_ros.datasets.generate import GenerateConfig, generate_dataset
-from stseg_ros.datasets.layout import read_cloud
+from stseg_ros.datasets.layout import FormatError, read_cloud
 from stseg_ros.importers.ply import read_ply_vertices
 from stseg_ros.mapping.config import RunConfig
 from stseg_ros.mapping.frames import SkippedFrame
@@ -153,11 +153,18 @@ def test_cloud_files_and_a_folder_of_them_in_name_order(room, tmp_path):
     ("empty.ply", b"ply\nformat ascii 1.0\nend_header\n", "no points"),
     ("two.npz", None, r"shape \(50, 2\)"),
     ("notes.txt", b"hello", "not in any format"),
+    ("bare.npz", "npy", "a bare array, expected an .npz"),
+    ("words.npz", "words", "xyz holds <U4, expected numbers"),
 ])
 def test_bad_inputs_name_the_file(tmp_path, name, content, match):
     path = tmp_path / name
     if content is None:
         np.savez(path, xyz=np.zeros((50, 2)))
+    elif content == "words":
+        np.savez(path, xyz=np.array(["word"] * 50))
+    elif content == "npy":
+        with path.open("wb") as f:
+            np.save(f, np.zeros((50, 3)))
     else:
         path.write_bytes(content)
     with pytest.raises(InputError, match=match) as err:
@@ -280,3 +287,173 @@ def test_run_takes_a_negative_up_axis_and_refuses_unknown_ones(room, tmp_path, c
     assert main(["run", str(path), "--out", str(tmp_path / "b"),
                  "--set", "levelling.up=sideways"]) == 2
     assert "levelling.up 'sideways'" in capsys.readouterr().err
+
+
+def _spoil(xyz: np.ndarray, how: str) -> np.ndarray:
+    xyz = np.array(xyz, np.float32)
+    if how == "nan":
+        xyz[:20] = np.nan
+    elif how == "inf":
+        xyz[5, 2] = -np.inf
+    elif how == "far":
+        xyz[0] = 1e30
+    return xyz
+
+
+@pytest.mark.parametrize(("how", "match"), [
+    ("nan", r"20 of \d+ points are not finite or beyond 10000 m"),
+    ("inf", r"1 of \d+ points are not finite"),
+    ("far", r"1 of \d+ points are not finite or beyond 10000 m \(first: point 0\)"),
+    ("flat", r"'xyz' is float32\(\d+, 2\), expected numbers of shape \(N, 3\)"),
+    ("no rgb", r"no array 'rgb'"),
+    ("not npz", "not a readable .npz"),
+    ("bare", "a bare array, expected an .npz"),
+])
+def test_a_dataset_cloud_with_unusable_points_or_shapes_is_refused_naming_it(room, tmp_path,
+                                                                             how, match):
+    xyz, rgb = read_cloud(room.root / "scene_000" / "epoch_00")
+    path = tmp_path / "cloud.npz"
+    if how == "flat":
+        np.savez(path, xyz=xyz[:, :2], rgb=rgb)
+    elif how == "no rgb":
+        np.savez(path, xyz=xyz)
+    elif how == "not npz":
+        path.write_bytes(b"PK\x03\x04 cut short")
+    elif how == "bare":
+        with path.open("wb") as f:
+            np.save(f, xyz)
+    else:
+        np.savez(path, xyz=_spoil(xyz, how), rgb=rgb)
+    with pytest.raises(FormatError, match=match) as err:
+        read_cloud(tmp_path)
+    assert str(path) in str(err.value)
+
+
+@pytest.mark.parametrize("how", ["nan", "far", "flat"])
+def test_run_of_a_dataset_with_a_bad_cloud_is_one_line_naming_the_file(tmp_path, capsys, how):
+    root = tmp_path / "ds"
+    generate_dataset(root, GenerateConfig(seed=3, revisits=2, frames=0), progress=False)
+    path = root / "scene_000" / "epoch_00" / "cloud.npz"
+    xyz, rgb = read_cloud(path.parent)
+    np.savez(path, xyz=xyz[:, :2] if how == "flat" else _spoil(xyz, how), rgb=rgb)
+    assert main(["run", str(root), "--out", str(tmp_path / "pred"), "--segmenter",
+                 "geometric", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"stseg run: {path}: ") and "\n" not in err
+
+
+def test_cloud_files_drop_far_and_non_finite_points_with_a_warning(room, tmp_path, caplog):
+    import open3d as o3d
+
+    xyz, rgb = read_cloud(room.root / "scene_000" / "epoch_00")
+    spoilt = _spoil(_spoil(xyz, "far"), "inf")
+    pc = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(spoilt.astype(np.float64)))
+    o3d.io.write_point_cloud(str(tmp_path / "far.ply"), pc)
+    np.savez(tmp_path / "all_nan.npz", xyz=np.full((500, 3), np.nan))
+    with caplog.at_level("WARNING"):
+        (revisit,) = open_inputs([tmp_path / "far.ply"])
+        cloud, _ = revisit.cloud()
+    assert np.abs(cloud).max() < 100
+    assert f"{tmp_path / 'far.ply'}: 2 of {len(xyz)} points are not finite or beyond " \
+           "10000 m and were dropped" in caplog.text
+    with pytest.raises(InputError, match="0 usable points, too few") as err:
+        open_inputs([tmp_path / "all_nan.npz"])[0].cloud()
+    assert str(tmp_path / "all_nan.npz") in str(err.value)
+
+
+@pytest.fixture(scope="module")
+def long_bag(tmp_path_factory):
+    """A generated revisit of 24 frames (enough to map two thirds of it) and its frames."""
+    out = tmp_path_factory.mktemp("long") / "ds"
+    generate_dataset(out, GenerateConfig(seed=7, revisits=1, frames=24, workers=0),
+                     progress=False)
+    bag = out / "scene_000" / "epoch_00" / "bag"
+    frames = [f for f in read_bag_frames(bag) if not isinstance(f, SkippedFrame)]
+    assert len(frames) == 24
+    return SimpleNamespace(bag=bag, frames={f.stamp_ns: f for f in frames})
+
+
+def _cut(bag, dest, keep: float = 0.7):
+    """A copy of ``bag`` (a folder, or with ``dest`` ending .mcap its bare file)
+    cut to ``keep`` of its MCAP file's bytes, as a killed recorder leaves it."""
+    import shutil
+
+    data = (bag / "bag.mcap").read_bytes()
+    if dest.suffix == ".mcap":
+        target = dest
+    else:
+        shutil.copytree(bag, dest)
+        target = dest / "bag.mcap"
+    target.write_bytes(data[:int(len(data) * keep) if keep < 1 else int(keep)])
+    return dest
+
+
+@pytest.mark.parametrize("name", ["cut_folder", "cut.mcap"])
+def test_a_truncated_mcap_gives_the_frames_before_the_cut_and_one_warning(long_bag, tmp_path,
+                                                                          caplog, name):
+    path = _cut(long_bag.bag, tmp_path / name)
+    with caplog.at_level("WARNING"):
+        frames = [f for f in read_bag_frames(path) if not isinstance(f, SkippedFrame)]
+    assert 12 <= len(frames) < 24                      # most of what came before the cut
+    assert set(long_bag.frames) >= {f.stamp_ns for f in frames}
+    first = sorted(long_bag.frames)[:len(frames)]
+    assert sorted(f.stamp_ns for f in frames) == first              # the first ones, in full
+    for f in frames:
+        whole = long_bag.frames[f.stamp_ns]
+        assert np.array_equal(f.color, whole.color) and np.array_equal(f.depth, whole.depth)
+        assert np.allclose(f.odom_from_camera, whole.odom_from_camera)
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warning.startswith(f"{path}: the bag is truncated: ")
+    assert "is readable up to byte" in warning and "messages salvaged" in warning
+
+
+def test_run_maps_the_readable_frames_of_a_truncated_bag(long_bag, tmp_path, capsys, caplog):
+    path = _cut(long_bag.bag, tmp_path / "visit.mcap")
+    kept = sum(not isinstance(f, SkippedFrame) for f in read_bag_frames(path))
+    caplog.clear()
+    assert main(["run", str(path), "--out", str(tmp_path / "out"), "--segmenter", "geometric",
+                 "--quiet"]) == 0
+    assert f"fused {kept} frames" in capsys.readouterr().out
+    assert sum("the bag is truncated" in r.getMessage() for r in caplog.records) == 1
+    with ObjectMemory(tmp_path / "out" / "memory.db") as memory:
+        assert len(memory.epochs()) == 1 and memory.objects()
+
+
+def test_replay_of_a_truncated_bag_replays_its_readable_messages(long_bag, tmp_path, capsys,
+                                                                 caplog):
+    from rosbags.highlevel import AnyReader
+
+    from stseg_ros.ros.replay import revisit_label
+    from stseg_ros.sources.mcap_salvage import salvage
+    from stseg_ros.sources.rosbag import replayable
+
+    epoch = tmp_path / "ds" / "epoch_03"
+    epoch.mkdir(parents=True)
+    path = _cut(long_bag.bag, epoch / "bag")
+    salvaged = salvage(path).count()
+    spare = tmp_path / "spare"
+    spare.mkdir()
+    copy = replayable(path, spare)
+    assert revisit_label(copy) == "epoch_03"             # the revisit keeps its label
+    with AnyReader([copy]) as reader:
+        assert reader.message_count == salvaged
+        assert {c.topic for c in reader.connections} >= {"/camera/color/image_raw", "/tf"}
+    assert replayable(long_bag.bag, spare) == long_bag.bag        # an intact bag as it is
+    caplog.clear()
+    assert main(["replay", str(path), "--no-revisits", "--no-clock", "--rate", "50"]) == 0
+    assert f": {salvaged} messages, " in capsys.readouterr().out
+    assert sum("the bag is truncated" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_a_bag_truncated_before_its_first_message_is_one_line_naming_it(long_bag, tmp_path,
+                                                                         capsys):
+    path = _cut(long_bag.bag, tmp_path / "stub.mcap", keep=200)
+    with pytest.raises(InputError, match="truncated and no message can be read") as err:
+        list(read_bag_frames(path))
+    assert str(path) in str(err.value)
+    for args in (["run", str(path), "--out", str(tmp_path / "o"), "--quiet"],
+                 ["replay", str(path)]):
+        assert main(args) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith(f"stseg {args[0]}: {path}: the bag is truncated and no message")
+        assert "\n" not in err and "Traceback" not in err

@@ -7,11 +7,23 @@ import math
 
 import numpy as np
 
+# m: voxel keys span +-10 km at 1 cm; a coordinate beyond is a corrupt point, not a place
+MAX_COORDINATE = 1e4
+
 
 def voxel_keys(xyz: np.ndarray, voxel: float) -> np.ndarray:
     """One int64 key per point naming its voxel (21 bits per axis, +-10 km at 1 cm)."""
     ijk = np.floor(np.asarray(xyz, dtype=np.float64) / voxel).astype(np.int64) + (1 << 20)
     return (ijk[:, 0] << 42) | (ijk[:, 1] << 21) | ijk[:, 2]
+
+
+def usable_points(xyz: np.ndarray) -> np.ndarray:
+    """Mask of the points of an (N, 3) array that are finite and within
+    ``MAX_COORDINATE`` on every axis: the only ones voxel keys, KD-trees and
+    Open3D handle."""
+    xyz = np.asarray(xyz, np.float64)
+    with np.errstate(invalid="ignore"):
+        return np.isfinite(xyz).all(axis=1) & (np.abs(xyz) <= MAX_COORDINATE).all(axis=1)
 
 
 def voxel_downsample(xyz: np.ndarray, voxel: float) -> np.ndarray:

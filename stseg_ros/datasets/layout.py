@@ -22,10 +22,13 @@ tools or importers (per-scan labels, reasons) read and round-trip.
 from __future__ import annotations
 
 import json
+import zipfile
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
+
+from stseg_ros.core.pointcloud import MAX_COORDINATE, usable_points
 
 DATASET_FORMAT = "stseg_ros.dataset"
 DATASET_VERSION = 1
@@ -154,14 +157,9 @@ def read_epoch_result(epoch_dir: Path, num_points: int | None = None) -> EpochRe
     path = epoch_dir / "labels.npz"
     if not path.is_file():
         raise FormatError(f"{path}: missing")
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            cls = _array(npz, "class_id", path, num_points)
-            inst = _array(npz, "instance_id", path, len(cls))
-    except (OSError, ValueError) as err:
-        if isinstance(err, FormatError):
-            raise
-        raise FormatError(f"{path}: not a readable .npz ({err})") from None
+    npz = load_npz(path, ("class_id", "instance_id"))
+    cls = _array(npz, "class_id", path, num_points)
+    inst = _array(npz, "instance_id", path, len(cls))
     ipath = epoch_dir / "instances.json"
     entries, instances_extra = _entries(ipath, "instances", InstanceEntry, ("id", "class_id"))
     try:
@@ -190,6 +188,26 @@ def read_epoch_result(epoch_dir: Path, num_points: int | None = None) -> EpochRe
                        {name: keys for name, keys in extra.items() if keys})
 
 
+def load_npz(path: Path, names: tuple[str, ...],
+             error: type[ValueError] = FormatError) -> dict[str, np.ndarray]:
+    """The arrays ``names`` of an .npz file that has them, read without
+    pickles; a bare .npy array, a folder, a damaged or foreign file is
+    ``error`` naming the file."""
+    try:
+        loaded = np.load(path, allow_pickle=False)
+    except IsADirectoryError:
+        raise error(f"{path}: a folder, expected an .npz file") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        raise error(f"{path}: not a readable .npz ({err})") from None
+    if not isinstance(loaded, np.lib.npyio.NpzFile):
+        raise error(f"{path}: a bare array, expected an .npz of named arrays")
+    try:
+        with loaded as npz:
+            return {n: np.asarray(npz[n]) for n in names if n in npz.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        raise error(f"{path}: not a readable .npz ({err})") from None
+
+
 def write_cloud(epoch_dir: Path, xyz: np.ndarray, rgb: np.ndarray) -> None:
     # noisy float coordinates barely compress; storing them raw is 10x faster
     np.savez(epoch_dir / "cloud.npz", xyz=xyz.astype(np.float32),
@@ -197,11 +215,34 @@ def write_cloud(epoch_dir: Path, xyz: np.ndarray, rgb: np.ndarray) -> None:
 
 
 def read_cloud(epoch_dir: Path) -> tuple[np.ndarray, np.ndarray]:
-    path = epoch_dir / "cloud.npz"
+    """xyz (N, 3) and rgb (N, 3) of an epoch's ``cloud.npz``, checked.
+
+    ``labels.npz`` has one label per point of this cloud, so a point cannot be
+    dropped here: points that are not finite or beyond ``MAX_COORDINATE`` make
+    the file a FormatError (naming it and how many), as do wrong shapes.
+    """
+    path = Path(epoch_dir) / "cloud.npz"
     if not path.is_file():
         raise FormatError(f"{path}: missing")
-    with np.load(path, allow_pickle=False) as npz:
-        return np.asarray(npz["xyz"]), np.asarray(npz["rgb"])
+    npz = load_npz(path, ("xyz", "rgb"))
+    missing = [k for k in ("xyz", "rgb") if k not in npz]
+    if missing:
+        raise FormatError(f"{path}: no array {', '.join(map(repr, missing))} "
+                          "(expected xyz (N, 3), rgb (N, 3))")
+    xyz, rgb = npz["xyz"], npz["rgb"]
+    for name, a in (("xyz", xyz), ("rgb", rgb)):
+        if a.ndim != 2 or a.shape[1] != 3 or a.dtype.kind not in "fiu":
+            raise FormatError(f"{path}: '{name}' is {a.dtype}{a.shape}, expected numbers of "
+                              "shape (N, 3)")
+    if len(rgb) != len(xyz):
+        raise FormatError(f"{path}: 'rgb' has {len(rgb)} rows, 'xyz' {len(xyz)}")
+    bad = ~usable_points(xyz)
+    if bad.any():
+        raise FormatError(f"{path}: {int(bad.sum())} of {len(xyz)} points are not finite or "
+                          f"beyond {MAX_COORDINATE:g} m (first: point {int(np.argmax(bad))}); "
+                          "labels.npz labels every point, so they cannot be dropped: fix "
+                          "the file")
+    return xyz, rgb
 
 
 @dataclass

@@ -13,12 +13,16 @@ embedding for clustering (SSEN).
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+import pickle
+import warnings
+from dataclasses import asdict, dataclass, field, fields
 
+import numpy as np
 import torch
 from torch import nn
 
 from stseg_ros.core.classes import class_id
+from stseg_ros.core.weights import NOT_LOADED, WeightsError
 from stseg_ros.learned.voxels import IN_CHANNELS
 from stseg_ros.sparse.backend import Backend, get_backend
 from stseg_ros.sparse.tensor import SparseTensor, encode
@@ -28,6 +32,7 @@ DEFAULT_CLASSES = tuple(class_id(n) for n in (
     "wall", "floor", "ceiling", "door", "window", "chair", "table", "desk", "sofa", "bed",
     "cabinet", "bookshelf", "lamp", "television", "box", "pillow", "otherprop",
     "night stand", "dresser"))
+WEIGHTS_FORMAT, WEIGHTS_VERSION = "stseg_ros.unet4d", 1
 STRUCTURE = tuple(class_id(n) for n in ("wall", "floor", "ceiling"))
 
 
@@ -179,23 +184,119 @@ def save_weights(path, model: UNet4D, info: dict | None = None, half: bool = Tru
     plain data, loadable without executing code (``load_weights``)."""
     state = {k: (v.half() if half and v.is_floating_point() else v).cpu().contiguous()
              for k, v in model.state_dict().items()}
-    torch.save({"format": "stseg_ros.unet4d", "version": 1, "config": model.cfg.to_dict(),
+    torch.save({"format": WEIGHTS_FORMAT, "version": WEIGHTS_VERSION, "config": model.cfg.to_dict(),
                 "state": state, "info": info or {}}, path)
 
 
 def load_weights(path) -> Checkpoint:
     """A weights file, loaded with ``weights_only`` (tensors and plain data only;
-    a file that would run code on loading is refused)."""
+    a file that would run code on loading is refused). Content that does not
+    build the network it describes is a WeightsError naming the file, never a
+    traceback from deep inside torch."""
+    blob = load_plain(path, "stseg_ros weights")
+    if not isinstance(blob, dict) or blob.get("format") != WEIGHTS_FORMAT:
+        raise WeightsError(f"{path}: {NOT_LOADED} (no format tag {WEIGHTS_FORMAT!r})")
+    version = blob.get("version")
+    if not isinstance(version, int) or isinstance(version, bool) or version > WEIGHTS_VERSION:
+        raise WeightsError(f"{path}: weights version {version!r}; this stseg_ros reads up to "
+                           f"{WEIGHTS_VERSION}")
+    config = config_from_dict(blob.get("config"), path)
+    state, info = blob.get("state"), blob.get("info", {})
+    if not isinstance(info, dict):
+        raise WeightsError(f"{path}: 'info' is a {type(info).__name__}, expected a dict")
+    check_state(state, UNet4D(config), path, "'state'")
+    weights = info.get("class_weights")
+    if weights is not None:
+        try:
+            w = np.asarray(weights, dtype=np.float64)
+        except (TypeError, ValueError):
+            w = np.zeros(0)
+        if w.shape != (len(config.class_ids),) or not (np.isfinite(w) & (w > 0)).all():
+            raise WeightsError(f"{path}: its class weights (info) must be {len(config.class_ids)} "
+                               "positive numbers, one per class")
+    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+    return Checkpoint(config, state, info)
+
+
+def load_plain(path, what: str):
+    """``torch.load`` with ``weights_only``, its refusals told without torch's
+    advice to load the file unrestricted (which would run whatever it holds)."""
     try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")       # pickle protocol notes: not the user's
+            return torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise
+    except IsADirectoryError:
+        raise WeightsError(f"{path}: a folder, not a {what} file") from None
+    except pickle.UnpicklingError:
+        raise WeightsError(f"{path}: {NOT_LOADED} (it holds objects other than tensors and "
+                           "plain data, which could run code on loading, or is no torch "
+                           "file at all)") from None
     except Exception as err:                     # noqa: BLE001 - any unreadable file
-        raise ValueError(f"{path}: not a stseg_ros weights file ({err})") from None
-    if not isinstance(blob, dict) or blob.get("format") != "stseg_ros.unet4d":
-        raise ValueError(f"{path}: not a stseg_ros weights file")
-    state = {k: v.float() if v.is_floating_point() else v for k, v in blob["state"].items()}
-    return Checkpoint(ModelConfig.from_dict(blob["config"]), state, blob.get("info", {}))
+        reason = str(err).splitlines()[0][:120] if str(err) else "it ends too early"
+        raise WeightsError(f"{path}: {NOT_LOADED} (unreadable, cut short or damaged: "
+                           f"{reason})") from None
+
+
+def config_from_dict(d, path) -> ModelConfig:
+    """The model config of a weights file or checkpoint, checked key by key."""
+    if not isinstance(d, dict):
+        raise WeightsError(f"{path}: 'config' is a {type(d).__name__}, expected a dict")
+    known = {f.name for f in fields(ModelConfig)}
+    unknown = sorted(map(str, set(d) - known))
+    if unknown:
+        raise WeightsError(f"{path}: config has unknown keys {', '.join(unknown)}")
+
+    def number(v) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+    def count(v) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool) and v > 0
+
+    expect = {"voxel": ("a positive number", lambda v: number(v) and v > 0),
+              "embed_dim": ("a positive integer", count),
+              "channels": ("a list of positive integers", count),
+              "class_ids": ("a list of NYU40 ids (0 or more)", lambda v: count(v) or v == 0),
+              "time_sharing": ("a list of numbers", number)}
+    for key, value in d.items():
+        what, ok = expect[key]
+        if key in ("voxel", "embed_dim"):
+            fits = ok(value)
+        else:
+            fits = isinstance(value, (list, tuple)) and bool(value) and all(map(ok, value))
+        if not fits:
+            raise WeightsError(f"{path}: config {key!r} is {value!r}, expected {what}")
+    config = ModelConfig.from_dict(d)
+    if len(config.time_sharing) != len(config.channels):
+        raise WeightsError(f"{path}: config has {len(config.channels)} channel levels but "
+                           f"{len(config.time_sharing)} time_sharing strengths")
+    try:
+        UNet4D(config)
+    except (TypeError, ValueError, RuntimeError, IndexError) as err:
+        reason = str(err).splitlines()[0][:120] if str(err) else type(err).__name__
+        raise WeightsError(f"{path}: config does not describe a network ({reason})") from None
+    return config
+
+
+def check_state(state, model: nn.Module, path, what: str) -> None:
+    """``state`` has exactly ``model``'s tensors, each of its shape."""
+    if not isinstance(state, dict):
+        raise WeightsError(f"{path}: {what} is a {type(state).__name__}, expected a dict of "
+                           "tensors")
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [str(k) for k in state if k not in expected]
+    wrong = [f"{k} {tuple(state[k].shape)} (expected {tuple(v.shape)})"
+             if isinstance(state[k], torch.Tensor) else f"{k} ({type(state[k]).__name__})"
+             for k, v in expected.items() if k in state and (
+                 not isinstance(state[k], torch.Tensor) or state[k].shape != v.shape)]
+    for problem, keys in (("lacks", missing), ("has unknown tensors", unexpected),
+                          ("has tensors of the wrong shape:", wrong)):
+        if keys:
+            more = f" and {len(keys) - 3} more" if len(keys) > 3 else ""
+            raise WeightsError(f"{path}: {what} {problem} {', '.join(keys[:3])}{more} for the "
+                               "network its config describes")
 
 
 def build_model(checkpoint: Checkpoint, backend: str = "torch",

@@ -25,9 +25,10 @@ import torch
 from tqdm import tqdm
 
 from stseg_ros.core.classes import class_name
+from stseg_ros.core.weights import WeightsError
 from stseg_ros.learned.data import SampleConfig, class_weights, load_scenes, make_sample
 from stseg_ros.learned.losses import cross_time_contrast, discriminative_loss, semantic_loss
-from stseg_ros.learned.model import ModelConfig, UNet4D, save_weights
+from stseg_ros.learned.model import ModelConfig, UNet4D, check_state, load_plain, save_weights
 from stseg_ros.learned.revisits import load_revisits
 
 # settings a resumed run may change: they do not alter the samples or the loss
@@ -94,7 +95,16 @@ def train(datasets: list[Path], out: Path, cfg: TrainConfig = TrainConfig(),
     step = 0
     ckpt_path = out / "checkpoint.pt"
     if ckpt_path.is_file():
-        ckpt = torch.load(ckpt_path, map_location=device, weights_only=True)
+        ckpt = load_plain(ckpt_path, "stseg train checkpoint")
+        lacking = [k for k in ("model", "optimizer", "step", "config", "train")
+                   if not isinstance(ckpt, dict) or k not in ckpt]
+        if lacking:
+            raise WeightsError(f"{ckpt_path}: not a checkpoint stseg train wrote (lacks "
+                               f"{', '.join(lacking)}); it was not loaded: use another --out "
+                               "or delete it")
+        if not isinstance(ckpt["train"], dict) or not isinstance(ckpt["step"], int):
+            raise WeightsError(f"{ckpt_path}: 'train' or 'step' is not what stseg train "
+                               "writes; use another --out or delete it")
         if ckpt["config"] != model_cfg.to_dict():
             raise ValueError(f"{ckpt_path} was written with another model config; "
                              "use another --out or delete it")
@@ -105,8 +115,13 @@ def train(datasets: list[Path], out: Path, cfg: TrainConfig = TrainConfig(),
         if changed:
             raise ValueError(f"{ckpt_path} was written with another {', '.join(changed)}; "
                              "resuming would mix two trainings: use another --out or delete it")
+        check_state(ckpt["model"], model, ckpt_path, "'model'")
+        try:
+            opt.load_state_dict(ckpt["optimizer"])
+        except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as err:
+            raise WeightsError(f"{ckpt_path}: its optimizer state does not fit the network "
+                               f"({type(err).__name__}); use another --out or delete it") from None
         model.load_state_dict(ckpt["model"])
-        opt.load_state_dict(ckpt["optimizer"])
         step = int(ckpt["step"])
         log(f"resuming from step {step} of {cfg.iterations} ({ckpt_path})")
     if revisits and cfg.revisit_every < 1:

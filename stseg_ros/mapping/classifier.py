@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from stseg_ros.core.weights import NOT_LOADED, WeightsError
+from stseg_ros.datasets.layout import load_npz
 from stseg_ros.mapping.geometric import FEATURE_NAMES
 
 DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "data" / "geometric_classifier.npz"
@@ -87,12 +89,57 @@ class ClusterClassifier:
 
     @classmethod
     def load(cls, path: Path = DEFAULT_MODEL) -> ClusterClassifier:
-        with np.load(path, allow_pickle=False) as z:
-            if str(z["format"]) != MODEL_FORMAT or list(z["features"]) != list(FEATURE_NAMES):
-                raise ValueError(f"{path}: not a classifier for these cluster features")
-            return cls(z["classes"], z["roots"], z["feature"].astype(np.int64),
-                       z["threshold"].astype(np.float64), z["left"].astype(np.int64),
-                       z["right"].astype(np.int64), z["value"].astype(np.float64))
+        """The forest of a file ``save`` wrote; anything else, or arrays that do
+        not form trees over these features, is a WeightsError naming the file."""
+        names = ("format", "features", "classes", "roots", "feature", "threshold", "left",
+                 "right", "value")
+        if Path(path).is_dir():
+            raise WeightsError(f"{path}: a folder, not a classifier file")
+        if not Path(path).exists():
+            raise FileNotFoundError(f"{path}: no classifier file")
+        try:
+            a = load_npz(path, names, WeightsError)
+        except WeightsError as err:
+            raise WeightsError(f"{err}; {NOT_LOADED}") from None
+        missing = [n for n in names if n not in a]
+        if missing:
+            raise WeightsError(f"{path}: {NOT_LOADED} (no {', '.join(missing)})")
+        if str(a["format"]) != MODEL_FORMAT or a["features"].tolist() != list(FEATURE_NAMES):
+            raise WeightsError(f"{path}: not a classifier for these cluster features "
+                               f"(format {MODEL_FORMAT}); it was not loaded")
+        return cls._checked(path, a)
+
+    @classmethod
+    def _checked(cls, path: Path, a: dict[str, np.ndarray]) -> ClusterClassifier:
+        """The forest if its arrays are consistent trees (so evaluating it cannot
+        index out of range or loop)."""
+        def bad(what: str) -> WeightsError:
+            return WeightsError(f"{path}: {what}; the classifier was not loaded")
+
+        for n in ("classes", "roots", "feature", "threshold", "left", "right", "value"):
+            if a[n].dtype.kind not in ("fiu" if n in ("threshold", "value") else "iu"):
+                raise bad(f"'{n}' holds {a[n].dtype}, expected numbers")
+        nodes = len(a["feature"])
+        for n in ("roots", "feature", "threshold", "left", "right", "classes"):
+            if a[n].ndim != 1:
+                raise bad(f"'{n}' has shape {a[n].shape}, expected one dimension")
+        if not (len(a["threshold"]) == len(a["left"]) == len(a["right"]) == nodes):
+            raise bad("'feature', 'threshold', 'left' and 'right' differ in length")
+        if a["value"].shape != (nodes, len(a["classes"])) or not len(a["roots"]):
+            raise bad(f"'value' has shape {a['value'].shape}, expected ({nodes}, "
+                      f"{len(a['classes'])}), and there must be a tree")
+        feature, left, right = (a[n].astype(np.int64) for n in ("feature", "left", "right"))
+        inner = feature >= 0
+        width = expand(np.zeros(len(FEATURE_NAMES))).shape[1]
+        index = np.arange(nodes)
+        # trees as save writes them: children after their parent, in range
+        if ((a["roots"] < 0) | (a["roots"] >= nodes)).any() or (feature[inner] >= width).any() \
+                or (left[inner] <= index[inner]).any() or (right[inner] <= index[inner]).any() \
+                or (left[inner] >= nodes).any() or (right[inner] >= nodes).any():
+            raise bad("its trees point outside their arrays")
+        return cls(a["classes"], a["roots"].astype(np.int64), feature,
+                   a["threshold"].astype(np.float64), left, right,
+                   a["value"].astype(np.float64))
 
     @classmethod
     def fit(cls, features: np.ndarray, labels: np.ndarray, trees: int = 100, depth: int = 12,

@@ -110,7 +110,12 @@ def load_config(path: Path | None = None, sets: typing.Sequence[str] = ()) -> Ru
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: expected sections of settings, got {type(data).__name__}")
         data.pop("format", None)
-        tree = {k: dict(v or {}) for k, v in data.items()}
+        flat = sorted(str(k) for k, v in data.items() if v is not None and not isinstance(v, dict))
+        if flat:
+            raise ConfigError(f"{path}: {flat[0]!r} is not a section of settings (expected "
+                              f"{flat[0]}: {{KEY: VALUE, ...}}; sections: "
+                              f"{', '.join(f.name for f in dataclasses.fields(RunConfig))})")
+        tree = {str(k): dict(v or {}) for k, v in data.items()}
     for item in sets:
         key, eq, value = item.partition("=")
         section, dot, name = key.strip().partition(".")

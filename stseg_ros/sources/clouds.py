@@ -14,7 +14,8 @@ import logging
 
 import numpy as np
 
-from stseg_ros.core.pointcloud import voxel_downsample
+from stseg_ros.core.pointcloud import MAX_COORDINATE, usable_points, voxel_downsample
+from stseg_ros.datasets.layout import load_npz
 from stseg_ros.sources.base import InputError, Source
 
 log = logging.getLogger(__name__)
@@ -25,16 +26,15 @@ def read_cloud_file(path, voxel: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """xyz (N, 3) float32 and rgb (N, 3) uint8 of a PLY / PCD / NPZ file."""
     suffix = path.suffix.lower()
     if suffix == ".npz":
-        try:
-            with np.load(path, allow_pickle=False) as npz:
-                if "xyz" not in npz:
-                    raise InputError(f"{path}: no array 'xyz' (expected xyz (N, 3), rgb (N, 3))")
-                xyz = np.asarray(npz["xyz"], np.float64)
-                rgb = np.asarray(npz["rgb"]) if "rgb" in npz else None
-        except (OSError, ValueError) as err:
-            if isinstance(err, InputError):
-                raise
-            raise InputError(f"{path}: not a readable .npz ({err})") from None
+        npz = load_npz(path, ("xyz", "rgb"), InputError)
+        if "xyz" not in npz:
+            raise InputError(f"{path}: no array 'xyz' (expected xyz (N, 3), rgb (N, 3))")
+        if npz["xyz"].dtype.kind not in "fiu":
+            raise InputError(f"{path}: xyz holds {npz['xyz'].dtype}, expected numbers")
+        xyz = np.asarray(npz["xyz"], np.float64)
+        rgb = npz.get("rgb")
+        if rgb is not None and rgb.dtype.kind not in "fiu":
+            raise InputError(f"{path}: rgb holds {rgb.dtype}, expected numbers (0-255)")
     elif suffix in (".ply", ".pcd"):
         import open3d as o3d
 
@@ -53,10 +53,10 @@ def read_cloud_file(path, voxel: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
         rgb = np.full((len(xyz), 3), 128)
     if rgb.shape != xyz.shape:
         raise InputError(f"{path}: rgb has shape {rgb.shape}, xyz {xyz.shape}")
-    finite = np.isfinite(xyz).all(axis=1) & (np.abs(xyz) < 1e4).all(axis=1)
+    finite = usable_points(xyz)
     if not finite.all():
-        log.warning("%s: %d of %d points are not finite (or beyond 10 km) and were dropped",
-                    path, int((~finite).sum()), len(xyz))
+        log.warning("%s: %d of %d points are not finite or beyond %g m and were dropped",
+                    path, int((~finite).sum()), len(xyz), MAX_COORDINATE)
         xyz, rgb = xyz[finite], rgb[finite]
     if len(xyz) < 100:
         raise InputError(f"{path}: {len(xyz)} usable points, too few for a scan")

@@ -15,6 +15,7 @@ frame waits for a pose that comes later in the file.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,9 @@ from stseg_ros.mapping.frames import (
     stamp_ns,
 )
 from stseg_ros.sources.base import InputError, Source, SourceConfig, strided
+from stseg_ros.sources.mcap_salvage import salvage, write_salvaged
+
+logger = logging.getLogger(__name__)   # warnings; ``log`` arguments get info lines
 
 IMAGE = "sensor_msgs/msg/Image"
 COMPRESSED = "sensor_msgs/msg/CompressedImage"
@@ -144,14 +148,42 @@ class RosbagSource(Source):
 
 
 def _open(bag: Path):
+    """A rosbags Reader of ``bag``, or for an MCAP bag cut short the reader of
+    its salvaged part (one warning says what was lost)."""
     from rosbags.rosbag2 import Reader
 
     try:
         reader = Reader(bag)
         reader.open()
     except Exception as err:          # rosbags raises several unrelated types
-        raise InputError(f"{bag}: not a readable rosbag2 ({err})") from None
+        found = salvage(bag)
+        if found is None:
+            raise InputError(f"{bag}: not a readable rosbag2 ({err})") from None
+        logger.warning("%s; the frames before the cut are used", found.describe())
+        return found
     return reader
+
+
+def replayable(bag: Path, spare: Path) -> Path:
+    """``bag`` if ``stseg replay`` can read it (a rosbag2 folder or file, or a
+    ROS 1 bag, as rosbags' AnyReader takes); for an MCAP bag cut short, a copy
+    of its readable part written under ``spare`` (one warning says what was
+    lost), named so its revisit keeps its label; else an InputError naming it."""
+    from rosbags.highlevel import AnyReader
+
+    bag = Path(bag)
+    try:
+        with AnyReader([bag]):
+            return bag
+    except Exception as err:          # rosbags raises several unrelated types
+        found = salvage(bag)
+        if found is None:
+            reason = " ".join(str(err).split()) or type(err).__name__
+            raise InputError(f"{bag}: not a readable bag ({reason})") from None
+    name = Path(bag.parent.name, "bag") if bag.name == "bag" else Path(bag.stem)
+    copy = write_salvaged(found, Path(spare) / f"{len(list(Path(spare).iterdir()))}" / name)
+    logger.warning("%s; replaying those (copied to %s)", found.describe(), copy)
+    return copy
 
 
 def read_bag_frames(bag: Path, cfg: SourceConfig | None = None,
