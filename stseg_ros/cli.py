@@ -244,7 +244,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
     soak = args.what == "soak"        # the options it shares have defaults of its own
     for name, default, soak_default in (("rate", 30.0, 10.0), ("seconds", 20.0, 4.0),
-                                        ("revisits", 3, 20)):
+                                        ("revisits", 3, 20), ("hogs", 0, 2)):
         if getattr(args, name) is None:
             setattr(args, name, soak_default if soak else default)
 
@@ -268,7 +268,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         from stseg_ros.bench.ingest import bench_ingest, format_ingest
 
         result = bench_ingest(args.rate, args.seconds, args.revisits, args.fusion_rate,
-                              progress=not args.quiet)
+                              progress=not args.quiet, hogs=args.hogs)
         print(format_ingest(result))
     elif args.what == "soak":
         from stseg_ros.bench.soak import SoakConfig, bench_soak, format_soak
@@ -559,7 +559,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "0 fuses every frame)")
     p.add_argument("--kill-probability", type=float, default=0.5,
                    help="soak: chance per revisit that a node is killed (default 0.5)")
-    p.add_argument("--hogs", type=int, default=2, help="soak: busy loops beside (default 2)")
+    p.add_argument("--hogs", type=int, default=None,
+                   help="ingest, soak: busy loops beside the nodes (default 0; soak 2)")
     p.add_argument("--seed", type=int, default=0, help="soak: random kills of this seed")
     p.add_argument("--seeds", type=int, default=10, help="registration: seeds 0..N-1 (10)")
     p.add_argument("--real", action="append", default=[], type=Path, metavar="DATASET",

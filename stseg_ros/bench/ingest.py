@@ -22,6 +22,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from stseg_ros.bench.load import cpu_hogs
+
 IMAGE_TOPICS = ("/camera/color/image_raw", "/camera/depth/image_raw")
 STREAMED = (*IMAGE_TOPICS, "/camera/color/camera_info", "/tf")
 
@@ -111,10 +113,11 @@ def _stamp(msg, stamp_ns: int) -> None:
 
 def bench_ingest(rate_hz: float = 30.0, seconds: float = 20.0, revisits: int = 3,
                  fusion_rate_hz: float | None = None, dataset: Path | None = None,
-                 progress: bool = True) -> dict:
+                 progress: bool = True, hogs: int = 0) -> dict:
     """Stream ``revisits`` revisits of ``seconds`` each at ``rate_hz`` into the
     nodes and return the figures per revisit (see the module docstring). The
-    frames come from ``dataset`` (default: the demo room)."""
+    frames come from ``dataset`` (default: the demo room); ``hogs`` busy loops
+    run beside."""
     import json
 
     import rclpy
@@ -131,7 +134,7 @@ def bench_ingest(rate_hz: float = 30.0, seconds: float = 20.0, revisits: int = 3
     cameras = [RecordedCamera(bags[r % len(bags)], rate_hz, frame_rate)
                for r in range(min(revisits, len(bags)))]
     rows: list[RevisitFigures] = []
-    with tempfile.TemporaryDirectory(prefix="stseg-bench-ingest-") as tmp:
+    with cpu_hogs(hogs), tempfile.TemporaryDirectory(prefix="stseg-bench-ingest-") as tmp:
         args = ["-p", "status_period_s:=0.0"]
         if fusion_rate_hz is not None:
             args += ["-p", f"max_fusion_rate_hz:={float(fusion_rate_hz)}"]
@@ -183,7 +186,7 @@ def bench_ingest(rate_hz: float = 30.0, seconds: float = 20.0, revisits: int = 3
             for proc in (accumulator, mapper):
                 stop_process(proc)
     received = sum(r.received for r in rows)
-    return {"rate_hz": rate_hz, "seconds_per_revisit": seconds,
+    return {"rate_hz": rate_hz, "seconds_per_revisit": seconds, "hogs": hogs,
             "max_fusion_rate_hz": fusion_rate_hz, "image_size": [size["width"], size["height"]],
             "pairs_published": sum(r.pairs_published for r in rows),
             "pairs_received": received,
@@ -198,7 +201,8 @@ def bench_ingest(rate_hz: float = 30.0, seconds: float = 20.0, revisits: int = 3
 def format_ingest(result: dict) -> str:
     """A table per revisit and a verdict line."""
     lines = [f"{result['image_size'][0]}x{result['image_size'][1]} RGB-D at "
-             f"{result['rate_hz']:g} Hz, {result['seconds_per_revisit']:g} s per revisit",
+             f"{result['rate_hz']:g} Hz, {result['seconds_per_revisit']:g} s per revisit"
+             + (f", {result['hogs']} busy loops beside" if result.get("hogs") else ""),
              "revisit  published   Hz   fused  thinned  overflow  dropped  end wait  "
              "accumulator CPU  mapper busy"]
     for r in result["revisits"]:

@@ -28,7 +28,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -37,6 +36,8 @@ from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
+
+from stseg_ros.bench.load import cpu_hogs
 
 NODES = ("accumulator", "mapper")
 
@@ -157,10 +158,8 @@ def bench_soak(cfg: SoakConfig = SoakConfig(), dataset: Path | None = None,
     rng = np.random.default_rng(cfg.seed)
     outcomes: list[RevisitOutcome] = []
     digests: dict[int, str] = {}
-    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
-            for _ in range(cfg.hogs)]
     start = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="stseg-soak-") as tmp_name:
+    with cpu_hogs(cfg.hogs), tempfile.TemporaryDirectory(prefix="stseg-soak-") as tmp_name:
         tmp = Path(tmp_name)
         db = tmp / "memory.db"
         nodes = _Nodes(tmp, db, cfg.segmenter)
@@ -241,9 +240,6 @@ def bench_soak(cfg: SoakConfig = SoakConfig(), dataset: Path | None = None,
             camera.destroy_node()
             rclpy.try_shutdown()
             codes = nodes.stop()
-            for hog in hogs:
-                hog.kill()
-                hog.wait()
         with ObjectMemory(db) as memory:
             integrity = memory.db.execute("PRAGMA integrity_check").fetchone()[0]
             stored = {e.label: e.index for e in memory.epochs()}
