@@ -244,7 +244,12 @@ class Replayer(Node):
         if revisit_calls:
             if len(report.images_sent) < len(IMAGE_TOPICS):
                 time.sleep(END_DELAY_S)     # unknown counts: give the last frames time
-            answer = self.end_revisit(report.images_sent)
+            try:
+                answer = self.end_revisit(report.images_sent)
+            except PeerLostError as err:
+                raise PeerLostError(f"{err}; revisit {report.revisit} ({revisit_label(bag)}) "
+                                    "was lost with it: replay it again once the accumulator "
+                                    "is back") from err
             self._account(report, answer)
             report.gaps = accounting_gaps(report.images_sent, answer)
         progress(f"{bag}: {report.messages} messages, {report.seconds:.1f} s of bag in "
