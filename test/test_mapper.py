@@ -236,14 +236,14 @@ class _ScriptedSegmenter:
     """Segments given as point sets with classes: the mapper's change rules
     tested apart from any segmenter's mistakes."""
 
-    name, temporal = "scripted", False
+    name, window = "scripted", 0
 
     def __init__(self) -> None:
         self.script: list[tuple[np.ndarray, int]] = []
         self.score = 0.9                # of each segment's class
 
-    def segment(self, xyz, rgb):
-        from stseg_ros.mapping.segmenter import Segmentation
+    def segment(self, xyz, rgb, history=()):
+        from stseg_ros.core.segmentation import Segmentation
 
         normals = estimate_normals(xyz, 0.08)
         return Segmentation(np.zeros(len(xyz), np.int32),
@@ -300,10 +300,10 @@ def test_an_object_is_relabelled_only_when_its_new_class_is_sure(tmp_path):
 
 
 class _WindowedSegmenter(_ScriptedSegmenter):
-    """A temporal segmenter that looks at its ``window`` newest stored epochs,
-    as the learned 4D one does."""
+    """A segmenter that looks at its ``window`` newest stored epochs, as the
+    learned 4D one does."""
 
-    temporal, window = True, 3
+    window = 3
 
     def segment(self, xyz, rgb, history=()):
         self.history = list(history)

@@ -24,7 +24,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from stseg_ros.data import data_file
+from stseg_ros.core.segmentation import Segmentation
+from stseg_ros.data import LEARNED_WEIGHTS, data_file
 from stseg_ros.learned.instances import (
     InstanceConfig,
     absorb_fragments,
@@ -45,7 +46,6 @@ from stseg_ros.mapping.geometric import (
     estimate_normals,
     split_scan,
 )
-from stseg_ros.mapping.segmenter import LEARNED_WEIGHTS, Segmentation
 
 PRIOR_CORRECTION = 0.5      # share of the class-balancing bias taken back out
 
@@ -108,7 +108,8 @@ class LearnedSegmenter:
         checkpoint = load_weights(path)
         self.model = build_model(checkpoint, backend, device)
         self.info = checkpoint.info
-        self.device, self.joint, self.window = device, joint, window
+        self.device, self.joint = device, joint
+        self.window = window if joint else 0     # stored epochs read; per epoch: none
         self.name = "learned" if joint else "learned-per-epoch"
         self.cfg = instances or InstanceConfig()
         self.class_ids = np.asarray(self.model.cfg.class_ids)
@@ -145,15 +146,10 @@ class LearnedSegmenter:
         shift = prior_correction * np.log(weights)
         return torch.tensor(shift, dtype=torch.float32, device=self.device)
 
-    @property
-    def temporal(self) -> bool:
-        """The mapper hands a temporal segmenter the stored epochs."""
-        return self.joint
-
     def segment(self, xyz: np.ndarray, rgb: np.ndarray, history=()) -> Segmentation:
         """Segment the scan ``xyz`` (map frame); ``history`` is the stored past
         epochs (``EpochPoints``, oldest first) for the joint model."""
-        past = list(history)[-self.window:] if self.joint else []
+        past = list(history)[-self.window:] if self.window else []
         start = time.perf_counter()
         clouds = [(p.xyz, p.rgb) for p in past] + [(xyz, rgb)]
         splits = self._splits([c for c, _ in clouds])

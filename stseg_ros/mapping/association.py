@@ -27,7 +27,7 @@ import open3d as o3d
 from scipy.optimize import linear_sum_assignment
 from scipy.spatial import cKDTree
 
-from stseg_ros.mapping.geometric import Segment
+from stseg_ros.core.segmentation import Segment
 
 BIG = 1e6
 

@@ -28,6 +28,7 @@ from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
 from stseg_ros.core.classes import class_id
+from stseg_ros.core.segmentation import Segment
 
 WALL, FLOOR, CEILING = class_id("wall"), class_id("floor"), class_id("ceiling")
 
@@ -218,18 +219,6 @@ FEATURE_NAMES = (
     "length", "width", "height", "z_min", "z_max", "z_mean", "footprint", "log_points",
     "horizontal_share", "vertical_share", "r", "g", "b", "colour_std", "z_q25", "z_q50",
     "z_q75", "top_area_share", "aspect", "fill")
-
-
-@dataclass
-class Segment:
-    """One object cluster of a scan, with what association and the classifier need."""
-
-    points: np.ndarray      # indices into the scan
-    centroid: np.ndarray    # (3,) map frame
-    yaw: float              # main horizontal axis, modulo pi
-    extents: np.ndarray     # (3,) along the main axis, across it, vertical
-    features: np.ndarray    # FEATURE_NAMES
-    colour: np.ndarray      # (3,) mean RGB in [0, 1]
 
 
 def describe(xyz: np.ndarray, rgb: np.ndarray, normals: np.ndarray,

@@ -19,6 +19,7 @@ import numpy as np
 from stseg_ros.core.classes import class_name, is_fixture
 from stseg_ros.core.pointcloud import voxel_downsample
 from stseg_ros.core.records import ChangeKind, ChangeRecord, ObjectRecord, ObjectState, Pose
+from stseg_ros.core.segmentation import Segment, Segmenter
 from stseg_ros.mapping.association import (
     AssociationConfig,
     EmptyPlaces,
@@ -26,7 +27,7 @@ from stseg_ros.mapping.association import (
     associate,
 )
 from stseg_ros.mapping.drift import DriftConfig, FusedScan, bend_onto_map, corrected, place
-from stseg_ros.mapping.geometric import GeometricConfig, Segment, describe, estimate_normals
+from stseg_ros.mapping.geometric import GeometricConfig, describe, estimate_normals
 from stseg_ros.mapping.gravity import LevellingConfig, level_scan
 from stseg_ros.mapping.registration import RegistrationConfig, register_scan
 from stseg_ros.memory import EpochEntry, EpochPoints, ObjectMemory
@@ -51,7 +52,7 @@ class EpochOutcome:
 
 
 class Mapper:
-    def __init__(self, memory: ObjectMemory, segmenter,
+    def __init__(self, memory: ObjectMemory, segmenter: Segmenter,
                  registration: RegistrationConfig | None = None,
                  association: AssociationConfig | None = None,
                  drift: DriftConfig | None = None,
@@ -144,9 +145,8 @@ class Mapper:
         timings["drift"] = time.perf_counter() - start
         entry = EpochEntry(epoch, True, transform, label, stamp_ns, fitness, rmse, len(xyz))
         start = time.perf_counter()
-        # a temporal segmenter reads the stored epochs of its window
-        history = self._history() if self._temporal else None
-        seg = self._segment(xyz, rgb, history)
+        # a segmenter with a window reads the stored epochs in it
+        seg = self.segmenter.segment(xyz, rgb, history=self._history())
         timings["segmentation"] = time.perf_counter() - start
 
         start = time.perf_counter()
@@ -167,7 +167,7 @@ class Mapper:
         alone in its own levelled frame (classes only, no identities), is
         stored for inspection; objects, changes and the map stay as they were."""
         start = time.perf_counter()
-        seg = self._segment(scan.xyz, scan.rgb, [] if self._temporal else None)
+        seg = self.segmenter.segment(scan.xyz, scan.rgb)
         instance_id, class_id = _point_labels(seg, [0] * len(seg.segments))
         timings["segmentation"] = time.perf_counter() - start
         self.memory.commit_epoch(entry, points=EpochPoints(scan.xyz, scan.rgb, instance_id,
@@ -175,22 +175,13 @@ class Mapper:
         return EpochOutcome(entry.index, False, entry.map_from_odom, reason, instance_id,
                             class_id, timings=timings, levelling=levelling)
 
-    @property
-    def _temporal(self) -> bool:
-        return getattr(self.segmenter, "temporal", False)
-
-    def _segment(self, xyz: np.ndarray, rgb: np.ndarray, history: list[EpochPoints] | None):
-        """Segment a scan; a temporal segmenter also gets ``history``."""
-        if history is not None:
-            return self.segmenter.segment(xyz, rgb, history=history)
-        return self.segmenter.segment(xyz, rgb)
-
     def _history(self) -> list[EpochPoints]:
         """The stored segmented clouds of the registered epochs the segmenter
-        looks at (its ``window`` newest; all if it has none), oldest first."""
-        window = getattr(self.segmenter, "window", None) or None
+        looks at (its ``window`` newest), oldest first; none for a window of 0."""
+        if not self.segmenter.window:
+            return []
         history = []
-        for epoch in self.memory.point_epochs(registered=True, last=window):
+        for epoch in self.memory.point_epochs(registered=True, last=self.segmenter.window):
             history.append(self.memory.points(epoch))
             self._add_seen(epoch, history[-1].xyz)
         return history

@@ -1,46 +1,27 @@
-"""Segmenters behind one interface (``stseg run --segmenter NAME``).
-
-A segmenter turns one registered scan (map frame) into structure labels and
-object segments with a class and a score. Identities across epochs are the
-association stage's job unless a segmenter provides them: a ``temporal``
-segmenter (the 4D model) also receives the stored past epochs and returns
-the persistent id of each segment (0 for a new object).
+"""The segmenters by name (``stseg run --segmenter NAME``), each a
+``core.segmentation.Segmenter``: one registered scan in, structure labels and
+object segments with a class and a score out. Identities across epochs are
+the association stage's job unless a segmenter provides them: the 4D model
+reads the stored past epochs of its ``window`` and returns the persistent id
+of each segment (0 for a new object).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from stseg_ros.data import data_file
+from stseg_ros.core.segmentation import Segmentation, Segmenter
+from stseg_ros.data import LEARNED_WEIGHTS, data_file
 from stseg_ros.mapping.classifier import ClusterClassifier
 from stseg_ros.mapping.geometric import (
     GeometricConfig,
-    Segment,
     coverage,
     describe,
     occupied_voxels,
     split_scan,
 )
-
-
-@dataclass
-class Segmentation:
-    structure: np.ndarray               # (N,) NYU40 id of floor/wall/ceiling, 0 = object
-    segments: list[Segment]
-    class_ids: list[int]
-    scores: list[float]                 # of the class: how sure, times how whole (ranking)
-    normals: np.ndarray | None = None
-    identities: list[int] | None = None   # persistent id per segment (0: new), if tracked
-    extra: dict = field(default_factory=dict)
-    objectness: list[float] | None = None   # a whole object, whatever its class?
-    class_confidence: list[float] | None = None   # P(class) alone; None: the scores
-
-    def confidence(self, i: int) -> float:
-        """How sure the segmenter is of segment ``i``'s class, whatever its size
-        (relabelling asks)."""
-        return self.scores[i] if self.class_confidence is None else self.class_confidence[i]
 
 
 class GeometricSegmenter:
@@ -51,14 +32,14 @@ class GeometricSegmenter:
     (``geometric.coverage``)."""
 
     name = "geometric"
-    temporal = False
+    window = 0                       # reads no stored epoch
 
     def __init__(self, cfg: GeometricConfig | None = None,
                  classifier: ClusterClassifier | None = None) -> None:
         self.cfg = cfg or GeometricConfig()
         self.classifier = classifier or ClusterClassifier.load()
 
-    def segment(self, xyz: np.ndarray, rgb: np.ndarray) -> Segmentation:
+    def segment(self, xyz: np.ndarray, rgb: np.ndarray, history: Sequence = ()) -> Segmentation:
         split = split_scan(xyz, self.cfg)
         structure, normals = split.structure, split.normals
         segments = [describe(xyz, rgb, normals, np.flatnonzero(split.clusters == c))
@@ -74,8 +55,25 @@ class GeometricSegmenter:
                             objectness=[float(o) for o in objectness * whole])
 
 
-SEGMENTERS = ("geometric", "learned", "learned-per-epoch")
-LEARNED_WEIGHTS = "unet4d.pt"          # shipped in stseg_ros/data
+def _learned(joint: bool) -> Callable[..., Segmenter]:
+    def make(device: str, backend: str, weights: str | None, structure: str | None,
+             classes: str | None) -> Segmenter:
+        from stseg_ros.learned.instances import InstanceConfig
+        from stseg_ros.learned.segmenter import LearnedSegmenter
+
+        return LearnedSegmenter(weights, device, backend, joint=joint,
+                                instances=InstanceConfig(**{k: v for k, v in (
+                                    ("structure", structure), ("classes", classes)) if v}))
+    return make
+
+
+# name -> factory(device, backend, weights, structure, classes); the learned ones
+# import torch only when made
+SEGMENTERS: dict[str, Callable[..., Segmenter]] = {
+    "geometric": lambda *settings: GeometricSegmenter(),
+    "learned": _learned(joint=True),
+    "learned-per-epoch": _learned(joint=False),
+}
 
 
 def default_segmenter() -> str:
@@ -86,7 +84,7 @@ def default_segmenter() -> str:
 
 def make_segmenter(name: str | None = None, device: str = "cpu", backend: str = "torch",
                    weights: str | None = None, structure: str | None = None,
-                   classes: str | None = None):
+                   classes: str | None = None) -> Segmenter:
     """A segmenter by name (None: ``default_segmenter()``); unknown names list
     what exists. ``device``, ``backend``, ``weights`` (default: the shipped
     ones), ``structure`` and ``classes`` (``learned/instances.py``; None: its
@@ -94,11 +92,4 @@ def make_segmenter(name: str | None = None, device: str = "cpu", backend: str = 
     name = name or default_segmenter()
     if name not in SEGMENTERS:
         raise ValueError(f"unknown segmenter {name!r}; available: {', '.join(SEGMENTERS)}")
-    if name == "geometric":
-        return GeometricSegmenter()
-    from stseg_ros.learned.instances import InstanceConfig
-    from stseg_ros.learned.segmenter import LearnedSegmenter
-
-    return LearnedSegmenter(weights, device, backend, joint=name == "learned",
-                            instances=InstanceConfig(**{k: v for k, v in (
-                                ("structure", structure), ("classes", classes)) if v}))
+    return SEGMENTERS[name](device, backend, weights, structure, classes)
