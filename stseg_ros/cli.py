@@ -167,7 +167,7 @@ def _cmd_query(args: argparse.Namespace) -> int:
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
-    from stseg_ros.datasets.generate import GenerateConfig, generate_dataset
+    from stseg_ros.benchmark.generate import GenerateConfig, generate_dataset
 
     cfg = GenerateConfig(seed=args.seed, revisits=args.revisits, rooms=args.rooms,
                          frames=args.frames, preview=args.preview, workers=args.workers)
@@ -186,7 +186,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 
 
 def _cmd_import(args: argparse.Namespace) -> int:
-    from stseg_ros.datasets.layout import FormatError
+    from stseg_ros.core.layout import FormatError
     from stseg_ros.importers import ImportOptions, import_dataset
 
     options = ImportOptions(label_map=args.label_map, meta=args.meta,
@@ -213,7 +213,7 @@ def _cmd_import(args: argparse.Namespace) -> int:
 def _cmd_eval(args: argparse.Namespace) -> int:
     import json
 
-    from stseg_ros.datasets.layout import FormatError
+    from stseg_ros.core.layout import FormatError
     from stseg_ros.metrics.evaluate import evaluate_sets, format_metrics, json_ready
     from stseg_ros.metrics.selection import ScoringMode, parse_classes
 
@@ -280,7 +280,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         print(format_soak(result))
     elif args.what == "registration":
         from stseg_ros.bench.registration import bench_registration, format_registration
-        from stseg_ros.datasets.layout import FormatError
+        from stseg_ros.core.layout import FormatError
 
         try:
             result = bench_registration(range(args.seeds), args.revisits, args.real,
@@ -311,11 +311,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
     import dataclasses
     import time
 
-    from stseg_ros.datasets.layout import FormatError
+    from stseg_ros.core.layout import FormatError
     from stseg_ros.mapping.config import ConfigError, load_config
-    from stseg_ros.mapping.offline import run_dataset, run_inputs
     from stseg_ros.mapping.segmenter import default_segmenter
     from stseg_ros.memory import MemoryFileError
+    from stseg_ros.offline.runner import run_dataset, run_inputs
 
     try:
         cfg = load_config(args.config, args.set)
@@ -363,7 +363,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from stseg_ros.datasets.layout import FormatError
+    from stseg_ros.core.layout import FormatError
     from stseg_ros.learned.data import SampleConfig
     from stseg_ros.learned.train import TrainConfig, train
 
@@ -389,11 +389,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_train_classifier(args: argparse.Namespace) -> int:
     import json
 
-    from stseg_ros.mapping.training import train_classifier
+    from stseg_ros.offline.classifier_training import train_classifier
 
     seeds = range(args.first_seed, args.first_seed + args.seeds)
     held = range(args.first_seed + args.seeds, args.first_seed + args.seeds + args.held_out)
-    from stseg_ros.datasets.layout import FormatError
+    from stseg_ros.core.layout import FormatError
 
     try:
         out = _file_out(args.out if args.out.endswith(".npz") else args.out + ".npz", "--out")

@@ -17,8 +17,8 @@ from PIL import Image
 from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
 
+from stseg_ros.benchmark.bag import _header, _quaternion, _transform
 from stseg_ros.core.images import encode_color, encode_compressed_depth
-from stseg_ros.datasets.bag import _header, _quaternion, _transform
 from stseg_ros.mapping.frames import RgbdFrame
 
 TS = get_typestore(Stores.ROS2_KILTED)

@@ -64,7 +64,7 @@ def test_bench_reports_the_registration_error_distribution(tmp_path, capsys):
 
 
 def test_bench_registers_datasets_of_real_rescans_from_random_starts(tmp_path, capsys):
-    from stseg_ros.datasets.generate import GenerateConfig, generate_dataset
+    from stseg_ros.benchmark.generate import GenerateConfig, generate_dataset
 
     for seed in (0, 2):               # stand-ins for imported rescans, two rooms
         generate_dataset(tmp_path / f"rooms{seed}", GenerateConfig(seed=seed, revisits=2,

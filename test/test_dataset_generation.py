@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 from scipy.spatial import cKDTree
 
+from stseg_ros.benchmark.generate import GenerateConfig, generate_dataset
+from stseg_ros.benchmark.scene import make_scenario
+from stseg_ros.benchmark.trajectory import _inside_quads, plan_trajectory
 from stseg_ros.cli import main
+from stseg_ros.core.layout import open_dataset, read_cloud, read_epoch_result
 from stseg_ros.core.pointcloud import transform_points
-from stseg_ros.datasets.generate import GenerateConfig, generate_dataset
-from stseg_ros.datasets.layout import open_dataset, read_cloud, read_epoch_result
-from stseg_ros.datasets.scene import make_scenario
-from stseg_ros.datasets.trajectory import _inside_quads, plan_trajectory
 
 
 @pytest.fixture(scope="module")

@@ -16,10 +16,10 @@ import pytest
 from rosbags.highlevel import AnyReader
 
 from stseg_ros.bench.load import cpu_hogs
-from stseg_ros.datasets.generate import GenerateConfig, generate_dataset
-from stseg_ros.datasets.layout import read_epoch_result
-from stseg_ros.mapping.offline import write_scene_predictions
+from stseg_ros.benchmark.generate import GenerateConfig, generate_dataset
+from stseg_ros.core.layout import read_epoch_result
 from stseg_ros.memory import ObjectMemory
+from stseg_ros.offline.runner import write_scene_predictions
 from stseg_ros.ros.demo import start_node, stop_process
 from stseg_ros.ros.env import localhost_ros_env
 from stseg_ros.ros.replay import output_typestore

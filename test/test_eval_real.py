@@ -11,7 +11,7 @@ import test_metrics
 
 from stseg_ros.cli import main
 from stseg_ros.core.classes import class_id
-from stseg_ros.datasets.layout import (
+from stseg_ros.core.layout import (
     ChangeEntry,
     FormatError,
     InstanceEntry,

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from scipy.spatial import cKDTree
 
+from stseg_ros.benchmark.generate import GenerateConfig, generate_dataset
 from stseg_ros.core.camera import Intrinsics
 from stseg_ros.core.images import decode_image
-from stseg_ros.datasets.generate import GenerateConfig, generate_dataset
-from stseg_ros.datasets.layout import read_cloud
+from stseg_ros.core.layout import read_cloud
 from stseg_ros.mapping.drift import DriftConfig, FragmentFusion
 from stseg_ros.mapping.frames import RgbdFrame, SkippedFrame
 from stseg_ros.mapping.fusion import TsdfFusion

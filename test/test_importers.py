@@ -14,8 +14,8 @@ import pytest
 
 from stseg_ros.cli import main
 from stseg_ros.core.classes import class_id
+from stseg_ros.core.layout import FormatError, open_dataset, read_cloud, read_epoch_result
 from stseg_ros.core.pointcloud import planar_pose, transform_points
-from stseg_ros.datasets.layout import FormatError, open_dataset, read_cloud, read_epoch_result
 from stseg_ros.importers import ImportOptions, import_dataset
 from stseg_ros.importers.ply import PlyError, read_ply_vertices, write_ply
 from stseg_ros.metrics.evaluate import evaluate
@@ -572,7 +572,7 @@ def test_a_malformed_3rscan_metafile_names_itself(tmp_path, parts, capsys):
 
 
 def test_imported_scans_train_the_cluster_classifier_beside_generated_ones(tmp_path, scans):
-    from stseg_ros.mapping.training import labelled_clusters, train_classifier
+    from stseg_ros.offline.classifier_training import labelled_clusters, train_classifier
 
     src = tmp_path / "scannet"
     for s in scans[:2]:

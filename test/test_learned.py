@@ -310,7 +310,7 @@ def test_class_weights_lift_rare_classes_and_keep_the_average_loss_scale():
 
 @pytest.fixture(scope="module")
 def tiny_dataset(tmp_path_factory):
-    from stseg_ros.datasets.generate import GenerateConfig, generate_dataset
+    from stseg_ros.benchmark.generate import GenerateConfig, generate_dataset
 
     root = tmp_path_factory.mktemp("train") / "ds"
     generate_dataset(root, GenerateConfig(seed=3, revisits=2, frames=0), progress=False)
@@ -318,7 +318,7 @@ def tiny_dataset(tmp_path_factory):
 
 
 def test_training_samples_keep_epochs_apart_and_labels_on_their_voxels(tiny_dataset):
-    from stseg_ros.datasets.layout import open_dataset, read_epoch_result
+    from stseg_ros.core.layout import open_dataset, read_epoch_result
     from stseg_ros.learned.data import SampleConfig, load_scenes, make_sample
 
     classes = ModelConfig().class_ids

@@ -8,9 +8,9 @@ import json
 import numpy as np
 import pytest
 
+from stseg_ros.benchmark.generate import GenerateConfig, generate_dataset
 from stseg_ros.cli import main
 from stseg_ros.core.pointcloud import planar_pose, transform_points
-from stseg_ros.datasets.generate import GenerateConfig, generate_dataset
 from stseg_ros.mapping.association import EmptyPlaces, Known, associate, place_empty
 from stseg_ros.mapping.drift import FusedScan
 from stseg_ros.mapping.geometric import describe, estimate_normals
@@ -172,7 +172,7 @@ def test_run_again_keeps_the_mapped_epochs(mapped, capsys):
 
 
 def test_an_unregistrable_revisit_leaves_the_map_alone(mapped, tmp_path):
-    from stseg_ros.datasets.layout import read_cloud
+    from stseg_ros.core.layout import read_cloud
 
     xyz, rgb = read_cloud(mapped / "ds" / "scene_000" / "epoch_00")
     with ObjectMemory(tmp_path / "m.db") as memory:

@@ -10,9 +10,9 @@ import shutil
 import numpy as np
 import pytest
 
+from stseg_ros.benchmark.generate import GenerateConfig, generate_dataset
 from stseg_ros.cli import main
-from stseg_ros.datasets.generate import GenerateConfig, generate_dataset
-from stseg_ros.datasets.layout import (
+from stseg_ros.core.layout import (
     ChangeEntry,
     FormatError,
     open_dataset,

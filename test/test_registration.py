@@ -8,8 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from stseg_ros.datasets.generate import GenerateConfig, generate_dataset
-from stseg_ros.datasets.layout import read_cloud, read_epoch_result
+from stseg_ros.benchmark.generate import GenerateConfig, generate_dataset
+from stseg_ros.core.layout import read_cloud, read_epoch_result
 from stseg_ros.mapping.registration import assess_alignment, register_scan
 from stseg_ros.metrics.registration import relative_error
 

@@ -7,10 +7,10 @@ import math
 import numpy as np
 import pytest
 
+from stseg_ros.benchmark.furniture import FAMILIES
+from stseg_ros.benchmark.render import SceneRaycaster, render_frame
+from stseg_ros.benchmark.scene import fits, is_moved, make_scenario, object_pose
 from stseg_ros.core.camera import Intrinsics, backproject
-from stseg_ros.datasets.furniture import FAMILIES
-from stseg_ros.datasets.render import SceneRaycaster, render_frame
-from stseg_ros.datasets.scene import fits, is_moved, make_scenario, object_pose
 
 
 def test_at_least_twelve_nyu40_families_with_varied_shapes():

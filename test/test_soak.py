@@ -6,7 +6,7 @@ every closed revisit must be accounted for."""
 from __future__ import annotations
 
 from stseg_ros.bench.soak import SoakConfig, bench_soak, format_soak
-from stseg_ros.datasets.generate import GenerateConfig, generate_dataset
+from stseg_ros.benchmark.generate import GenerateConfig, generate_dataset
 
 
 def test_killed_and_restarted_nodes_lose_nothing(tmp_path):

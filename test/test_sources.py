@@ -20,20 +20,20 @@ from real_formats import (
 from rosbags.rosbag2 import StoragePlugin
 from scipy.spatial import cKDTree
 
+from stseg_ros.benchmark.generate import GenerateConfig, generate_dataset
 from stseg_ros.cli import main
 from stseg_ros.core.images import (
     decode_image,
     encode_color,
     encode_compressed_depth,
 )
+from stseg_ros.core.layout import FormatError, read_cloud
 from stseg_ros.core.pointcloud import planar_pose, rotation_angle_deg, transform_points
-from stseg_ros.datasets.generate import GenerateConfig, generate_dataset
-from stseg_ros.datasets.layout import FormatError, read_cloud
 from stseg_ros.importers.ply import read_ply_vertices
 from stseg_ros.mapping.config import RunConfig
 from stseg_ros.mapping.frames import SkippedFrame
-from stseg_ros.mapping.offline import fuse_frames
 from stseg_ros.memory import ObjectMemory
+from stseg_ros.offline.runner import fuse_frames
 from stseg_ros.sources import SOURCES, InputError, SourceConfig, detect_source, open_inputs
 from stseg_ros.sources.rosbag import read_bag_frames
 

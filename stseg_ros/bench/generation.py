@@ -7,7 +7,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from stseg_ros.datasets.generate import GenerateConfig, generate_dataset
+from stseg_ros.benchmark.generate import GenerateConfig, generate_dataset
 
 
 def bench_generation(frames: int = 300, revisits: int = 3, fast_scenes: int = 5,

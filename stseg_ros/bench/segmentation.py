@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
+from stseg_ros.benchmark.generate import GenerateConfig, generate_dataset
+from stseg_ros.core.layout import read_cloud, read_epoch_result
 from stseg_ros.core.pointcloud import transform_points
-from stseg_ros.datasets.generate import GenerateConfig, generate_dataset
-from stseg_ros.datasets.layout import read_cloud, read_epoch_result
 from stseg_ros.memory import EpochPoints
 
 

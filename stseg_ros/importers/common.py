@@ -22,8 +22,7 @@ import numpy as np
 
 from stseg_ros import __version__
 from stseg_ros.core.classes import class_name
-from stseg_ros.core.pointcloud import transform_points
-from stseg_ros.datasets.layout import (
+from stseg_ros.core.layout import (
     DATASET_FORMAT,
     DATASET_VERSION,
     ChangeEntry,
@@ -36,6 +35,7 @@ from stseg_ros.datasets.layout import (
     write_epoch_result,
     write_json,
 )
+from stseg_ros.core.pointcloud import transform_points
 
 Log = Callable[[str], None]
 

@@ -14,7 +14,7 @@ from collections import Counter
 from pathlib import Path
 
 from stseg_ros.core.classes import NYU40_CLASSES, class_id
-from stseg_ros.datasets.layout import FormatError
+from stseg_ros.core.layout import FormatError
 
 OTHERPROP = class_id("otherprop")
 

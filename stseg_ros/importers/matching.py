@@ -176,8 +176,8 @@ def link_scans(scans, register, cfg: MatchConfig = MatchConfig(), log=print,
     since the previous scan, all uncertain (``ambiguous``): nothing in the data
     confirms them."""
     from stseg_ros.core.classes import class_name
+    from stseg_ros.core.layout import ChangeEntry
     from stseg_ros.core.pointcloud import transform_points
-    from stseg_ros.datasets.layout import ChangeEntry
     from stseg_ros.importers.common import Epoch, pose_of
 
     epochs: list[Epoch] = []

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stseg_ros.datasets.layout import FormatError
+from stseg_ros.core.layout import FormatError
 
 # PLY scalar type names (both spellings) -> numpy type codes without byte order
 _TYPES = {

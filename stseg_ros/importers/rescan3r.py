@@ -33,8 +33,8 @@ from pathlib import Path
 import numpy as np
 from scipy.spatial import cKDTree
 
+from stseg_ros.core.layout import ChangeEntry, FormatError, read_json
 from stseg_ros.core.pointcloud import transform_points
-from stseg_ros.datasets.layout import ChangeEntry, FormatError, read_json
 from stseg_ros.importers.common import Epoch, Log, Scan, Scene, pose_of
 from stseg_ros.importers.labels import LabelMapper
 from stseg_ros.importers.ply import read_ply_vertices

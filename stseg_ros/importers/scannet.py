@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from stseg_ros.core.classes import class_name
-from stseg_ros.datasets.layout import FormatError, read_json
+from stseg_ros.core.layout import FormatError, read_json
 from stseg_ros.importers.common import Log, Scan, Scene
 from stseg_ros.importers.labels import LabelMapper
 from stseg_ros.importers.matching import MatchConfig, link_scans

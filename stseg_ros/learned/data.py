@@ -22,8 +22,8 @@ import numpy as np
 from tqdm import tqdm
 
 from stseg_ros.core.classes import class_id
+from stseg_ros.core.layout import open_dataset, read_cloud, read_epoch_result
 from stseg_ros.core.pointcloud import transform_points
-from stseg_ros.datasets.layout import open_dataset, read_cloud, read_epoch_result
 from stseg_ros.learned.voxels import stack_epochs, voxel_mode, voxelize
 
 FLOOR = class_id("floor")

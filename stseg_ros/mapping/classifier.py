@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from stseg_ros.core.layout import load_npz
 from stseg_ros.core.weights import NOT_LOADED, WeightsError
-from stseg_ros.datasets.layout import load_npz
 from stseg_ros.mapping.geometric import FEATURE_NAMES
 
 DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "data" / "geometric_classifier.npz"

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from stseg_ros.datasets.layout import CHANGE_KINDS, ChangeEntry
+from stseg_ros.core.layout import CHANGE_KINDS, ChangeEntry
 from stseg_ros.metrics.overlap import EpochOverlap
 
 

@@ -1,7 +1,7 @@
 """Score a prediction directory against a dataset (``stseg eval``), or several
 pairs of them as one set.
 
-Reads each epoch's ground truth and prediction (``datasets/layout.py``), reduces
+Reads each epoch's ground truth and prediction (``core/layout.py``), reduces
 them to point-overlap tables, and computes the keys of the package contract:
 per-epoch instance AP (every scene epoch is a scan), t-mAP (every scene is a 4D
 scan), change precision/recall/F1, identity switches and registration errors.
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stseg_ros.datasets.layout import EpochResult, FormatError, open_dataset, read_epoch_result
+from stseg_ros.core.layout import EpochResult, FormatError, open_dataset, read_epoch_result
 from stseg_ros.metrics.changes import ChangeCounts, score_epoch_changes
 from stseg_ros.metrics.history import HistoryScores, object_histories
 from stseg_ros.metrics.instance_ap import class_aps, summarize

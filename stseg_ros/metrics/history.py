@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from stseg_ros.datasets.layout import EpochResult
+from stseg_ros.core.layout import EpochResult
 from stseg_ros.metrics.instance_ap import Scan
 
 HISTORY_KINDS = ("static", "moved", "swapped", "added", "removed")

@@ -28,7 +28,7 @@ def cache_dir() -> Path:
 
 def demo_dataset(seed: int = DEMO_SEED, frames: int = DEMO_FRAMES) -> Path:
     """The demo room (three revisits as bags), generated once and then reused."""
-    from stseg_ros.datasets.generate import GenerateConfig, generate_dataset
+    from stseg_ros.benchmark.generate import GenerateConfig, generate_dataset
 
     root = cache_dir() / f"demo-seed{seed}-frames{frames}"
     if not (root / "dataset.json").is_file():
@@ -72,9 +72,9 @@ def clear_demo_outputs(out: Path) -> None:
 
 def run_demo(out: Path = Path("stseg_demo"), rate: float = 2.0, timeout: float = 300.0) -> int:
     from stseg_ros.core.report import format_epoch_changes, format_epoch_objects
-    from stseg_ros.mapping.offline import write_scene_predictions
     from stseg_ros.memory import ObjectMemory
     from stseg_ros.metrics.evaluate import evaluate, format_metrics
+    from stseg_ros.offline.runner import write_scene_predictions
     from stseg_ros.ros.replay import find_bags, replay
     from stseg_ros.viz.topview import write_topview
 

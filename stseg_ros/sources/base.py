@@ -17,7 +17,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from stseg_ros.datasets.layout import FormatError
+from stseg_ros.core.layout import FormatError
 from stseg_ros.mapping.frames import RgbdFrame, SkippedFrame
 
 

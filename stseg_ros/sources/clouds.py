@@ -14,8 +14,8 @@ import logging
 
 import numpy as np
 
+from stseg_ros.core.layout import load_npz
 from stseg_ros.core.pointcloud import MAX_COORDINATE, usable_points, voxel_downsample
-from stseg_ros.datasets.layout import load_npz
 from stseg_ros.sources.base import InputError, Source
 
 log = logging.getLogger(__name__)

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from stseg_ros.benchmark.furniture import AGAINST_WALL, FAMILIES, Part, Style
 from stseg_ros.core.pointcloud import planar_pose
 from stseg_ros.core.records import yaw_difference
-from stseg_ros.datasets.furniture import AGAINST_WALL, FAMILIES, Part, Style
 
 ROOM_KINDS = {
     # class -> (min, max) count; identical=True builds all copies from one style

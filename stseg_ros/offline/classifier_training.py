@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from stseg_ros.benchmark.generate import GenerateConfig, generate_dataset
+from stseg_ros.core.layout import open_dataset, read_cloud, read_epoch_result
 from stseg_ros.core.pointcloud import transform_points
-from stseg_ros.datasets.generate import GenerateConfig, generate_dataset
-from stseg_ros.datasets.layout import open_dataset, read_cloud, read_epoch_result
 from stseg_ros.mapping.classifier import ClusterClassifier
 from stseg_ros.mapping.geometric import CEILING, FLOOR, WALL, GeometricConfig, describe, split_scan
 from stseg_ros.mapping.gravity import level_scan

@@ -27,8 +27,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 from tqdm import tqdm
 
-from stseg_ros.core.pointcloud import transform_points
-from stseg_ros.datasets.layout import (
+from stseg_ros.core.layout import (
     ChangeEntry,
     EpochResult,
     InstanceEntry,
@@ -36,6 +35,7 @@ from stseg_ros.datasets.layout import (
     read_cloud,
     write_epoch_result,
 )
+from stseg_ros.core.pointcloud import transform_points
 from stseg_ros.mapping.config import RunConfig, write_config
 from stseg_ros.mapping.drift import FragmentFusion, FusedScan
 from stseg_ros.mapping.frames import RgbdFrame, SkippedFrame

@@ -15,13 +15,13 @@ import numpy as np
 
 from stseg_ros.core.classes import class_id
 from stseg_ros.core.colors import identity_color
+from stseg_ros.core.layout import EpochResult
 from stseg_ros.core.pointcloud import transform_points
-from stseg_ros.datasets.layout import EpochResult
 
 if TYPE_CHECKING:
-    from stseg_ros.datasets.generate import LabelledPoints
-    from stseg_ros.datasets.scene import Epoch, Scenario
-    from stseg_ros.datasets.trajectory import Trajectory
+    from stseg_ros.benchmark.generate import LabelledPoints
+    from stseg_ros.benchmark.scene import Epoch, Scenario
+    from stseg_ros.benchmark.trajectory import Trajectory
 
 CEILING = class_id("ceiling")
 FLOOR = class_id("floor")

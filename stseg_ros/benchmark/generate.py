@@ -25,12 +25,13 @@ from pathlib import Path
 import numpy as np
 
 from stseg_ros import __version__
+from stseg_ros.benchmark.bag import RevisitBagWriter
+from stseg_ros.benchmark.render import NoiseBank, SceneRaycaster, render_frame
+from stseg_ros.benchmark.scene import Epoch, Scenario, make_scenario
+from stseg_ros.benchmark.trajectory import FRAME_RATE, ODOM_PER_FRAME, Trajectory, plan_trajectory
 from stseg_ros.core.camera import Intrinsics, backproject
 from stseg_ros.core.classes import class_id, class_name
-from stseg_ros.core.pointcloud import voxel_downsample
-from stseg_ros.core.topics import FRAMES, TOPICS
-from stseg_ros.datasets.bag import RevisitBagWriter
-from stseg_ros.datasets.layout import (
+from stseg_ros.core.layout import (
     DATASET_FORMAT,
     DATASET_VERSION,
     ChangeEntry,
@@ -41,9 +42,8 @@ from stseg_ros.datasets.layout import (
     write_epoch_result,
     write_json,
 )
-from stseg_ros.datasets.render import NoiseBank, SceneRaycaster, render_frame
-from stseg_ros.datasets.scene import Epoch, Scenario, make_scenario
-from stseg_ros.datasets.trajectory import FRAME_RATE, ODOM_PER_FRAME, Trajectory, plan_trajectory
+from stseg_ros.core.pointcloud import voxel_downsample
+from stseg_ros.core.topics import FRAMES, TOPICS
 
 VOXEL = 0.03               # m, evaluation cloud resolution
 FAST_VIEWS = 60            # views per revisit in fast mode
@@ -259,7 +259,7 @@ class DatasetWriter:
             "camera": {"height_m": round(traj.mount.height, 3),
                        "pitch_deg": round(math.degrees(traj.mount.pitch), 2)}})
         if cfg.preview:
-            from stseg_ros.datasets.preview import write_epoch_preview
+            from stseg_ros.benchmark.preview import write_epoch_preview
 
             write_epoch_preview(out / "preview.png", scenario, epoch, points, traj, truth)
 

@@ -14,11 +14,11 @@ from dataclasses import dataclass
 import numpy as np
 import open3d as o3d
 
+from stseg_ros.benchmark.furniture import Part
+from stseg_ros.benchmark.scene import Epoch, Scenario, fixture_parts, object_pose
 from stseg_ros.core.camera import Intrinsics
 from stseg_ros.core.classes import class_id
 from stseg_ros.core.pointcloud import planar_pose
-from stseg_ros.datasets.furniture import Part
-from stseg_ros.datasets.scene import Epoch, Scenario, fixture_parts, object_pose
 
 MAX_RANGE = 5.0     # m; farther returns are missing
 MIN_RANGE = 0.3

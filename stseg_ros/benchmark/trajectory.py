@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from stseg_ros.benchmark.scene import Epoch, Scenario, fixture_parts, inside_polygon
 from stseg_ros.core.pointcloud import planar_pose
-from stseg_ros.datasets.scene import Epoch, Scenario, fixture_parts, inside_polygon
 
 GRID = 0.1                 # m, free-space grid resolution
 ROBOT_RADIUS = 0.35        # m, clearance kept from furniture
