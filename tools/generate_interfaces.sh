@@ -41,7 +41,7 @@ standin_package() {
   for m in "$@"; do deps+="  <depend>$m</depend>"$'\n'; done
   mkdir -p "$dir/src/msg"
   rm -f "$dir/src/msg/"*.msg
-  cp "$msgs"/*.msg "$dir/src/msg/"
+  cp -p "$msgs"/*.msg "$dir/src/msg/"   # -p: unchanged definitions are not rebuilt
   for m in "$dir/src/msg/"*.msg; do files+=" \"msg/$(basename "$m")\""; done
   cat >"$dir/src/package.xml" <<XML
 <?xml version="1.0"?>
