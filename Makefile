@@ -7,7 +7,7 @@ VENV ?= .venv
 PYTHON ?= python3.11
 PY := $(VENV)/bin/python
 STAMPS := $(VENV)/.stamps
-INTERFACES := $(wildcard msg/*.msg srv/*.srv)
+INTERFACES := $(wildcard msg/*.msg srv/*.srv interfaces/*/msg/*.msg)
 
 # Tests and the demo keep DDS discovery on this machine.
 export ROS_AUTOMATIC_DISCOVERY_RANGE ?= LOCALHOST

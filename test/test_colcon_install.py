@@ -76,3 +76,18 @@ def test_installed_cli_runs(install_tree):
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("stseg_ros 0.1.0")
+
+
+def test_install_uses_the_underlays_vision_msgs(install_tree):
+    """The CMake build leaves the pip set-up's vision_msgs stand-in alone: the
+    install tree holds no vision_msgs, and ~/detections' type comes from the
+    underlay (a ROS installation, here the venv)."""
+    assert not (install_tree / "share" / "vision_msgs").exists()
+    code = ("import stseg_ros.ros.map_publisher, vision_msgs.msg;"
+            "print(stseg_ros.ros.map_publisher.__file__); print(vision_msgs.msg.__file__)")
+    out = subprocess.run([sys.executable, "-c", code], env=_installed_env(install_tree),
+                         cwd=install_tree, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    publisher_file, vision_file = out.stdout.split()
+    assert publisher_file.startswith(str(install_tree))
+    assert not vision_file.startswith(str(install_tree))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import subprocess
+import time
 
 import pytest
 from conftest import REPO_ROOT
@@ -112,3 +113,42 @@ def test_query_service_filters_across_processes(client):
 def test_query_service_rejects_bad_requests(client):
     answer = client.query(region=((1.0, 1.0, 1.0), (0.0, 0.0, 0.0)))
     assert not answer.success and "exceeds" in answer.message
+
+
+def test_detections_reach_another_process(rclpy_context, map_server):
+    """~/detections (vision_msgs/Detection3DArray) holds the present objects of
+    the published epoch only: id, class name, score, box centre and size."""
+    from rclpy.node import Node
+    from vision_msgs.msg import Detection3DArray
+
+    from stseg_ros.ros.qos import MAP_STATE_QOS
+
+    received: list[Detection3DArray] = []
+    node = Node("test_detections")
+    try:
+        node.create_subscription(Detection3DArray, "/map_server/detections",
+                                 received.append, MAP_STATE_QOS)
+        deadline = time.monotonic() + 30.0
+        while not received and time.monotonic() < deadline:
+            rclpy_context.spin_once(node, timeout_sec=0.1)
+        assert received, "no detections received from the map_server process"
+    finally:
+        node.destroy_node()
+    msg = received[-1]
+    assert msg.header.frame_id == "test_map"
+    assert msg.header.stamp.sec > 0
+    # Epoch 4: 3 is present; 17 (unobserved) and 40000 (removed) are not detections.
+    present = [o for o in SNAPSHOT["epochs"][1]["objects"] if o["state"] == "present"]
+    assert [d.id for d in msg.detections] == [str(o["id"]) for o in present] == ["3"]
+    (det,) = msg.detections
+    assert det.header.frame_id == "test_map"
+    (hyp,) = det.results
+    assert hyp.hypothesis.class_id == "chair"
+    assert hyp.hypothesis.score == pytest.approx(0.75)
+    centre = det.bbox.center
+    assert (centre.position.x, centre.position.y, centre.position.z) == pytest.approx(
+        (2.5, -1.25, 0.45))
+    assert (centre.orientation.z, centre.orientation.w) == pytest.approx(
+        (math.sin(0.5), math.cos(0.5)))
+    assert hyp.pose.pose.position.x == pytest.approx(2.5)
+    assert (det.bbox.size.x, det.bbox.size.y, det.bbox.size.z) == pytest.approx((0.5, 0.5, 0.9))

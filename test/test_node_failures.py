@@ -99,6 +99,33 @@ def test_a_restarted_mapper_answers_where_its_map_stands_at_once(mapper_on_a_sto
         replayer.destroy_node()
 
 
+
+def test_a_restarted_mapper_publishes_its_map_as_detections(mapper_on_a_stored_map,
+                                                            rclpy_context):
+    """~/detections comes from the mapper as from the map_server: the stored
+    map's present objects, latched for a planner that subscribes later."""
+    from vision_msgs.msg import Detection3DArray
+
+    from stseg_ros.ros.qos import MAP_STATE_QOS
+
+    received: list[Detection3DArray] = []
+    node = rclpy_context.create_node("detections_listener")
+    try:
+        node.create_subscription(Detection3DArray, "/mapper/detections",
+                                 received.append, MAP_STATE_QOS)
+        deadline = time.monotonic() + 60
+        while not received and time.monotonic() < deadline:
+            rclpy_context.spin_once(node, timeout_sec=0.1)
+    finally:
+        node.destroy_node()
+    assert received, mapper_on_a_stored_map[1].read_text()
+    (chair,) = received[-1].detections
+    assert received[-1].header.frame_id == "map"
+    assert chair.id == "1" and chair.results[0].hypothesis.class_id == "chair"
+    assert chair.results[0].hypothesis.score == pytest.approx(0.9)
+    assert chair.bbox.center.position.x == pytest.approx(1.0)
+    assert (chair.bbox.size.x, chair.bbox.size.z) == pytest.approx((0.5, 0.9))
+
 def test_replay_notices_an_accumulator_that_died(tmp_path, rclpy_context):
     from stseg_ros.ros.replay import PeerLostError, Replayer, SpinThread
 

@@ -29,42 +29,73 @@ export AMENT_PREFIX_PATH="$venv"
 export CMAKE_PREFIX_PATH="$venv"
 export PATH="$venv/bin:$PATH"
 
-# tf2_msgs (the type of /tf and /tf_static) is not on the package index. Where
-# it is missing, it is generated here from its message definition, which is a
-# single line; a ROS installation provides the real package instead.
-if ! "$python" -c 'import tf2_msgs.msg' 2>/dev/null; then
-  tf2="$venv/build/tf2_msgs"
-  mkdir -p "$tf2/src/msg"
-  echo 'geometry_msgs/TransformStamped[] transforms' >"$tf2/src/msg/TFMessage.msg"
-  cat >"$tf2/src/package.xml" <<'XML'
+# Build a stand-in interface package NAME from the .msg files in MSG_DIR into
+# the venv, for a ROS 2 interface package the package index does not have. Its
+# package.xml and CMakeLists.txt are written here, into the build folder, so the
+# source tree never holds a second package for colcon or rosdep to find.
+#   standin_package NAME MSG_DIR "DESCRIPTION" DEPENDENCY...
+standin_package() {
+  local name=$1 msgs=$2 description=$3
+  shift 3
+  local dir="$venv/build/$name" deps="" files="" m
+  for m in "$@"; do deps+="  <depend>$m</depend>"$'\n'; done
+  mkdir -p "$dir/src/msg"
+  rm -f "$dir/src/msg/"*.msg
+  cp -p "$msgs"/*.msg "$dir/src/msg/"   # -p: unchanged definitions are not rebuilt
+  for m in "$dir/src/msg/"*.msg; do files+=" \"msg/$(basename "$m")\""; done
+  cat >"$dir/src/package.xml" <<XML
 <?xml version="1.0"?>
 <package format="3">
-  <name>tf2_msgs</name>
+  <name>$name</name>
   <version>0.0.0</version>
-  <description>TFMessage only, generated for a ROS-less virtual environment.</description>
+  <description>$description (stseg_ros stand-in)</description>
   <maintainer email="maintainers@stseg-ros.org">stseg_ros maintainers</maintainer>
-  <license>BSD-3-Clause</license>
+  <license>Apache-2.0</license>
   <buildtool_depend>ament_cmake</buildtool_depend>
   <buildtool_depend>rosidl_default_generators</buildtool_depend>
-  <depend>geometry_msgs</depend>
-  <member_of_group>rosidl_interface_packages</member_of_group>
+$deps  <member_of_group>rosidl_interface_packages</member_of_group>
   <export><build_type>ament_cmake</build_type></export>
 </package>
 XML
-  cat >"$tf2/src/CMakeLists.txt" <<'CMAKE'
+  cat >"$dir/src/CMakeLists.txt" <<CMAKE
 cmake_minimum_required(VERSION 3.16)
-project(tf2_msgs)
+project($name)
 find_package(ament_cmake REQUIRED)
 find_package(rosidl_default_generators REQUIRED)
-find_package(geometry_msgs REQUIRED)
-rosidl_generate_interfaces(${PROJECT_NAME} "msg/TFMessage.msg" DEPENDENCIES geometry_msgs)
+$(for m in "$@"; do echo "find_package($m REQUIRED)"; done)
+rosidl_generate_interfaces(\${PROJECT_NAME}$files DEPENDENCIES $*)
 ament_export_dependencies(rosidl_default_runtime)
 ament_package()
 CMAKE
-  cmake -S "$tf2/src" -B "$tf2/build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
+  cmake -S "$dir/src" -B "$dir/build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
     -DCMAKE_INSTALL_PREFIX="$venv" -DPython3_EXECUTABLE="$python" \
-    -DPython3_FIND_VIRTUALENV=ONLY -DBUILD_TESTING=OFF >"$tf2.log" 2>&1 || { cat "$tf2.log"; exit 1; }
-  ninja -C "$tf2/build" install >>"$tf2.log" 2>&1 || { tail -50 "$tf2.log"; exit 1; }
+    -DPython3_FIND_VIRTUALENV=ONLY -DBUILD_TESTING=OFF >"$dir.log" 2>&1 || { cat "$dir.log"; exit 1; }
+  ninja -C "$dir/build" install >>"$dir.log" 2>&1 || { tail -50 "$dir.log"; exit 1; }
+}
+
+# A stand-in is (re)generated where the package is missing, or where the venv
+# already holds the stand-in (so edited definitions take effect); a real
+# package, from a ROS installation or the index, is left alone.
+needs_standin() {
+  ! "$python" -c "import $1.msg" 2>/dev/null ||
+    grep -qs 'stseg_ros stand-in' "$venv/share/$1/package.xml"
+}
+
+# tf2_msgs (the type of /tf and /tf_static) is not on the package index; its
+# message definition is a single line.
+if needs_standin tf2_msgs; then
+  tf2_src="$venv/build/tf2_msgs_msg"
+  mkdir -p "$tf2_src"
+  echo 'geometry_msgs/TransformStamped[] transforms' >"$tf2_src/TFMessage.msg"
+  standin_package tf2_msgs "$tf2_src" "TFMessage only, for a ROS-less virtual environment" \
+    geometry_msgs
+fi
+
+# vision_msgs (~/detections) is not on the package index either; the
+# definitions in interfaces/vision_msgs follow upstream vision_msgs 4.x.
+if needs_standin vision_msgs; then
+  standin_package vision_msgs "$root/interfaces/vision_msgs/msg" \
+    "Detection3DArray and the types it holds, after vision_msgs 4.x" std_msgs geometry_msgs
 fi
 
 mkdir -p "$build"

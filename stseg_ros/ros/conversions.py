@@ -5,10 +5,19 @@ Only field copying lives here; every decision is made in the core library.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
-from geometry_msgs.msg import Point, Quaternion, Vector3
+from geometry_msgs.msg import Point, PoseWithCovariance, Quaternion, Vector3
 from geometry_msgs.msg import Pose as PoseMsg
 from std_msgs.msg import Header
+from vision_msgs.msg import (
+    BoundingBox3D,
+    Detection3D,
+    Detection3DArray,
+    ObjectHypothesis,
+    ObjectHypothesisWithPose,
+)
 
 from stseg_ros.core.query import ObjectQuery
 from stseg_ros.core.records import ChangeKind, ChangeRecord, ObjectRecord, ObjectState, Pose
@@ -46,6 +55,27 @@ def object_from_msg(msg: ObjectInstance) -> ObjectRecord:
         pose=pose_from_msg(msg.pose), extents=(msg.extents.x, msg.extents.y, msg.extents.z),
         num_points=msg.num_points, epoch_first_seen=msg.epoch_first_seen,
         epoch_last_seen=msg.epoch_last_seen, state=ObjectState(msg.state))
+
+
+def detection_to_msg(obj: ObjectRecord, header: Header) -> Detection3D:
+    """One object as a standard detection: id as a string, its NYU40 class name
+    and score as the one hypothesis, its oriented box in the header's frame."""
+    ex, ey, ez = obj.extents
+    pose = pose_to_msg(obj.pose)
+    return Detection3D(
+        header=header, id=str(int(obj.id)),
+        results=[ObjectHypothesisWithPose(
+            hypothesis=ObjectHypothesis(class_id=obj.class_name, score=float(obj.score)),
+            pose=PoseWithCovariance(pose=pose))],
+        bbox=BoundingBox3D(center=pose,
+                           size=Vector3(x=float(ex), y=float(ey), z=float(ez))))
+
+
+def detections_to_msg(objects: Iterable[ObjectRecord], header: Header) -> Detection3DArray:
+    """The present objects of an epoch as ``vision_msgs/Detection3DArray``;
+    removed and unobserved ones are left out (nothing is there to detect)."""
+    return Detection3DArray(header=header, detections=[
+        detection_to_msg(o, header) for o in objects if o.state == ObjectState.PRESENT])
 
 
 def change_to_msg(change: ChangeRecord) -> ChangeEvent:
