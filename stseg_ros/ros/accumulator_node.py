@@ -306,11 +306,14 @@ class AccumulatorNode(ManagedNode):
         if not any(sent.values()):
             return 0
         deadline = time.monotonic() + timeout_s
+        accumulator = self.accumulator
         tick = self.create_timer(0.1, lambda: None,
                                  callback_group=MutuallyExclusiveCallbackGroup())
         try:
             while True:
-                received = self.accumulator.received()
+                if self.accumulator is not accumulator:     # cleaned up meanwhile
+                    return 0
+                received = accumulator.received()
                 if received is None:
                     return 0
                 missing = sum(max(0, n - received[k]) for k, n in sent.items())
@@ -326,12 +329,18 @@ class AccumulatorNode(ManagedNode):
 
     async def _closed(self, discard: bool, missing: int = 0) -> RevisitResult | None:
         """Close the open revisit and yield to the executor until the worker has
-        closed it (its wake-up brings the executor back); None if none was open."""
-        closing = self.accumulator.close(discard, self.executor.wake if self.executor else None,
-                                         missing)
+        closed it (its wake-up brings the executor back); None if none was open
+        (or the node was cleaned up before the worker closed it)."""
+        accumulator = self.accumulator
+        if accumulator is None:
+            return None
+        closing = accumulator.close(discard, self.executor.wake if self.executor else None,
+                                    missing)
         if closing is None:
             return None
         while not closing.done.is_set():
+            if self.accumulator is not accumulator:
+                return None
             await next_spin()
         return closing.outcome()
 
