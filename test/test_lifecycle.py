@@ -168,6 +168,33 @@ def test_accumulator_configure_activate_deactivate_cleanup(managed_accumulator):
     assert not list(node.subscriptions) and not list(node.timers)
 
 
+def test_deactivating_during_end_revisit_answers_it_then_drops_the_services(
+        managed_accumulator):
+    node, peer = managed_accumulator
+    manager, feeder = Manager(peer, "accumulator"), Feeder(peer)
+    assert manager.change(Transition.TRANSITION_CONFIGURE)
+    assert manager.change(Transition.TRANSITION_ACTIVATE)
+    _until(feeder.subscribed, "the active accumulator never subscribed")
+    assert feeder.end.wait_for_service(timeout_sec=10.0)
+    assert _wait(feeder.begin.call_async(BeginRevisit.Request(label="cut"))).success
+    feeder.frames(2)
+    _until(lambda: _fused(node) == 2, "frames not fused")
+    # waits for images that never come, up to 3 s
+    ending = feeder.end.call_async(EndRevisit.Request(color_sent=4, depth_sent=4,
+                                                      arrival_timeout_s=3.0))
+    time.sleep(0.5)
+    assert not ending.done()
+    assert manager.change(Transition.TRANSITION_DEACTIVATE)
+    assert feeder.end.service_is_ready()          # kept for the call in flight
+    answer = _wait(ending)
+    assert (answer.success, answer.frames_fused, answer.images_missing) == (True, 2, 4)
+    _until(lambda: not feeder.end.service_is_ready(), "services kept after the answer")
+    assert manager.state() == "inactive"
+    assert manager.change(Transition.TRANSITION_ACTIVATE)    # and back, with fresh services
+    assert feeder.begin.wait_for_service(timeout_sec=10.0)
+    assert _wait(feeder.begin.call_async(BeginRevisit.Request(label="next"))).revisit == 1
+
+
 def test_accumulator_bad_parameter_fails_configure_and_can_be_fixed(managed_accumulator):
     node, peer = managed_accumulator
     manager = Manager(peer, "accumulator")
