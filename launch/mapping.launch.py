@@ -3,7 +3,13 @@ parameters of config/mapping.yaml, and optionally RViz.
 
     ros2 launch stseg_ros mapping.launch.py [db_path:=FILE] [device:=cpu|cuda]
         [use_sim_time:=true] [namespace:=NS] [rviz:=true] [composed:=true]
-        [params_file:=FILE]
+        [params_file:=FILE] [autostart:=true|false]
+
+The accumulator and the mapper are managed (lifecycle) nodes. By default they
+configure and activate themselves (autostart); autostart:=false leaves them
+unconfigured for a lifecycle manager (nav2_lifecycle_manager, or
+``ros2 lifecycle set /mapper configure``). In a colcon workspace they are
+started as launch_ros LifecycleNode actions, so launch sees their transitions.
 """
 
 import os
@@ -15,6 +21,11 @@ from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
 from launch import LaunchDescription
+
+try:                                    # every launch_ros since Foxy has it
+    from launch_ros.actions import LifecycleNode as ManagedNode
+except ImportError:
+    ManagedNode = Node
 
 
 def generate_launch_description() -> LaunchDescription:
@@ -36,17 +47,21 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("params_file",
                               default_value=os.path.join(share, "config", "mapping.yaml"),
                               description="parameter file of the nodes"),
+        DeclareLaunchArgument("autostart", default_value="true",
+                              description="configure and activate the nodes at once (false: "
+                                          "leave them unconfigured for a lifecycle manager)"),
     ]
-    common = [arg("params_file"), {"use_sim_time": arg("use_sim_time")}]
+    common = [arg("params_file"), {"use_sim_time": arg("use_sim_time"),
+                                   "autostart": arg("autostart")}]
     mapper_params = [*common, {"db_path": arg("db_path"), "device": arg("device")}]
     separate = UnlessCondition(arg("composed"))
     nodes = [
-        Node(package="stseg_ros", executable="accumulator", name="accumulator",
-             namespace=arg("namespace"), output="screen", parameters=common,
-             condition=separate),
-        Node(package="stseg_ros", executable="mapper", name="mapper",
-             namespace=arg("namespace"), output="screen", parameters=mapper_params,
-             condition=separate),
+        ManagedNode(package="stseg_ros", executable="accumulator", name="accumulator",
+                    namespace=arg("namespace"), output="screen", parameters=common,
+                    condition=separate),
+        ManagedNode(package="stseg_ros", executable="mapper", name="mapper",
+                    namespace=arg("namespace"), output="screen", parameters=mapper_params,
+                    condition=separate),
         # one process, both nodes (names come from the nodes themselves)
         Node(package="stseg_ros", executable="mapping", namespace=arg("namespace"),
              output="screen", parameters=mapper_params, condition=IfCondition(arg("composed"))),

@@ -294,6 +294,13 @@ class RevisitAccumulator:
                      self.cfg.idle_timeout_s)
             return self._close_locked(False, None) is not None
 
+    def resume(self) -> None:
+        """The node takes frames again after a pause: the open revisit's idle
+        time starts now, so the pause does not close it."""
+        with self._lock:
+            if self._current is not None:
+                self._current.last_frame_time = time.monotonic()
+
     def status(self) -> tuple[int, int, int] | None:
         """(index, fused, dropped) of the open revisit, None if none is open."""
         with self._lock:

@@ -17,7 +17,6 @@ from nav_msgs.msg import Odometry
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.event_handler import SubscriptionEventCallbacks
-from rclpy.node import Node
 from rclpy.qos import (
     DurabilityPolicy,
     HistoryPolicy,
@@ -42,8 +41,9 @@ from stseg_ros.mapping.fusion import FusionConfig
 from stseg_ros.msg import RevisitScan
 from stseg_ros.ros.conversions import scan_to_msg
 from stseg_ros.ros.executor import next_spin, spin_nodes
+from stseg_ros.ros.lifecycle import ManagedNode
 from stseg_ros.ros.log_bridge import forward_logs
-from stseg_ros.ros.params import declare_config
+from stseg_ros.ros.params import declare_fields, read_config
 from stseg_ros.ros.qos import REVISIT_QOS
 from stseg_ros.srv import BeginRevisit, EndRevisit
 
@@ -65,69 +65,96 @@ DESCRIPTIONS = {
 }
 
 
-class AccumulatorNode(Node):
+TRANSPORTS = (("color", ("raw", "compressed")), ("depth", ("raw", "compressedDepth")))
+# name, default, description, dynamic typing (floats also take integers)
+PARAMETERS = [
+    ("fragment_frames", DriftConfig.fragment_frames, DESCRIPTIONS["fragment_frames"], False),
+    ("pose_source", "tf", "Where the camera pose comes from: 'tf' (/tf + /tf_static) or "
+                          "'odometry' (the odometry topic + /tf_static)", False),
+    ("sync_slop_s", 0.02, "Colour and depth stamps further apart do not pair (s)", True),
+    ("reliable_images", True, "Subscribe to images reliably (false: best effort, for drivers "
+                              "that publish best effort)", False),
+    *((f"{kind}_transport", "raw",
+       f"image_transport of the {kind} images: {' or '.join(choices)} (subscribes to "
+       f"camera/{kind}/image_raw{{,/{choices[1]}}})", False) for kind, choices in TRANSPORTS),
+    ("image_queue_depth", 60, "Images of each kind the subscriptions hold while the node is "
+                              "busy (KEEP_LAST); older ones are lost and counted", False),
+    ("arrival_timeout_s", 10.0, "end_revisit with the counts of images sent waits this long at "
+                                "most for them to arrive (s)", True),
+    ("status_period_s", 5.0, "Seconds between progress lines of an open revisit", True),
+]
+
+
+class AccumulatorNode(ManagedNode):
+    """A managed node (``stseg_ros.ros.lifecycle``). Configured: parameters
+    read, the fusion worker running, ``revisits`` advertised. Active: the
+    camera, pose subscriptions, the services and the timers exist. Deactivated
+    with a revisit open, the revisit stays open (frames already queued are
+    still fused) and carries on when the node is activated again; an
+    ``end_revisit`` call in flight is answered before its service goes."""
+
     def __init__(self, **kwargs) -> None:
         super().__init__("accumulator", **kwargs)
         forward_logs(self, "stseg_ros.ingest", "stseg_ros.mapping.fusion")
-        cfg = declare_config(self, AccumulatorConfig, DESCRIPTIONS)
-        fusion = declare_config(self, FusionConfig, DESCRIPTIONS, prefix="fusion.")
-        drift = DriftConfig(fragment_frames=int(self.declare_parameter(
-            "fragment_frames", DriftConfig.fragment_frames,
-            ParameterDescriptor(description=DESCRIPTIONS["fragment_frames"])).value))
-        self.pose_source = self.declare_parameter(
-            "pose_source", "tf", ParameterDescriptor(
-                description="Where the camera pose comes from: 'tf' (/tf + /tf_static) or "
-                            "'odometry' (the odometry topic + /tf_static)")).value
+        self.accumulator: RevisitAccumulator | None = None
+        self._ends_in_flight = 0
+        self._revisit_services: list = []
+        self._retire_services = False
+        self.start()
+
+    def declare(self) -> None:
+        declare_fields(self, AccumulatorConfig, DESCRIPTIONS)
+        declare_fields(self, FusionConfig, DESCRIPTIONS, prefix="fusion.")
+        for name, default, description, dynamic in PARAMETERS:
+            if not self.has_parameter(name):
+                self.declare_parameter(name, default, ParameterDescriptor(
+                    description=description, dynamic_typing=dynamic))
+
+    def configure(self) -> None:
+        value = lambda name: self.get_parameter(name).value     # noqa: E731
+        cfg = read_config(self, AccumulatorConfig)
+        fusion = read_config(self, FusionConfig, prefix="fusion.")
+        drift = DriftConfig(fragment_frames=int(value("fragment_frames")))
+        self.pose_source = value("pose_source")
         if self.pose_source not in ("tf", "odometry"):
             raise ValueError(f"pose_source must be 'tf' or 'odometry', got {self.pose_source!r}")
-        slop = float(self.declare_parameter(
-            "sync_slop_s", 0.02, ParameterDescriptor(
-                description="Colour and depth stamps further apart do not pair (s)",
-                dynamic_typing=True)).value)
-        reliable = bool(self.declare_parameter(
-            "reliable_images", True, ParameterDescriptor(
-                description="Subscribe to images reliably (false: best effort, for drivers "
-                            "that publish best effort)")).value)
-        transports = {}
-        for kind, choices in (("color", ("raw", "compressed")),
-                              ("depth", ("raw", "compressedDepth"))):
-            transports[kind] = self.declare_parameter(
-                f"{kind}_transport", "raw", ParameterDescriptor(
-                    description=f"image_transport of the {kind} images: "
-                                f"{' or '.join(choices)} (subscribes to "
-                                f"camera/{kind}/image_raw{{,/{choices[1]}}})")).value
-            if transports[kind] not in choices:
+        slop = float(value("sync_slop_s"))
+        self._reliable = bool(value("reliable_images"))
+        self._transports = {}
+        for kind, choices in TRANSPORTS:
+            self._transports[kind] = value(f"{kind}_transport")
+            if self._transports[kind] not in choices:
                 raise ValueError(f"{kind}_transport must be one of {choices}, got "
-                                 f"{transports[kind]!r}")
-        image_depth = int(self.declare_parameter(
-            "image_queue_depth", 60, ParameterDescriptor(
-                description="Images of each kind the subscriptions hold while the node is "
-                            "busy (KEEP_LAST); older ones are lost and counted")).value)
-        if image_depth < 1:
-            raise ValueError(f"image_queue_depth must be at least 1, got {image_depth}")
-        self.arrival_timeout_s = float(self.declare_parameter(
-            "arrival_timeout_s", 10.0, ParameterDescriptor(
-                description="end_revisit with the counts of images sent waits this long at "
-                            "most for them to arrive (s)", dynamic_typing=True)).value)
-        status_period = float(self.declare_parameter(
-            "status_period_s", 5.0, ParameterDescriptor(
-                description="Seconds between progress lines of an open revisit",
-                dynamic_typing=True)).value)
+                                 f"{self._transports[kind]!r}")
+        self._image_depth = int(value("image_queue_depth"))
+        if self._image_depth < 1:
+            raise ValueError(f"image_queue_depth must be at least 1, got {self._image_depth}")
+        self.arrival_timeout_s = float(value("arrival_timeout_s"))
+        self._status_period = float(value("status_period_s"))
 
         self.tf = TfBuffer(jump_back_s=cfg.jump_back_s)
         # as many images wait for a partner as the subscriptions hold: under load
         # one topic's images can arrive that far ahead of the other's
-        self.sync = ApproximateTimeSync(int(slop * 1e9), queue_size=image_depth)
+        self.sync = ApproximateTimeSync(int(slop * 1e9), queue_size=self._image_depth)
         self._camera_info: CameraInfo | None = None
+        # not a lifecycle publisher: a revisit closed just before deactivation
+        # still reaches the mapper
         self._scan_pub = self.create_publisher(RevisitScan, "revisits", REVISIT_QOS)
         self.accumulator = RevisitAccumulator(self.tf, self._publish_revisit, cfg, fusion, drift,
                                               waiting_images=self.sync.flush)
+        self.get_logger().info(
+            f"fusing colour + depth in '{cfg.odom_frame}' with poses from "
+            f"{'/tf' if self.pose_source == 'tf' else 'odometry'}; revisits go to "
+            f"{self._scan_pub.topic_name}")
 
+    def activate(self) -> None:
+        self.accumulator.resume()           # time spent inactive is not idle time
         inputs = MutuallyExclusiveCallbackGroup()
         image_qos = QoSProfile(
-            depth=image_depth, history=HistoryPolicy.KEEP_LAST,
-            reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT)
-        for kind, transport in transports.items():     # raw, or image_transport's plugins
+            depth=self._image_depth, history=HistoryPolicy.KEEP_LAST,
+            reliability=ReliabilityPolicy.RELIABLE if self._reliable
+            else ReliabilityPolicy.BEST_EFFORT)
+        for kind, transport in self._transports.items():  # raw, or image_transport's plugins
             topic = f"camera/{kind}/image_raw" + ("" if transport == "raw" else f"/{transport}")
             lost = SubscriptionEventCallbacks(
                 message_lost=lambda info: self.accumulator.lost(info.total_count_change))
@@ -150,15 +177,43 @@ class AccumulatorNode(Node):
                                  static_qos, callback_group=poses)
 
         control = MutuallyExclusiveCallbackGroup()
-        self.create_service(BeginRevisit, "~/begin_revisit", self._begin, callback_group=control)
-        self.create_service(EndRevisit, "~/end_revisit", self._end, callback_group=control)
+        self._retire_services = False
+        if not self._revisit_services:      # still there if an end_revisit outlived deactivate
+            self._revisit_services = [
+                self.create_service(BeginRevisit, "~/begin_revisit", self._begin,
+                                    callback_group=control),
+                self.create_service(EndRevisit, "~/end_revisit", self._end,
+                                    callback_group=control)]
         self.create_timer(0.5, self.accumulator.close_if_idle, callback_group=control)
-        if status_period > 0:
-            self.create_timer(status_period, self._status, callback_group=control)
-        self.get_logger().info(
-            f"fusing colour + depth in '{cfg.odom_frame}' with poses from "
-            f"{'/tf' if self.pose_source == 'tf' else 'odometry'}; revisits go to "
-            f"{self._scan_pub.topic_name}")
+        if self._status_period > 0:
+            self.create_timer(self._status_period, self._status, callback_group=control)
+
+    def deactivate(self) -> None:
+        """Inputs, timers and services go; an open revisit stays open. The
+        services of an ``end_revisit`` still waiting go once it is answered."""
+        services = {id(s) for s in self._revisit_services}
+        self._destroy([e for e in self._activated if id(e[1]) not in services])
+        self._activated = [e for e in self._activated if id(e[1]) in services]
+        if self._ends_in_flight:
+            self._retire_services = True
+        else:
+            self._drop_services()
+
+    def _retire(self, timer) -> None:
+        self.destroy_timer(timer)
+        if self._retire_services and not self._ends_in_flight:   # not activated again since
+            self._drop_services()
+
+    def _drop_services(self) -> None:
+        self._retire_services = False
+        self._destroy(self._activated)
+        self._activated, self._revisit_services = [], []
+
+    def release(self) -> None:
+        if self.accumulator is not None:
+            self.accumulator.shutdown()
+            self.accumulator = None
+        super().release()
 
     # --- inputs (message thread: pair and queue only) ---------------------------------
 
@@ -209,6 +264,17 @@ class AccumulatorNode(Node):
         return response
 
     async def _end(self, request, response):
+        self._ends_in_flight += 1
+        try:
+            return await self._end_revisit(request, response)
+        finally:
+            self._ends_in_flight -= 1
+            if self._retire_services and not self._ends_in_flight:
+                # deactivated meanwhile: the services go once this answer is sent
+                timer = []
+                timer.append(self.create_timer(0.0, lambda: self._retire(timer[0])))
+
+    async def _end_revisit(self, request, response):
         # Awaited, not blocking: images keep flowing while the backlog is fused.
         sent = {"color": request.color_sent, "depth": request.depth_sent}
         missing = await self._arrival(sent, request.arrival_timeout_s or self.arrival_timeout_s)
@@ -240,11 +306,14 @@ class AccumulatorNode(Node):
         if not any(sent.values()):
             return 0
         deadline = time.monotonic() + timeout_s
+        accumulator = self.accumulator
         tick = self.create_timer(0.1, lambda: None,
                                  callback_group=MutuallyExclusiveCallbackGroup())
         try:
             while True:
-                received = self.accumulator.received()
+                if self.accumulator is not accumulator:     # cleaned up meanwhile
+                    return 0
+                received = accumulator.received()
                 if received is None:
                     return 0
                 missing = sum(max(0, n - received[k]) for k, n in sent.items())
@@ -260,12 +329,18 @@ class AccumulatorNode(Node):
 
     async def _closed(self, discard: bool, missing: int = 0) -> RevisitResult | None:
         """Close the open revisit and yield to the executor until the worker has
-        closed it (its wake-up brings the executor back); None if none was open."""
-        closing = self.accumulator.close(discard, self.executor.wake if self.executor else None,
-                                         missing)
+        closed it (its wake-up brings the executor back); None if none was open
+        (or the node was cleaned up before the worker closed it)."""
+        accumulator = self.accumulator
+        if accumulator is None:
+            return None
+        closing = accumulator.close(discard, self.executor.wake if self.executor else None,
+                                    missing)
         if closing is None:
             return None
         while not closing.done.is_set():
+            if self.accumulator is not accumulator:
+                return None
             await next_spin()
         return closing.outcome()
 
@@ -275,10 +350,6 @@ class AccumulatorNode(Node):
             index, fused, dropped = status
             self.get_logger().info(f"revisit {index}: {fused} frames fused, {dropped} dropped "
                                    f"so far")
-
-    def destroy_node(self) -> None:
-        self.accumulator.shutdown()
-        super().destroy_node()
 
 
 def main() -> int:

@@ -20,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 from rcl_interfaces.msg import ParameterDescriptor
-from rclpy.node import Node
 from sensor_msgs.msg import PointCloud2
 from std_msgs.msg import Header
 
@@ -35,9 +34,10 @@ from stseg_ros.memory import MemoryFileError, ObjectMemory
 from stseg_ros.msg import RevisitScan
 from stseg_ros.ros.conversions import scan_from_msg
 from stseg_ros.ros.executor import NodeFailedError, spin_nodes
+from stseg_ros.ros.lifecycle import ManagedNode
 from stseg_ros.ros.log_bridge import forward_logs
 from stseg_ros.ros.map_publisher import MapPublisher
-from stseg_ros.ros.params import declare_config
+from stseg_ros.ros.params import declare_fields, read_config
 from stseg_ros.ros.pointcloud2 import pack_rgb, to_cloud
 from stseg_ros.ros.qos import MAP_STATE_QOS, REVISIT_QOS
 
@@ -66,77 +66,128 @@ def identity_rgb(instance_id: np.ndarray, rgb: np.ndarray) -> np.ndarray:
     return out
 
 
-class MapperNode(Node):
+class MapperNode(ManagedNode):
+    """A managed node (``stseg_ros.ros.lifecycle``). Configuring reads the
+    parameters, builds the segmenter, opens the object memory, publishes where
+    the map stands, serves ``~/query_objects`` and starts the worker; a bad
+    parameter, missing weights or a foreign, corrupt or newer database fail the
+    transition (the file untouched). Active: revisits are taken from
+    ``revisits`` and mapped. Deactivating stops taking them: a revisit being
+    mapped is finished and committed, revisits received but not started wait
+    for the next activation. Cleaning up stops the worker and closes the
+    memory (revisits still waiting are not mapped; the accumulator's
+    transient-local topic offers its last few again on the next activation)."""
+
     def __init__(self, **kwargs) -> None:
         super().__init__("mapper", **kwargs)
         forward_logs(self, "stseg_ros.mapping", "stseg_ros.memory")
-        db = self.declare_parameter(
-            "db_path", DEFAULT_DB, ParameterDescriptor(
-                description="SQLite object memory; created if missing, reloaded if "
-                            "present")).value
-        segmenter = self.declare_parameter(
-            "segmenter", default_segmenter(), ParameterDescriptor(
-                description="Segmenter of each revisit (stseg run --segmenter): learned "
-                            "(default where its weights are installed), learned-per-epoch "
-                            "or geometric")).value
-        self.device = self.declare_parameter(
-            "device", "cpu", ParameterDescriptor(
-                description="Device of learned segmenters: cpu or cuda")).value
-        backend = self.declare_parameter(
-            "sparse_backend", "torch", ParameterDescriptor(
-                description="Sparse convolution of learned segmenters: torch or "
-                            "minkowski (needs MinkowskiEngine)")).value
-        weights = self.declare_parameter(
-            "weights", "", ParameterDescriptor(
-                description="Weights of learned segmenters; empty: the shipped ones")).value
-        seg_defaults = SegmentationConfig()
-        structure = self.declare_parameter(
-            "structure", seg_defaults.structure, ParameterDescriptor(
-                description="Walls, floors and object bounds of learned segmenters: "
-                            "network or geometric (better on real scans)")).value
-        classes = self.declare_parameter(
-            "classes", seg_defaults.classes, ParameterDescriptor(
-                description="Object classes of learned segmenters: network or "
-                            "classifier (the geometric segmenter's cluster classifier)")).value
-        self.map_frame = self.declare_parameter(
-            "map_frame", "map", ParameterDescriptor(
-                description="Frame of everything published (REP 105 map)")).value
-        self.publish_cloud = bool(self.declare_parameter(
-            "publish_cloud", True, ParameterDescriptor(
-                description="Publish ~/segmented_cloud after each revisit")).value)
-        self.levelling = declare_config(self, LevellingConfig, LEVELLING, prefix="levelling.")
-        if self.device not in ("cpu", "cuda"):
-            raise ValueError(f"device must be 'cpu' or 'cuda', got {self.device!r}")
-        self.db_path = Path(db).expanduser()
-        self.db_path.parent.mkdir(parents=True, exist_ok=True)
-        self._segmenter = make_segmenter(segmenter, self.device, backend,
-                                         weights or None, structure, classes)
         self.memory: ObjectMemory | None = None
         self.failure: str | None = None     # why the worker stopped, if it did
-        self._failed = self.create_guard_condition(self._raise_failure)
-        self.publisher = MapPublisher(self, self.map_frame)
-        self._cloud_pub = self.create_publisher(PointCloud2, "~/segmented_cloud", MAP_STATE_QOS)
+        self.mapped = 0
+        self.taken = 0                      # revisits the worker took (mapped or not)
+        self._worker: threading.Thread | None = None
+        self._queue: queue.Queue = queue.Queue()
+        self._active = threading.Event()    # the worker maps only while set
+        self._stopping = False
+        self.start()
+
+    def declare(self) -> None:
+        seg_defaults = SegmentationConfig()
+        for name, default, description in (
+            ("db_path", DEFAULT_DB, "SQLite object memory; created if missing, reloaded if "
+                                    "present"),
+            ("segmenter", default_segmenter(),
+             "Segmenter of each revisit (stseg run --segmenter): learned (default where its "
+             "weights are installed), learned-per-epoch or geometric"),
+            ("device", "cpu", "Device of learned segmenters: cpu or cuda"),
+            ("sparse_backend", "torch", "Sparse convolution of learned segmenters: torch or "
+                                        "minkowski (needs MinkowskiEngine)"),
+            ("weights", "", "Weights of learned segmenters; empty: the shipped ones"),
+            ("structure", seg_defaults.structure,
+             "Walls, floors and object bounds of learned segmenters: network or geometric "
+             "(better on real scans)"),
+            ("classes", seg_defaults.classes,
+             "Object classes of learned segmenters: network or classifier (the geometric "
+             "segmenter's cluster classifier)"),
+            ("map_frame", "map", "Frame of everything published (REP 105 map)"),
+            ("publish_cloud", True, "Publish ~/segmented_cloud after each revisit"),
+        ):
+            if not self.has_parameter(name):
+                self.declare_parameter(name, default,
+                                       ParameterDescriptor(description=description))
+        declare_fields(self, LevellingConfig, LEVELLING, prefix="levelling.")
+
+    def configure(self) -> None:
+        value = lambda name: self.get_parameter(name).value     # noqa: E731
+        self.device = value("device")
+        self.map_frame = value("map_frame")
+        self.publish_cloud = bool(value("publish_cloud"))
+        self.levelling = read_config(self, LevellingConfig, prefix="levelling.")
+        if self.device not in ("cpu", "cuda"):
+            raise ValueError(f"device must be 'cpu' or 'cuda', got {self.device!r}")
+        self.db_path = Path(value("db_path")).expanduser()
+        # missing or unfitting weights raise here, before the memory is touched
+        self._segmenter = make_segmenter(value("segmenter"), self.device,
+                                         value("sparse_backend"), value("weights") or None,
+                                         value("structure"), value("classes"))
+        self.db_path.parent.mkdir(parents=True, exist_ok=True)
         # A foreign, corrupt or newer database raises here, untouched. A restart
         # publishes where the map stands before anything else can ask. SQLite
         # connections belong to one thread: the worker opens its own.
         with ObjectMemory(self.db_path) as memory:
             indices = memory.epoch_indices()
             epochs, objects = len(indices), len(memory.objects())
+            self.publisher = MapPublisher(self, self.map_frame)
+            self._cloud_pub = self.create_publisher(PointCloud2, "~/segmented_cloud",
+                                                    MAP_STATE_QOS)
             if indices:
                 self._publish(memory, indices[-1])
-        self._queue: queue.Queue = queue.Queue()
-        self.create_subscription(RevisitScan, "revisits", self._queue.put, REVISIT_QOS)
-        self.mapped = 0
+        self.failure = None
+        self._failed = self.create_guard_condition(self._raise_failure)
+        self._queue = queue.Queue()
+        self._stopping = False
         self._worker = threading.Thread(target=self._work, name="mapper", daemon=True)
         self._worker.start()
         self.get_logger().info(f"object memory {self.db_path}: {epochs} epoch(s), {objects} "
                                f"object(s); segmenter {self._segmenter.name}")
 
+    def activate(self) -> None:
+        self.create_subscription(RevisitScan, "revisits", self._queue.put, REVISIT_QOS)
+        self._active.set()
+
+    def deactivate(self) -> None:
+        self._active.clear()                # the revisit being mapped is finished
+        super().deactivate()
+        waiting = self._queue.qsize()
+        if waiting:
+            self.get_logger().info(f"{waiting} revisit(s) wait for the next activation")
+
+    def release(self) -> None:
+        if self._worker is not None:
+            self._stopping = True
+            self._queue.put(None)
+            self._active.set()              # wake a worker waiting for activation
+            self._worker.join(timeout=60.0)
+            self._active.clear()
+            self._worker = None
+            dropped = sum(1 for m in self._drain() if m is not None)
+            if dropped:
+                self.get_logger().warning(f"{dropped} revisit(s) received were not mapped "
+                                          f"(cleaned up)")
+        super().release()
+
+    def _drain(self):
+        while True:
+            try:
+                yield self._queue.get_nowait()
+            except queue.Empty:
+                return
+
     def _work(self) -> None:
-        """Map revisits as they come. One bad revisit is logged and skipped; a
-        memory that can no longer be read or written stops the node with the
-        reason (``spin_nodes`` exits non-zero), rather than leaving it running
-        and mapping nothing."""
+        """Map revisits as they come, while active. One bad revisit is logged and
+        skipped; a memory that can no longer be read or written stops the node
+        with the reason (``spin_nodes`` exits non-zero), rather than leaving it
+        running and mapping nothing."""
         try:
             self.memory = ObjectMemory(self.db_path)
             self.mapper = Mapper(self.memory, self._segmenter, levelling=self.levelling)
@@ -144,6 +195,11 @@ class MapperNode(Node):
                 msg = self._queue.get()
                 if msg is None:
                     return
+                self._active.wait()         # inactive: the revisit waits
+                if self._stopping:
+                    self._queue.put(msg)    # counted by release
+                    return
+                self.taken += 1
                 try:
                     self._map(msg)
                 except (sqlite3.Error, MemoryFileError):
@@ -161,6 +217,7 @@ class MapperNode(Node):
                     self.memory.close()
                 except sqlite3.Error:       # a damaged file: already reported above
                     pass
+                self.memory = None
 
     def _raise_failure(self) -> None:
         raise NodeFailedError(self.failure)
@@ -211,11 +268,6 @@ class MapperNode(Node):
                 instance_id=points.instance_id.astype(np.uint32),
                 class_id=points.class_id.astype(np.uint32),
                 epoch=np.full(n, epoch, np.uint32)))
-
-    def destroy_node(self) -> None:
-        self._queue.put(None)
-        self._worker.join(timeout=60.0)
-        super().destroy_node()
 
 
 def main() -> int:

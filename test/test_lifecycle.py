@@ -1,0 +1,327 @@
+"""The accumulator and the mapper as managed nodes, driven through their
+lifecycle services (``lifecycle_msgs/srv/ChangeState`` and ``GetState``) from
+another node, in this process or across processes: configure, activate,
+deactivate and cleanup do what the README says; a configure that cannot work
+reports FAILURE, leaves the node unconfigured and the files untouched;
+``autostart:=false`` leaves a node unconfigured, and with autostart a failed
+configure ends the process with the reason."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import REPO_ROOT
+from lifecycle_msgs.msg import Transition
+from lifecycle_msgs.srv import ChangeState, GetState
+from rclpy.parameter import Parameter
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CameraInfo, Image
+from test_accumulator_node import H, S, W, _header, _transform, color_image, depth_image
+from tf2_msgs.msg import TFMessage
+
+from stseg_ros.msg import RevisitScan
+from stseg_ros.ros.env import localhost_ros_env
+from stseg_ros.ros.qos import REVISIT_QOS
+from stseg_ros.ros.replay import SpinThread
+from stseg_ros.srv import BeginRevisit, EndRevisit
+
+
+def _wait(future, timeout: float = 30.0):
+    deadline = time.monotonic() + timeout
+    while not future.done():
+        assert time.monotonic() < deadline, "no answer"
+        time.sleep(0.02)
+    return future.result()
+
+
+def _until(condition, what: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.05)
+
+
+class Manager:
+    """What a lifecycle manager does to one node: ask its state, change it."""
+
+    def __init__(self, node, target: str) -> None:
+        self._change = node.create_client(ChangeState, f"/{target}/change_state")
+        self._get = node.create_client(GetState, f"/{target}/get_state")
+        for client in (self._change, self._get):
+            assert client.wait_for_service(timeout_sec=60.0), f"{target} has no {client.srv_name}"
+
+    def state(self) -> str:
+        # asked again: a request sent while discovery still shows a node of the
+        # same name that is gone (an earlier test's) is never answered
+        deadline = time.monotonic() + 60.0
+        while True:
+            future = self._get.call_async(GetState.Request())
+            try:
+                return _wait(future, timeout=3.0).current_state.label
+            except AssertionError:
+                self._get.remove_pending_request(future)
+                assert time.monotonic() < deadline, "get_state never answered"
+
+    def change(self, transition: int) -> bool:
+        request = ChangeState.Request(transition=Transition(id=transition))
+        return _wait(self._change.call_async(request), timeout=60.0).success
+
+
+def _overrides(**params) -> list[Parameter]:
+    return [Parameter(k, value=v) for k, v in params.items()]
+
+
+class Feeder:
+    """Publishes camera images and poses to the accumulator, calls its services."""
+
+    def __init__(self, node) -> None:
+        reliable = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
+        latched = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE,
+                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        self.color = node.create_publisher(Image, "camera/color/image_raw", reliable)
+        self.depth = node.create_publisher(Image, "camera/depth/image_raw", reliable)
+        self.info = node.create_publisher(CameraInfo, "camera/color/camera_info", reliable)
+        self.tf = node.create_publisher(TFMessage, "/tf", reliable)
+        self.tf_static = node.create_publisher(TFMessage, "/tf_static", latched)
+        self.begin = node.create_client(BeginRevisit, "/accumulator/begin_revisit")
+        self.end = node.create_client(EndRevisit, "/accumulator/end_revisit")
+        self.tf_static.publish(TFMessage(transforms=[_transform("base_link", "cam", 0, 0.1, 1.0)]))
+        self.t = 10 * S
+
+    def subscribed(self) -> bool:
+        return min(p.get_subscription_count() for p in (self.color, self.depth, self.tf)) > 0
+
+    def frames(self, n: int) -> None:
+        k = [50.0, 0, (W - 1) / 2, 0, 50.0, (H - 1) / 2, 0, 0, 1]
+        self.info.publish(CameraInfo(width=W, height=H, k=k, header=_header("cam")))
+        time.sleep(0.2)
+        for _ in range(n):
+            self.t += S // 5
+            for dt in (-S // 20, S // 20):
+                self.tf.publish(TFMessage(transforms=[_transform("odom", "base_link",
+                                                                 self.t + dt, 0.0)]))
+            self.color.publish(color_image(self.t))
+            self.depth.publish(depth_image(self.t))
+
+
+@pytest.fixture
+def managed_accumulator(rclpy_context):
+    from stseg_ros.ros.accumulator_node import AccumulatorNode
+
+    node = AccumulatorNode(parameter_overrides=_overrides(
+        autostart=False, max_fusion_rate_hz=0.0, idle_timeout_s=1.0, status_period_s=0.0))
+    peer = rclpy_context.create_node("lifecycle_manager")
+    spin = SpinThread(node, peer)
+    yield node, peer
+    spin.stop()
+    node.destroy_node()
+    peer.destroy_node()
+
+
+def _fused(node) -> int:
+    status = node.accumulator.status()
+    return status[1] if status else -1
+
+
+def test_accumulator_configure_activate_deactivate_cleanup(managed_accumulator):
+    node, peer = managed_accumulator
+    manager, feeder = Manager(peer, "accumulator"), Feeder(peer)
+    assert manager.state() == "unconfigured"
+    assert node.accumulator is None                       # no worker before configure
+    assert manager.change(Transition.TRANSITION_CONFIGURE)
+    assert manager.state() == "inactive"
+    time.sleep(0.5)
+    assert not feeder.subscribed() and not feeder.begin.service_is_ready()
+
+    assert manager.change(Transition.TRANSITION_ACTIVATE)
+    assert manager.state() == "active"
+    _until(feeder.subscribed, "the active accumulator never subscribed")
+    assert feeder.begin.wait_for_service(timeout_sec=10.0)
+    assert _wait(feeder.begin.call_async(BeginRevisit.Request(label="paused"))).success
+    feeder.frames(3)
+    _until(lambda: _fused(node) == 3, "frames not fused while active")
+
+    assert manager.change(Transition.TRANSITION_DEACTIVATE)
+    assert manager.state() == "inactive"
+    _until(lambda: not feeder.subscribed(), "the inactive accumulator still subscribes")
+    _until(lambda: not feeder.begin.service_is_ready(), "services outlive deactivation")
+    feeder.frames(2)
+    time.sleep(1.5)                                       # longer than idle_timeout_s
+    assert _fused(node) == 3                              # not processed, revisit still open
+
+    assert manager.change(Transition.TRANSITION_ACTIVATE)  # the same revisit carries on
+    _until(feeder.subscribed, "not subscribed again")
+    assert feeder.end.wait_for_service(timeout_sec=10.0)
+    feeder.frames(2)
+    _until(lambda: _fused(node) == 5, "frames not fused after activating again")
+    answer = _wait(feeder.end.call_async(EndRevisit.Request()))
+    assert (answer.success, answer.revisit, answer.frames_fused) == (True, 0, 5), answer.message
+
+    assert manager.change(Transition.TRANSITION_DEACTIVATE)
+    assert manager.change(Transition.TRANSITION_CLEANUP)
+    assert manager.state() == "unconfigured"
+    assert node.accumulator is None
+    assert not list(node.subscriptions) and not list(node.timers)
+
+
+def test_deactivating_during_end_revisit_answers_it_then_drops_the_services(
+        managed_accumulator):
+    node, peer = managed_accumulator
+    manager, feeder = Manager(peer, "accumulator"), Feeder(peer)
+    assert manager.change(Transition.TRANSITION_CONFIGURE)
+    assert manager.change(Transition.TRANSITION_ACTIVATE)
+    _until(feeder.subscribed, "the active accumulator never subscribed")
+    assert feeder.end.wait_for_service(timeout_sec=10.0)
+    assert _wait(feeder.begin.call_async(BeginRevisit.Request(label="cut"))).success
+    feeder.frames(2)
+    _until(lambda: _fused(node) == 2, "frames not fused")
+    # waits for images that never come, up to 3 s
+    ending = feeder.end.call_async(EndRevisit.Request(color_sent=4, depth_sent=4,
+                                                      arrival_timeout_s=3.0))
+    time.sleep(0.5)
+    assert not ending.done()
+    assert manager.change(Transition.TRANSITION_DEACTIVATE)
+    assert feeder.end.service_is_ready()          # kept for the call in flight
+    answer = _wait(ending)
+    assert (answer.success, answer.frames_fused, answer.images_missing) == (True, 2, 4)
+    _until(lambda: not feeder.end.service_is_ready(), "services kept after the answer")
+    assert manager.state() == "inactive"
+    assert manager.change(Transition.TRANSITION_ACTIVATE)    # and back, with fresh services
+    assert feeder.begin.wait_for_service(timeout_sec=10.0)
+    assert _wait(feeder.begin.call_async(BeginRevisit.Request(label="next"))).revisit == 1
+
+
+def test_accumulator_bad_parameter_fails_configure_and_can_be_fixed(managed_accumulator):
+    node, peer = managed_accumulator
+    manager = Manager(peer, "accumulator")
+    node.set_parameters(_overrides(pose_source="gps"))
+    assert not manager.change(Transition.TRANSITION_CONFIGURE)
+    assert manager.state() == "unconfigured"
+    assert "pose_source must be 'tf' or 'odometry'" in node.transition_error
+    assert node.accumulator is None
+    assert all(p.topic_name != "/revisits" for p in node.publishers)   # nothing left behind
+    node.set_parameters(_overrides(pose_source="odometry"))
+    assert manager.change(Transition.TRANSITION_CONFIGURE)
+    assert manager.state() == "inactive"
+
+
+def _empty_revisit(label: str) -> RevisitScan:
+    return RevisitScan(label=label)
+
+
+def test_mapper_takes_revisits_only_while_active(tmp_path, rclpy_context):
+    from stseg_ros.ros.mapper_node import MapperNode
+
+    db = tmp_path / "memory.db"
+    node = MapperNode(parameter_overrides=_overrides(
+        autostart=False, db_path=str(db), segmenter="geometric"))
+    peer = rclpy_context.create_node("lifecycle_manager")
+    spin = SpinThread(node, peer)
+    try:
+        manager = Manager(peer, "mapper")
+        assert manager.state() == "unconfigured" and not db.exists()
+        assert manager.change(Transition.TRANSITION_CONFIGURE)
+        assert db.exists() and manager.state() == "inactive"
+        pub = peer.create_publisher(RevisitScan, "revisits", REVISIT_QOS)
+        assert manager.change(Transition.TRANSITION_ACTIVATE)
+        _until(lambda: pub.get_subscription_count() > 0, "the active mapper never subscribed")
+        pub.publish(_empty_revisit("while active"))
+        _until(lambda: node.taken == 1, "revisit not taken while active")
+        assert manager.change(Transition.TRANSITION_DEACTIVATE)
+        _until(lambda: pub.get_subscription_count() == 0, "the inactive mapper still subscribes")
+        pub.publish(_empty_revisit("while inactive"))
+        time.sleep(1.0)
+        assert node.taken == 1
+        assert manager.change(Transition.TRANSITION_ACTIVATE)
+        # the latched topic offers what was published meanwhile (and the one before)
+        _until(lambda: node.taken >= 2, "revisit published while inactive not taken later")
+        assert manager.change(Transition.TRANSITION_DEACTIVATE)
+        assert manager.change(Transition.TRANSITION_CLEANUP)
+        assert manager.state() == "unconfigured"
+        assert node._worker is None and node.memory is None
+    finally:
+        spin.stop()
+        node.destroy_node()
+        peer.destroy_node()
+
+
+def test_mapper_with_missing_weights_fails_configure_and_creates_nothing(tmp_path,
+                                                                         rclpy_context):
+    from stseg_ros.ros.mapper_node import MapperNode
+
+    db = tmp_path / "new" / "memory.db"
+    node = MapperNode(parameter_overrides=_overrides(
+        autostart=False, db_path=str(db), segmenter="learned",
+        weights=str(tmp_path / "missing.pt")))
+    peer = rclpy_context.create_node("lifecycle_manager")
+    spin = SpinThread(node, peer)
+    try:
+        manager = Manager(peer, "mapper")
+        assert not manager.change(Transition.TRANSITION_CONFIGURE)
+        assert manager.state() == "unconfigured"
+        assert "missing.pt" in node.transition_error
+        assert not db.parent.exists()
+        assert all("instances" not in p.topic_name for p in node.publishers)
+    finally:
+        spin.stop()
+        node.destroy_node()
+        peer.destroy_node()
+
+
+def _node_process(module: str, *params: str) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", f"stseg_ros.ros.{module}", "--ros-args"]
+    for p in params:
+        cmd += ["-p", p]
+    return subprocess.Popen(cmd, env=localhost_ros_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def test_a_mapper_process_without_autostart_stays_unconfigured_and_refuses_a_foreign_db(
+        tmp_path, rclpy_context):
+    from stseg_ros.ros.demo import stop_process
+
+    foreign = tmp_path / "notes.db"
+    foreign.write_bytes(b"not a memory" * 100)
+    before = foreign.read_bytes()
+    proc = _node_process("mapper_node", "autostart:=false", f"db_path:={foreign}",
+                         "segmenter:=geometric")
+    peer = rclpy_context.create_node("lifecycle_manager")
+    spin = SpinThread(peer)
+    try:
+        manager = Manager(peer, "mapper")
+        assert manager.state() == "unconfigured"
+        assert not manager.change(Transition.TRANSITION_CONFIGURE)
+        assert manager.state() == "unconfigured"
+        assert proc.poll() is None                        # reported, not exited
+        assert foreign.read_bytes() == before
+    finally:
+        spin.stop()
+        peer.destroy_node()
+        code = stop_process(proc)
+    err = proc.stderr.read()
+    assert code == 0, err
+    assert "configure failed" in err and str(foreign) in err and "Traceback" not in err
+
+
+def test_with_autostart_a_failed_configure_ends_the_process_with_the_reason(tmp_path):
+    db = tmp_path / "new" / "memory.db"
+    proc = _node_process("mapper_node", f"db_path:={db}", "segmenter:=learned",
+                         f"weights:={tmp_path / 'missing.pt'}")
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1, err
+    assert "missing.pt" in err.splitlines()[-1] and "Traceback" not in err
+    assert not db.parent.exists()
+
+
+def test_launch_file_has_an_autostart_argument_passed_to_both_nodes():
+    """Checked on the source: the pip venv has no launch packages to import it."""
+    text = (REPO_ROOT / "launch" / "mapping.launch.py").read_text()
+    tree = ast.parse(text)
+    declared = [c.args[0].value for c in ast.walk(tree) if isinstance(c, ast.Call)
+                and getattr(c.func, "id", "") == "DeclareLaunchArgument"]
+    assert "autostart" in declared
+    assert '"autostart": arg("autostart")' in text
