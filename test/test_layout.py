@@ -30,3 +30,52 @@ def test_ci_runs_make_test():
     script = (REPO_ROOT / ".ci/run").read_text()
     assert "make test" in script
     assert "ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST" in script
+
+
+def _runtime_imports(tree) -> list[str]:
+    """Modules a file imports when it runs (``if TYPE_CHECKING:`` blocks left out)."""
+    import ast
+
+    found: list[str] = []
+
+    def visit(node) -> None:
+        if isinstance(node, ast.If) and getattr(node.test, "id", "") == "TYPE_CHECKING":
+            return
+        if isinstance(node, ast.Import):
+            found.extend(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.extend([node.module, *(f"{node.module}.{a.name}" for a in node.names)])
+        for child in ast.iter_child_nodes(node):
+            visit(child)
+
+    visit(tree)
+    return found
+
+
+def test_no_module_of_the_package_imports_one_that_imports_it_back():
+    """Import cycles, even through imports inside functions, tie modules that
+    should stand apart (a segmenter and its registry, nodes and their runner)."""
+    import ast
+
+    package = REPO_ROOT / "stseg_ros"
+    modules = {}
+    for path in package.rglob("*.py"):
+        parts = path.relative_to(REPO_ROOT).with_suffix("").parts
+        modules[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    graph = {name: {m for m in _runtime_imports(ast.parse(path.read_text()))
+                    if m in modules and m != name}
+             for name, path in modules.items()}
+
+    def reaches(start: str, goal: str) -> bool:
+        seen, todo = set(), [start]
+        while todo:
+            name = todo.pop()
+            if name == goal:
+                return True
+            if name not in seen:
+                seen.add(name)
+                todo.extend(graph[name])
+        return False
+
+    on_a_cycle = sorted(f"{a} -> {b}" for a in graph for b in graph[a] if reaches(b, a))
+    assert not on_a_cycle, on_a_cycle

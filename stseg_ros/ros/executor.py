@@ -59,15 +59,3 @@ def next_spin() -> _NextSpin:
     """``await next_spin()`` in an async callback: let the executor run other
     callbacks and resume this one on its next turn."""
     return _NextSpin()
-
-
-def composed_main() -> int:
-    """The accumulator and the mapper in one process."""
-    from stseg_ros.ros.accumulator_node import AccumulatorNode
-    from stseg_ros.ros.mapper_node import MapperNode
-
-    return spin_nodes(AccumulatorNode, MapperNode)
-
-
-if __name__ == "__main__":
-    sys.exit(composed_main())

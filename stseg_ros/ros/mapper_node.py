@@ -4,8 +4,9 @@ Receives revisits from the accumulator on ``revisits``; a worker thread
 registers each one to the map, undoes drift, segments it against the stored
 epochs, gives objects persistent ids, detects changes and commits the epoch to
 the SQLite object memory (``Mapper.process``). Then it publishes
-``~/instances``, ``~/markers``, ``~/changes`` (transient-local: late
-subscribers get the current map) and ``~/segmented_cloud``, and answers
+``~/instances``, ``~/detections`` (vision_msgs), ``~/markers``, ``~/changes``
+(transient-local: late subscribers get the current map) and
+``~/segmented_cloud``, and answers
 ``~/query_objects``. On start it reloads the memory and publishes its latest
 state, so ids carry on across restarts.
 """
