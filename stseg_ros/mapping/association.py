@@ -39,7 +39,7 @@ class AssociationConfig:
     moved_shape: float = 0.3           # shape distance allowed for a move
     vacated_shape: float = 0.6         # ...when the object's old place is seen empty
     move_distance: float = 0.2         # m, a larger displacement is a move
-    move_angle: float = math.radians(15.0)
+    move_angle: float = math.radians(15.0)  # rad, a larger turn is a move (15 deg)
     turn_view: float = 0.25            # a turn alone is a move only between footprints this
     turn_arc: float = 0.05             # alike (relative), and moves the ends this far (m)
     align_distance: float = 0.03       # m, a point this close to the other cloud fits

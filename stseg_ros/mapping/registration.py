@@ -35,9 +35,9 @@ from stseg_ros.mapping.gravity import LevellingConfig, level_scan
 class RegistrationConfig:
     voxel: float = 0.05               # m, fine ICP resolution (coarse steps use multiples)
     coarse_voxel: float = 0.12        # m, FPFH and RANSAC resolution
-    ransac_iterations: int = 100_000
+    ransac_iterations: int = 100_000  # RANSAC iterations per attempt
     ransac_attempts: int = 3          # independent RANSAC runs, each refined in 4 turns
-    ransac_confidence: float = 0.9995
+    ransac_confidence: float = 0.9995  # RANSAC stops once this sure of its best model
     # the gate, calibrated on real ScanNet rescans and generated revisits (README,
     # "Registration"): right alignments scored fitness >= 0.51, overlap >= 0.71,
     # margin >= 0.045; wrong ones were each below at least one of these limits
@@ -48,7 +48,7 @@ class RegistrationConfig:
     max_rmse: float = 0.02            # m, RMSE of the fitting surfaces' distances (< voxel/2)
     max_tilt_deg: float = 3.0         # roll/pitch a floor-bound robot cannot have
     max_lift: float = 0.15            # m, vertical offset likewise
-    seed: int = 0
+    seed: int = 0                     # RANSAC random seed (attempt k uses seed + k)
 
 
 @dataclass

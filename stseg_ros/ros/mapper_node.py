@@ -26,10 +26,13 @@ from std_msgs.msg import Header
 
 from stseg_ros.core.colors import identity_color
 from stseg_ros.core.snapshot import EpochState
+from stseg_ros.mapping.association import AssociationConfig
 from stseg_ros.mapping.config import SegmentationConfig
+from stseg_ros.mapping.drift import DriftConfig
 from stseg_ros.mapping.frames import stamp_ns
 from stseg_ros.mapping.gravity import LevellingConfig
 from stseg_ros.mapping.pipeline import Mapper
+from stseg_ros.mapping.registration import RegistrationConfig
 from stseg_ros.mapping.segmenter import default_segmenter, make_segmenter
 from stseg_ros.memory import MemoryFileError, ObjectMemory
 from stseg_ros.msg import RevisitScan
@@ -43,6 +46,11 @@ from stseg_ros.ros.pointcloud2 import pack_rgb, to_cloud
 from stseg_ros.ros.qos import MAP_STATE_QOS, REVISIT_QOS
 
 DEFAULT_DB = "~/.ros/stseg_ros/memory.db"
+# the mapper's stage settings, named as ``stseg run --set SECTION.KEY=VALUE`` names
+# them, and the fields left out (the accumulator makes the fragments: its own)
+STAGES = (("levelling.", LevellingConfig, ()), ("registration.", RegistrationConfig, ()),
+          ("association.", AssociationConfig, ()),
+          ("drift.", DriftConfig, ("fragment_frames", "pixel_stride")))
 LEVELLING = {
     "up": "Up axis of the revisits' odom frame: auto (the floor normal nearest the cameras' "
           "image-down direction), none (as it is), or x, y, z, -x, -y, -z",
@@ -116,14 +124,17 @@ class MapperNode(ManagedNode):
             if not self.has_parameter(name):
                 self.declare_parameter(name, default,
                                        ParameterDescriptor(description=description))
-        declare_fields(self, LevellingConfig, LEVELLING, prefix="levelling.")
+        for prefix, cls, skip in STAGES:
+            declare_fields(self, cls, LEVELLING if cls is LevellingConfig else None, prefix, skip)
 
     def configure(self) -> None:
         value = lambda name: self.get_parameter(name).value     # noqa: E731
         self.device = value("device")
         self.map_frame = value("map_frame")
         self.publish_cloud = bool(value("publish_cloud"))
-        self.levelling = read_config(self, LevellingConfig, prefix="levelling.")
+        self.stages = {prefix.rstrip("."): read_config(self, cls, prefix, skip)
+                       for prefix, cls, skip in STAGES}
+        self.levelling = self.stages["levelling"]
         if self.device not in ("cpu", "cuda"):
             raise ValueError(f"device must be 'cpu' or 'cuda', got {self.device!r}")
         self.db_path = Path(value("db_path")).expanduser()
@@ -191,7 +202,7 @@ class MapperNode(ManagedNode):
         running and mapping nothing."""
         try:
             self.memory = ObjectMemory(self.db_path)
-            self.mapper = Mapper(self.memory, self._segmenter, levelling=self.levelling)
+            self.mapper = Mapper(self.memory, self._segmenter, **self.stages)
             while True:
                 msg = self._queue.get()
                 if msg is None:
