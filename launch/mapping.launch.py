@@ -8,8 +8,11 @@ parameters of config/mapping.yaml, and optionally RViz.
 The accumulator and the mapper are managed (lifecycle) nodes. By default they
 configure and activate themselves (autostart); autostart:=false leaves them
 unconfigured for a lifecycle manager (nav2_lifecycle_manager, or
-``ros2 lifecycle set /mapper configure``). In a colcon workspace they are
-started as launch_ros LifecycleNode actions, so launch sees their transitions.
+``ros2 lifecycle set /mapper configure``). The two separate nodes are
+launch_ros LifecycleNode actions, so launch sees the transitions made after
+they started (by a lifecycle manager, ``ros2 lifecycle set`` or launch's own
+ChangeState events); with autostart they configure and activate themselves
+before launch listens.
 """
 
 import os
@@ -56,6 +59,12 @@ def generate_launch_description() -> LaunchDescription:
     mapper_params = [*common, {"db_path": arg("db_path"), "device": arg("device")}]
     separate = UnlessCondition(arg("composed"))
     nodes = [
+        # RViz first: a missing rviz2 package then stops the launch before it has
+        # started the nodes (an exception in a later action leaves them orphaned)
+        Node(package="rviz2", executable="rviz2", name="rviz2", output="screen",
+             arguments=["-d", os.path.join(share, "rviz", "stseg.rviz")],
+             parameters=[{"use_sim_time": arg("use_sim_time")}],
+             condition=IfCondition(arg("rviz"))),
         ManagedNode(package="stseg_ros", executable="accumulator", name="accumulator",
                     namespace=arg("namespace"), output="screen", parameters=common,
                     condition=separate),
@@ -65,9 +74,5 @@ def generate_launch_description() -> LaunchDescription:
         # one process, both nodes (names come from the nodes themselves)
         Node(package="stseg_ros", executable="mapping", namespace=arg("namespace"),
              output="screen", parameters=mapper_params, condition=IfCondition(arg("composed"))),
-        Node(package="rviz2", executable="rviz2", name="rviz2", output="screen",
-             arguments=["-d", os.path.join(share, "rviz", "stseg.rviz")],
-             parameters=[{"use_sim_time": arg("use_sim_time")}],
-             condition=IfCondition(arg("rviz"))),
     ]
     return LaunchDescription(args + nodes)

@@ -142,7 +142,10 @@ class ManagedNode(LifecycleNode):
                 done = self.trigger_shutdown() == TransitionCallbackReturn.SUCCESS
             except Exception:                   # noqa: BLE001 - stopped directly below
                 pass
-        if not done:        # rclpy already shut down (Ctrl-C): no transition can be published
+        # rclpy already shut down (Ctrl-C): no transition could be published. A
+        # shutdown transition cut short that way may still have run on_shutdown
+        # (the state says finalized): then there is nothing left to stop.
+        if not done and self.state != "finalized":
             self._stop_from(label)
         super().destroy_node()
 
