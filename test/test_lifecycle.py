@@ -182,7 +182,9 @@ def test_deactivating_during_end_revisit_answers_it_then_drops_the_services(
     # waits for images that never come, up to 3 s
     ending = feeder.end.call_async(EndRevisit.Request(color_sent=4, depth_sent=4,
                                                       arrival_timeout_s=3.0))
-    time.sleep(0.5)
+    # the node must hold the call before it is deactivated (on a loaded machine
+    # the request can take longer than any fixed sleep to arrive)
+    _until(lambda: node._ends_in_flight == 1, "end_revisit never reached the node")  # noqa: SLF001
     assert not ending.done()
     assert manager.change(Transition.TRANSITION_DEACTIVATE)
     assert feeder.end.service_is_ready()          # kept for the call in flight

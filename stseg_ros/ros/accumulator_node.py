@@ -47,6 +47,8 @@ from stseg_ros.ros.params import declare_fields, read_config
 from stseg_ros.ros.qos import REVISIT_QOS
 from stseg_ros.srv import BeginRevisit, EndRevisit
 
+RETIRE_AFTER_S = 2.0     # an answered end_revisit's service outlives deactivation this long
+
 DESCRIPTIONS = {
     "odom_frame": "Frame the revisit is fused in (the odometry frame, REP 105)",
     "camera_frame": "Camera optical frame; empty: the colour image's header.frame_id",
@@ -270,9 +272,11 @@ class AccumulatorNode(ManagedNode):
         finally:
             self._ends_in_flight -= 1
             if self._retire_services and not self._ends_in_flight:
-                # deactivated meanwhile: the services go once this answer is sent
+                # deactivated meanwhile: the services go once this answer is sent;
+                # the middleware sends it from its own thread (asynchronous
+                # publication), so the service stays a moment longer than the call
                 timer = []
-                timer.append(self.create_timer(0.0, lambda: self._retire(timer[0])))
+                timer.append(self.create_timer(RETIRE_AFTER_S, lambda: self._retire(timer[0])))
 
     async def _end_revisit(self, request, response):
         # Awaited, not blocking: images keep flowing while the backlog is fused.
