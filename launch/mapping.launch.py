@@ -21,14 +21,9 @@ from ament_index_python.packages import get_package_share_directory
 from launch.actions import DeclareLaunchArgument
 from launch.conditions import IfCondition, UnlessCondition
 from launch.substitutions import LaunchConfiguration
-from launch_ros.actions import Node
+from launch_ros.actions import LifecycleNode, Node
 
 from launch import LaunchDescription
-
-try:                                    # every launch_ros since Foxy has it
-    from launch_ros.actions import LifecycleNode as ManagedNode
-except ImportError:
-    ManagedNode = Node
 
 
 def generate_launch_description() -> LaunchDescription:
@@ -65,12 +60,12 @@ def generate_launch_description() -> LaunchDescription:
              arguments=["-d", os.path.join(share, "rviz", "stseg.rviz")],
              parameters=[{"use_sim_time": arg("use_sim_time")}],
              condition=IfCondition(arg("rviz"))),
-        ManagedNode(package="stseg_ros", executable="accumulator", name="accumulator",
-                    namespace=arg("namespace"), output="screen", parameters=common,
-                    condition=separate),
-        ManagedNode(package="stseg_ros", executable="mapper", name="mapper",
-                    namespace=arg("namespace"), output="screen", parameters=mapper_params,
-                    condition=separate),
+        LifecycleNode(package="stseg_ros", executable="accumulator", name="accumulator",
+                      namespace=arg("namespace"), output="screen", parameters=common,
+                      condition=separate),
+        LifecycleNode(package="stseg_ros", executable="mapper", name="mapper",
+                      namespace=arg("namespace"), output="screen", parameters=mapper_params,
+                      condition=separate),
         # one process, both nodes (names come from the nodes themselves)
         Node(package="stseg_ros", executable="mapping", namespace=arg("namespace"),
              output="screen", parameters=mapper_params, condition=IfCondition(arg("composed"))),
