@@ -159,7 +159,6 @@ class RevisitAccumulator:
         self._queue: queue.Queue = queue.Queue()
         self._pending = 0                  # frames in the queue
         self.frames_without_revisit = 0
-        self.images_without_revisit = 0    # images arriving with no revisit open
         self._closed_until_ns = -1         # newest frame stamp of the revisits closed so far
         self._closed_at = -IN_FLIGHT_S     # when the last revisit closed (monotonic)
         self._worker = threading.Thread(target=self._work, name="fusion", daemon=True)
@@ -171,8 +170,8 @@ class RevisitAccumulator:
         """Count one image of ``kind`` (colour or depth) as it reaches the node."""
         with self._lock:
             if self._current is None:
-                self.images_without_revisit += 1
-            elif kind == "color":
+                return            # a frame it pairs into opens a revisit and counts there
+            if kind == "color":
                 self._current.arrivals.color += 1
             else:
                 self._current.arrivals.depth += 1
@@ -190,8 +189,6 @@ class RevisitAccumulator:
             with self._lock:
                 if self._current is not None:
                     self._current.arrivals.lost += images
-                else:
-                    self.images_without_revisit += images
 
     def received(self) -> dict[str, int] | None:
         """Images of each kind received while the open revisit was open (None: none open)."""
@@ -210,15 +207,14 @@ class RevisitAccumulator:
                 # frames still in flight when a revisit closed do not open another:
                 # those stamped before its newest frame (much older stamps do: the
                 # clock restarted) and those arriving within IN_FLIGHT_S of the close
-                stale = 0 <= self._closed_until_ns - frame.stamp_ns <= self.cfg.jump_back_s * 1e9 \
+                stale = self._before_close(frame.stamp_ns) \
                     or time.monotonic() - self._closed_at < IN_FLIGHT_S
                 if not self.cfg.auto_begin or stale:
                     self.frames_without_revisit += 1
                     return
                 rev = self._open("")
                 rev.auto = True
-                self.images_without_revisit -= 2          # this pair's images are its own
-                rev.arrivals.color += 1
+                rev.arrivals.color += 1                   # this pair's images are its own
                 rev.arrivals.depth += 1
             rev.last_frame_time = time.monotonic()
             if rev.newest_ns < 0:
@@ -233,12 +229,16 @@ class RevisitAccumulator:
             self._pending += 1
         self._queue.put(("frame", rev, frame))
 
+    def _before_close(self, stamp_ns: int) -> bool:
+        """Stamped at most ``jump_back_s`` before the newest frame of the revisits
+        closed so far (much older stamps mean the clock restarted)."""
+        return 0 <= self._closed_until_ns - stamp_ns <= self.cfg.jump_back_s * 1e9
+
     def _late(self, rev: _Revisit, stamp_ns: int) -> bool:
         """A frame of the revisit closed before this one, arriving after the close:
-        stamped at most ``jump_back_s`` before that revisit's newest frame, and
-        before any frame of this one (a bag replayed twice is not late)."""
-        return (0 <= self._closed_until_ns - stamp_ns <= self.cfg.jump_back_s * 1e9
-                and (rev.newest_ns < 0 or stamp_ns < rev.first_ns))
+        stamped before that revisit's newest frame, and before any frame of this
+        one (a bag replayed twice is not late)."""
+        return self._before_close(stamp_ns) and (rev.newest_ns < 0 or stamp_ns < rev.first_ns)
 
     def _thin(self, rev: _Revisit, stamp_ns: int) -> bool:
         """Rate limiter on stamps: one frame per slot of 1 / max_fusion_rate_hz.
