@@ -203,8 +203,8 @@ def bench_soak(cfg: SoakConfig = SoakConfig(), dataset: Path | None = None,
                     _begin(camera, out.label)
                     if timer:
                         timer.start()
-                    out.pairs_published, _ = camera_source.stream(publish, cfg.seconds)
-                    sent = {"color": out.pairs_published, "depth": out.pairs_published}
+                    camera_source.stream(publish, cfg.seconds)
+                    sent = {"color": streamed["pairs"], "depth": streamed["pairs"]}
                     answer = camera.end_revisit(sent)
                     if killed_accumulator.is_set():
                         raise _KilledError        # answered by the process that was then killed
@@ -230,8 +230,8 @@ def bench_soak(cfg: SoakConfig = SoakConfig(), dataset: Path | None = None,
                     while out.label not in _stored(db) and time.monotonic() < deadline:
                         time.sleep(0.5)
                 with ObjectMemory(db) as memory:          # what was committed, as committed
-                    for epoch in memory.epoch_indices():
-                        digests.setdefault(epoch, epoch_digest(memory, epoch))
+                    for epoch in set(memory.epoch_indices()) - set(digests):
+                        digests[epoch] = epoch_digest(memory, epoch)
                 outcomes.append(out)
                 bar.update()
             bar.close()

@@ -134,7 +134,6 @@ class MapperNode(ManagedNode):
         self.publish_cloud = bool(value("publish_cloud"))
         self.stages = {prefix.rstrip("."): read_config(self, cls, prefix, skip)
                        for prefix, cls, skip in STAGES}
-        self.levelling = self.stages["levelling"]
         if self.device not in ("cpu", "cuda"):
             raise ValueError(f"device must be 'cpu' or 'cuda', got {self.device!r}")
         self.db_path = Path(value("db_path")).expanduser()
