@@ -114,6 +114,17 @@ class RevisitBagWriter:
                 covariance=cov))
         self._write("odometry", ns, msg)
 
+    def labels(self, ns: int, topic: str, labels: np.ndarray) -> None:
+        """A label image (mono16 ids of the robot's label set) stamped as its colour image."""
+        if topic not in self.conn:
+            self.conn[topic] = self.writer.add_connection(topic, "sensor_msgs/msg/Image",
+                                                          typestore=_TS)
+        h, w = labels.shape
+        self._write(topic, ns, _M["sensor_msgs/msg/Image"](
+            header=_header(ns, FRAMES["camera"]), height=h, width=w, encoding="mono16",
+            is_bigendian=0, step=w * 2,
+            data=np.ascontiguousarray(labels, dtype="<u2").view(np.uint8).reshape(-1)))
+
     def frame(self, ns: int, color: np.ndarray, depth_mm: np.ndarray) -> None:
         """One RGB-D pair (rgb8 and 16UC1 millimetres) and its camera_info."""
         h, w = depth_mm.shape

@@ -26,6 +26,13 @@ import numpy as np
 
 from stseg_ros import __version__
 from stseg_ros.benchmark.bag import RevisitBagWriter
+from stseg_ros.benchmark.labels import (
+    VARIANTS,
+    check_variants,
+    label_set_yaml,
+    label_topic,
+    robot_labels,
+)
 from stseg_ros.benchmark.render import NoiseBank, SceneRaycaster, render_frame
 from stseg_ros.benchmark.scene import Epoch, Scenario, make_scenario
 from stseg_ros.benchmark.trajectory import FRAME_RATE, ODOM_PER_FRAME, Trajectory, plan_trajectory
@@ -62,6 +69,7 @@ class GenerateConfig:
     frames: int = 300      # per revisit; 0 = fast mode (scan only, no bag)
     preview: bool = False
     workers: int = 2       # rendering processes in frame mode; 0 renders in-process
+    labels: tuple[str, ...] = ()   # label-image variants written to the bags (labels.py)
 
     def check(self) -> None:
         if not 1 <= self.revisits <= 100:
@@ -70,6 +78,9 @@ class GenerateConfig:
             raise ValueError(f"--rooms must be at least 1, got {self.rooms}")
         if self.frames < 0:
             raise ValueError(f"--frames must be 0 (fast mode) or more, got {self.frames}")
+        check_variants(self.labels)
+        if self.labels and self.frames == 0:
+            raise ValueError("--labels needs frames (bags); fast mode writes no images")
 
 
 @dataclass
@@ -103,14 +114,16 @@ class RenderJob:
     first_frame: int
     stride: int
     keep_images: bool
+    labels: tuple[str, ...] = ()
 
 
 _CACHE: dict[tuple, tuple[SceneRaycaster, NoiseBank]] = {}
 
 
 def render_job(job: RenderJob) -> list[tuple[np.ndarray | None, np.ndarray | None,
-                                             LabelledPoints]]:
-    """Render a job's frames: (colour, depth in mm, labelled points) per frame."""
+                                             LabelledPoints, dict[str, np.ndarray]]]:
+    """Render a job's frames: (colour, depth in mm, labelled points, label image
+    per variant) per frame."""
     if job.key not in _CACHE:
         _CACHE.clear()
         epoch = job.scenario.epochs[job.epoch]
@@ -128,17 +141,21 @@ def render_job(job: RenderJob) -> list[tuple[np.ndarray | None, np.ndarray | Non
         points = LabelledPoints(xyz.astype(np.float32), frame.color.reshape(-1, 3)[flat],
                                 frame.semantic.reshape(-1)[flat],
                                 frame.instance.reshape(-1)[flat])
+        labels = {v: robot_labels(frame.semantic, frame.instance, VARIANTS[v], job.key[:2],
+                                  np.random.default_rng([*job.key, 17, job.first_frame + k]))
+                  for v in job.labels}
         if job.keep_images:
             depth_mm = np.round(frame.depth * 1000.0).astype(np.uint16)
-            out.append((frame.color, depth_mm, points))
+            out.append((frame.color, depth_mm, points, labels))
         else:
-            out.append((None, None, points))
+            out.append((None, None, points, labels))
     return out
 
 
-def _jobs(key, scenario, epoch, intr, true_poses, cloud_poses, stride, keep) -> list[RenderJob]:
+def _jobs(key, scenario, epoch, intr, true_poses, cloud_poses, stride, keep,
+          labels=()) -> list[RenderJob]:
     return [RenderJob(key, scenario, epoch, intr, true_poses[i:i + CHUNK],
-                      cloud_poses[i:i + CHUNK], i, stride, keep)
+                      cloud_poses[i:i + CHUNK], i, stride, keep, labels)
             for i in range(0, len(true_poses), CHUNK)]
 
 
@@ -235,9 +252,9 @@ class DatasetWriter:
         cloud_poses = np.linalg.inv(traj.map_from_odom) @ true_poses
         stride = 1 if self.fast else CLOUD_STRIDE
         jobs = _jobs(key, scenario, epoch.index, self.intr, true_poses, cloud_poses, stride,
-                     not self.fast)
+                     not self.fast, cfg.labels)
         if self.fast:
-            parts = [p for _, _, p in self._map(jobs)]
+            parts = [p for _, _, p, _ in self._map(jobs)]
             self.bar.update(1)
         else:
             parts = self._write_bag(out / "bag", traj, frame_samples, jobs,
@@ -284,8 +301,10 @@ class DatasetWriter:
                 ns = start + j * dt
                 bag.odometry(ns, float(x), float(y), float(yaw), tuple(velocity[j]))
                 if j == pending:
-                    color, depth_mm, points = next(frames)
+                    color, depth_mm, points, labels = next(frames)
                     bag.frame(ns, color, depth_mm)
+                    for variant, image in labels.items():
+                        bag.labels(ns, label_topic(variant), image)
                     parts.append(points)
                     self.bar.update(1)
                     pending = next(next_frame, None)
@@ -321,7 +340,10 @@ def generate_dataset(out: Path, cfg: GenerateConfig, progress: bool = True):
                        "fy": intr.fy, "cx": intr.cx, "cy": intr.cy},
         "topics": TOPICS, "frame_ids": FRAMES,
         "classes": {str(c): class_name(c) for c in range(1, 41)},
+        "label_topics": {v: label_topic(v) for v in cfg.labels},
         "scenes": scenes})
+    if cfg.labels:
+        (work / "label_set.yaml").write_text(label_set_yaml())
     if out.exists():
         out.rmdir()
     work.rename(out)

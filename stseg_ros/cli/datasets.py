@@ -13,7 +13,8 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     from stseg_ros.benchmark.generate import GenerateConfig, generate_dataset
 
     cfg = GenerateConfig(seed=args.seed, revisits=args.revisits, rooms=args.rooms,
-                         frames=args.frames, preview=args.preview, workers=args.workers)
+                         frames=args.frames, preview=args.preview, workers=args.workers,
+                         labels=tuple(v for v in args.labels.split(",") if v))
     folder_out(args.out)
     index = generate_dataset(args.out, cfg, progress=not args.quiet)
     epochs = len(index.scenes) * cfg.revisits
@@ -22,6 +23,9 @@ def _cmd_generate(args: argparse.Namespace) -> int:
           f"{index.root} ({epochs} epochs)")
     if cfg.preview:
         print(f"previews: {index.root}/scene_*/epoch_*/preview.png")
+    if cfg.labels:
+        print(f"label images: /camera/labels/{{{','.join(cfg.labels)}}}/image_raw in each bag; "
+              f"the robot's label set: {index.root}/label_set.yaml")
     return 0
 
 
@@ -86,6 +90,10 @@ def add_verbs(verbs) -> None:
                    help="also write a top-view preview.png per epoch")
     p.add_argument("--workers", type=int, default=2,
                    help="rendering processes (default 2; 0 renders in this process)")
+    p.add_argument("--labels", default="", metavar="VARIANT,...",
+                   help="also write label images as a robot's 2D segmenter would, one topic "
+                        "per variant: clean, bleed, missed, confused, flicker, typical "
+                        "(README, 'Your own 2D labels')")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_generate)
 

@@ -93,6 +93,24 @@ def decode_raw(msg) -> np.ndarray:
     return img[..., :3].copy()
 
 
+def decode_label_image(msg) -> np.ndarray:
+    """A ``sensor_msgs/Image`` of per-pixel label ids (mono8 / 8UC1, mono16 /
+    16UC1, 32SC1) as (H, W) int32; ValueError naming what was found otherwise."""
+    sizes = {"mono8": "u1", "8UC1": "u1", "mono16": "u2", "16UC1": "u2", "32SC1": "i4"}
+    enc = getattr(msg, "encoding", None)
+    if enc not in sizes:
+        raise ValueError(f"label image encoding {enc!r}: expected one of {sorted(sizes)} "
+                         "(per-pixel class ids)")
+    h, w, step = int(msg.height), int(msg.width), int(msg.step)
+    dtype = np.dtype(sizes[enc]).newbyteorder(">" if msg.is_bigendian else "<")
+    data = np.frombuffer(bytes(msg.data), dtype=np.uint8)
+    if h == 0 or w == 0 or step < w * dtype.itemsize or len(data) < h * step:
+        raise ValueError(f"{enc} label image {w}x{h} with step {step} needs {h * step} "
+                         f"bytes, got {len(data)}")
+    rows = data[:h * step].reshape(h, step)[:, :w * dtype.itemsize]
+    return np.ascontiguousarray(rows).view(dtype).reshape(h, w).astype(np.int32)
+
+
 def decode_compressed(msg) -> np.ndarray:
     """``image_transport`` ``compressed`` (colour) or ``compressedDepth`` (depth)."""
     fmt, data = str(msg.format), bytes(msg.data)

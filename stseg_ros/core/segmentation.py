@@ -34,6 +34,7 @@ class Segmentation:
     extra: dict = field(default_factory=dict)
     objectness: list[float] | None = None   # a whole object, whatever its class?
     class_confidence: list[float] | None = None   # P(class) alone; None: the scores
+    class_names: list[str] | None = None     # the robot's own names (2D labels); None: NYU40
 
     def confidence(self, i: int) -> float:
         """How sure the segmenter is of segment ``i``'s class, whatever its size

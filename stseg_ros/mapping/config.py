@@ -3,7 +3,7 @@
 
 Sections and their keys are the fields of the stages' own config dataclasses
 (``source``, ``fusion``, ``drift``, ``levelling``, ``registration``,
-``association``, ``segmentation``), so a setting exists once, with its
+``association``, ``segmentation``, ``labels``), so a setting exists once, with its
 default and comment where the stage defines it. Unknown sections or keys
 and values of the wrong type are errors that name the key and what is valid.
 """
@@ -22,6 +22,7 @@ from stseg_ros.mapping.association import AssociationConfig
 from stseg_ros.mapping.drift import DriftConfig
 from stseg_ros.mapping.fusion import FusionConfig
 from stseg_ros.mapping.gravity import LevellingConfig
+from stseg_ros.mapping.labels import LabelConfig
 from stseg_ros.mapping.registration import RegistrationConfig
 from stseg_ros.sources.base import SourceConfig
 
@@ -49,6 +50,7 @@ class RunConfig:
     registration: RegistrationConfig = field(default_factory=RegistrationConfig)
     association: AssociationConfig = field(default_factory=AssociationConfig)
     segmentation: SegmentationConfig = field(default_factory=SegmentationConfig)
+    labels: LabelConfig = field(default_factory=LabelConfig)
 
 
 def _coerce(value, like, key: str):

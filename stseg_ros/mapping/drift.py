@@ -27,6 +27,7 @@ from stseg_ros.core.pointcloud import transform_points, voxel_downsample, voxel_
 from stseg_ros.mapping.frames import RgbdFrame
 from stseg_ros.mapping.fusion import FusionConfig, TsdfFusion
 from stseg_ros.mapping.geometric import estimate_normals
+from stseg_ros.mapping.labels import LabelConfig, LabelVotes
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,8 @@ class FusedScan:
     rgb: np.ndarray                 # (N, 3) uint8
     fragments: list[np.ndarray] = field(default_factory=list)
     camera_down: np.ndarray | None = None   # mean image-down direction of its cameras
+    labels: np.ndarray | None = None        # (N,) the robot's 2D label per point (0: none)
+    label_share: np.ndarray | None = None   # (N,) that label's share of its voxel's votes
 
     @classmethod
     def single(cls, xyz: np.ndarray, rgb: np.ndarray) -> FusedScan:
@@ -72,7 +75,8 @@ class FusedScan:
             return self
         down = None if self.camera_down is None else transform[:3, :3] @ self.camera_down
         return FusedScan(transform_points(transform, self.xyz).astype(np.float32), self.rgb,
-                         [transform_points(transform, f) for f in self.fragments], down)
+                         [transform_points(transform, f) for f in self.fragments], down,
+                         self.labels, self.label_share)
 
 
 class FragmentFusion:
@@ -85,10 +89,14 @@ class FragmentFusion:
     """
 
     def __init__(self, fusion: FusionConfig | None = None,
-                 drift: DriftConfig | None = None) -> None:
+                 drift: DriftConfig | None = None, labels: LabelConfig | None = None) -> None:
         self.fusion_cfg, self.cfg = fusion or FusionConfig(), drift or DriftConfig()
         self.tsdf = TsdfFusion(self.fusion_cfg)
         self.stats = self.tsdf.stats
+        # the robot's 2D labels, when it sends them (labels.topic)
+        self.labels = LabelVotes(labels) if labels is not None and labels.topic else None
+        if self.labels is not None:
+            self.stats.labels = self.labels.stats
         self._fragments: list[np.ndarray] = []
         self._current: list[np.ndarray] = []
         self._down = np.zeros(3)
@@ -100,6 +108,9 @@ class FragmentFusion:
         xyz, _ = backproject(frame.depth, frame.intrinsics, frame.odom_from_camera,
                              self.cfg.pixel_stride, self.fusion_cfg.depth_max)
         self._current.append(xyz)
+        if self.labels is not None:
+            self.labels.add_view(frame.stamp_ns, frame.depth, frame.intrinsics,
+                                 frame.odom_from_camera, self.fusion_cfg.depth_max)
         self._down += frame.odom_from_camera[:3, 1]       # the optical frame's y: image down
         if len(self._current) >= self.cfg.fragment_frames:
             self._close()
@@ -112,11 +123,24 @@ class FragmentFusion:
                 self._fragments.append(cloud)
         self._current = []
 
+    def add_labels(self, stamp_ns: int, labels: np.ndarray | None, reason: str = "") -> None:
+        """A label image of the robot's 2D segmenter (ignored without labels.topic);
+        None: one that could not be read, counted with ``reason``."""
+        if self.labels is None:
+            return
+        if labels is None:
+            self.labels.stats.refuse(reason)
+        else:
+            self.labels.add_labels(stamp_ns, labels)
+
     def scan(self) -> FusedScan:
         self._close()
         xyz, rgb = self.tsdf.scan()
         n = self.stats.integrated
-        return FusedScan(xyz, rgb, self._fragments, self._down / n if n else None)
+        scan = FusedScan(xyz, rgb, self._fragments, self._down / n if n else None)
+        if self.labels is not None:
+            scan.labels, scan.label_share = self.labels.evidence(xyz)
+        return scan
 
 
 def _planar(params: np.ndarray) -> np.ndarray:

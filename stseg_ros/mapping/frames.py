@@ -31,6 +31,17 @@ class SkippedFrame:
     reason: str
 
 
+@dataclass
+class LabelImage:
+    """A label image of the robot's 2D segmenter (per-pixel class ids, 0: none),
+    stamped as the colour image it labels; ``labels`` is None with ``reason``
+    when the image could not be read."""
+
+    stamp_ns: int
+    labels: np.ndarray | None
+    reason: str = ""
+
+
 def stamp_ns(header) -> int:
     """A std_msgs/Header's stamp in nanoseconds (rclpy and rosbags messages alike)."""
     return header.stamp.sec * 1_000_000_000 + header.stamp.nanosec

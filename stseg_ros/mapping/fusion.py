@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import open3d as o3d
 
 from stseg_ros.mapping.frames import RgbdFrame, check_frame
+
+if TYPE_CHECKING:
+    from stseg_ros.mapping.labels import LabelStats
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +35,7 @@ class FusionConfig:
 class FusionStats:
     integrated: int = 0
     skipped: dict[str, int] = field(default_factory=dict)
+    labels: LabelStats | None = None     # the robot's label images, when it sends them
 
     def skip(self, reason: str) -> bool:
         """Count a skipped frame; True the first time this reason comes up."""

@@ -11,6 +11,7 @@ nothing else. The ROS mapper node and ``stseg run`` both drive this class.
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field, replace
 
@@ -29,9 +30,11 @@ from stseg_ros.mapping.association import (
 from stseg_ros.mapping.drift import DriftConfig, FusedScan, bend_onto_map, corrected, place
 from stseg_ros.mapping.geometric import GeometricConfig, describe, estimate_normals
 from stseg_ros.mapping.gravity import LevellingConfig, level_scan
+from stseg_ros.mapping.labels import LabelConfig, LabelSet, apply_labels, unknown_labels
 from stseg_ros.mapping.registration import RegistrationConfig, register_scan
 from stseg_ros.memory import EpochEntry, EpochPoints, ObjectMemory
 
+log = logging.getLogger(__name__)
 SEEN_VOXEL = 0.02      # m; cells of the union of what earlier revisits saw
 
 @dataclass
@@ -56,8 +59,13 @@ class Mapper:
                  registration: RegistrationConfig | None = None,
                  association: AssociationConfig | None = None,
                  drift: DriftConfig | None = None,
-                 levelling: LevellingConfig | None = None) -> None:
+                 levelling: LevellingConfig | None = None,
+                 labels: LabelConfig | None = None) -> None:
         self.memory, self.segmenter = memory, segmenter
+        self.label_cfg = labels or LabelConfig()
+        # the robot's classes, read once: a bad label-set file fails here, not per revisit
+        self.label_set = LabelSet.from_config(self.label_cfg)
+        self._unknown_told: set[int] = set()
         self.level_cfg = levelling or LevellingConfig()
         self.reg_cfg = registration or RegistrationConfig()
         self.drift_cfg = drift or DriftConfig()
@@ -146,7 +154,8 @@ class Mapper:
         entry = EpochEntry(epoch, True, transform, label, stamp_ns, fitness, rmse, len(xyz))
         start = time.perf_counter()
         # a segmenter with a window reads the stored epochs in it
-        seg = self.segmenter.segment(xyz, rgb, history=self._history())
+        seg = self._labelled(xyz, scan, self.segmenter.segment(xyz, rgb,
+                                                               history=self._history()))
         timings["segmentation"] = time.perf_counter() - start
 
         start = time.perf_counter()
@@ -167,13 +176,26 @@ class Mapper:
         alone in its own levelled frame (classes only, no identities), is
         stored for inspection; objects, changes and the map stay as they were."""
         start = time.perf_counter()
-        seg = self.segmenter.segment(scan.xyz, scan.rgb)
+        seg = self._labelled(scan.xyz, scan, self.segmenter.segment(scan.xyz, scan.rgb))
         instance_id, class_id = _point_labels(seg, [0] * len(seg.segments))
         timings["segmentation"] = time.perf_counter() - start
         self.memory.commit_epoch(entry, points=EpochPoints(scan.xyz, scan.rgb, instance_id,
                                                            class_id))
         return EpochOutcome(entry.index, False, entry.map_from_odom, reason, instance_id,
                             class_id, timings=timings, levelling=levelling)
+
+    def _labelled(self, xyz: np.ndarray, scan: FusedScan, seg):
+        """The segmentation as the robot's 2D labels correct and name it, if it
+        sent any (``xyz``: the scan's points where they were segmented)."""
+        if scan.labels is None:
+            return seg
+        unknown = set(unknown_labels(scan.labels, self.label_set)) - self._unknown_told
+        if unknown:
+            self._unknown_told |= unknown
+            log.warning("label ids %s are not in the label set %s: their votes are ignored",
+                        sorted(unknown), self.label_set.source)
+        return apply_labels(seg, xyz, scan.rgb, scan.labels, scan.label_share, self.label_set,
+                            self.label_cfg)
 
     def _history(self) -> list[EpochPoints]:
         """The stored segmented clouds of the registered epochs the segmenter
@@ -221,19 +243,21 @@ class Mapper:
         next_id = max([*stored, 0]) + 1
         ids: list[int] = []
         objects, changes = [], []
-        for i, (segment, cid, score) in enumerate(zip(seg.segments, seg.class_ids, seg.scores,
-                                                      strict=True)):
+        names = seg.class_names or [class_name(c) for c in seg.class_ids]
+        for i, (segment, cid, name, score) in enumerate(zip(seg.segments, seg.class_ids, names,
+                                                            seg.scores, strict=True)):
             if i in assoc.matched:
                 oid = assoc.matched[i]
                 before = stored[oid]
                 first = before.epoch_first_seen
                 if oid in assoc.moved and not is_fixture(before.class_id):
-                    changes.append(ChangeRecord(ChangeKind.MOVED, oid, cid, class_name(cid), epoch,
+                    changes.append(ChangeRecord(ChangeKind.MOVED, oid, cid, name, epoch,
                                                 before.pose, _pose(segment), confidence=score))
-                if cid != before.class_id and seg.confidence(i) < 0.6:
-                    cid = before.class_id           # not sure enough to relabel
-                elif cid != before.class_id:
-                    changes.append(ChangeRecord(ChangeKind.RELABELLED, oid, cid, class_name(cid),
+                relabel = (cid, name) != (before.class_id, before.class_name)
+                if relabel and seg.confidence(i) < 0.6:
+                    cid, name = before.class_id, before.class_name   # not sure enough
+                elif relabel:
+                    changes.append(ChangeRecord(ChangeKind.RELABELLED, oid, cid, name,
                                                 epoch, before.pose, _pose(segment),
                                                 before.class_id, score))
             else:
@@ -242,11 +266,11 @@ class Mapper:
                 # an addition only where an earlier revisit saw the place empty; elsewhere
                 # the object is seen for the first time (or was missed before)
                 if seen_before is None or seen_before.empty(segment, self.assoc_cfg):
-                    changes.append(ChangeRecord(ChangeKind.ADDED, oid, cid, class_name(cid),
+                    changes.append(ChangeRecord(ChangeKind.ADDED, oid, cid, name,
                                                 epoch, current_pose=_pose(segment),
                                                 confidence=score))
             ids.append(oid)
-            objects.append(ObjectRecord(oid, cid, class_name(cid), score, _pose(segment),
+            objects.append(ObjectRecord(oid, cid, name, score, _pose(segment),
                                         tuple(float(e) for e in segment.extents),
                                         len(segment.points), first, epoch,
                                         objectness=None if seg.objectness is None

@@ -38,7 +38,7 @@ from stseg_ros.core.layout import (
 from stseg_ros.core.pointcloud import transform_points
 from stseg_ros.mapping.config import RunConfig, write_config
 from stseg_ros.mapping.drift import FragmentFusion, FusedScan
-from stseg_ros.mapping.frames import RgbdFrame, SkippedFrame
+from stseg_ros.mapping.frames import LabelImage, RgbdFrame, SkippedFrame
 from stseg_ros.mapping.fusion import FusionStats
 from stseg_ros.mapping.pipeline import EpochOutcome, Mapper
 from stseg_ros.mapping.segmenter import make_segmenter
@@ -80,23 +80,29 @@ class RunSummary:
                 f"{level}; {times}")
 
 
-def fuse_frames(frames: Iterable[RgbdFrame | SkippedFrame], cfg: RunConfig,
+def fuse_frames(frames: Iterable[RgbdFrame | SkippedFrame | LabelImage], cfg: RunConfig,
                 progress: bool = False, what: str = "fusing") -> tuple[FusedScan, FusionStats]:
     """A revisit's scan (in fragments) from its frames, and the fusion statistics:
     frames that cannot be used are counted with their reason, never lost."""
-    fusion = FragmentFusion(cfg.fusion, cfg.drift)
-    for frame in tqdm(frames, desc=what, unit="frame", disable=not progress, leave=False):
-        if isinstance(frame, SkippedFrame):
-            fusion.stats.skip(frame.reason)
-        else:
-            fusion.integrate(frame)
+    fusion = FragmentFusion(cfg.fusion, cfg.drift, cfg.labels)
+    with tqdm(desc=what, unit="frame", disable=not progress, leave=False) as bar:
+        for frame in frames:
+            if isinstance(frame, LabelImage):
+                fusion.add_labels(frame.stamp_ns, frame.labels, frame.reason)
+                continue
+            if isinstance(frame, SkippedFrame):
+                fusion.stats.skip(frame.reason)
+            else:
+                fusion.integrate(frame)
+            bar.update()
     return fusion.scan(), fusion.stats
 
 
 def fusion_note(stats: FusionStats) -> str:
     skipped = "; ".join(f"{n} {reason}" for reason, n in stats.skipped.items())
+    labels = f", {stats.labels.note()}" if stats.labels is not None else ""
     return f"fused {stats.integrated} frames" + (f" ({stats.dropped} skipped: {skipped})"
-                                                 if stats.dropped else "")
+                                                 if stats.dropped else "") + labels
 
 
 def prediction_from_memory(memory: ObjectMemory, epoch: int,
@@ -135,7 +141,7 @@ def _segmenter(cfg: RunConfig):
 
 def _mapper(memory: ObjectMemory, segmenter, cfg: RunConfig) -> Mapper:
     return Mapper(memory, segmenter, cfg.registration, cfg.association, cfg.drift,
-                  cfg.levelling)
+                  cfg.levelling, cfg.labels)
 
 
 def run_dataset(dataset: Path, out: Path, db: Path | None = None,
@@ -163,7 +169,8 @@ def run_dataset(dataset: Path, out: Path, db: Path | None = None,
                 else:
                     _check_next(memory, t, f"{scene} {name}")
                     if (epoch_dir / "bag").is_dir():
-                        (bag,) = RosbagSource(epoch_dir / "bag", cfg.source).revisits()
+                        (bag,) = RosbagSource(epoch_dir / "bag", cfg.source,
+                                              label_topic=cfg.labels.topic).revisits()
                         scan, note = _scan(bag, cfg, summary, progress)
                     else:                       # fast-mode dataset: the scan is given
                         scan, note = FusedScan.single(eval_xyz, eval_rgb), ""
@@ -182,7 +189,7 @@ def run_inputs(inputs: Sequence[Path], out: Path, db: Path | None = None,
     history; write the memory, a labelled cloud per revisit, the changes and
     the map picture into ``out``."""
     cfg, out = cfg or RunConfig(), Path(out)
-    revisits = open_inputs(inputs, source, cfg.source, log)
+    revisits = open_inputs(inputs, source, cfg.source, log, cfg.labels.topic)
     log(f"{len(revisits)} revisit(s): " + ", ".join(f"{r.label} ({r.source})" for r in revisits))
     seg = _segmenter(cfg)
     log(f"segmenter: {seg.name}")

@@ -40,9 +40,11 @@ def _source(name: str | None, path: Path) -> type[Source] | None:
 
 def open_inputs(paths: Sequence[Path], name: str | None = None,
                 cfg: SourceConfig | None = None,
-                log: Callable[[str], None] | None = None) -> list[RevisitInput]:
+                log: Callable[[str], None] | None = None,
+                label_topic: str = "") -> list[RevisitInput]:
     """The revisits of ``paths`` in order (see the module docstring); ``log``
-    is told what the sources found (a bag's topics, when it is read)."""
+    is told what the sources found (a bag's topics, when it is read);
+    ``label_topic``: the bags' topic of 2D label images, if any."""
     cfg = cfg or SourceConfig()
     revisits: list[RevisitInput] = []
     for path in map(Path, paths):
@@ -55,11 +57,11 @@ def open_inputs(paths: Sequence[Path], name: str | None = None,
             inside = [(p, s) for p, s in inside if s is not None]
             if inside:
                 for p, s in inside:
-                    revisits += s(p, cfg, log).revisits()
+                    revisits += s(p, cfg, log, label_topic).revisits()
                 continue
         if source is None:
             kinds = "; ".join(f"{s.name}: {s.description}" for s in SOURCES.values())
             what = f"a {name} input" if name else "in any format this package reads"
             raise InputError(f"{path}: not {what}, nor a folder of them ({kinds})")
-        revisits += source(path, cfg, log).revisits()
+        revisits += source(path, cfg, log, label_topic).revisits()
     return revisits

@@ -18,7 +18,7 @@ from typing import ClassVar
 import numpy as np
 
 from stseg_ros.core.layout import FormatError
-from stseg_ros.mapping.frames import RgbdFrame, SkippedFrame
+from stseg_ros.mapping.frames import LabelImage, RgbdFrame, SkippedFrame
 
 
 class InputError(FormatError):
@@ -65,8 +65,10 @@ class Source:
     description: ClassVar[str] = ""
 
     def __init__(self, path: Path, cfg: SourceConfig,
-                 log: Callable[[str], None] | None = None) -> None:
+                 log: Callable[[str], None] | None = None, label_topic: str = "") -> None:
         self.path, self.cfg, self.log = Path(path), cfg, log
+        # the robot's 2D label images (``labels.topic``); only bags carry them
+        self.label_topic = label_topic
 
     @classmethod
     def detect(cls, path: Path) -> bool:
@@ -81,12 +83,13 @@ class Source:
                             self.path, self.name, **what)
 
 
-def strided(frames: Iterator[RgbdFrame | SkippedFrame], stride: int
-            ) -> Iterator[RgbdFrame | SkippedFrame]:
-    """Every ``stride``-th usable frame (skips are always passed on, to be counted)."""
+def strided(frames: Iterator[RgbdFrame | SkippedFrame | LabelImage], stride: int
+            ) -> Iterator[RgbdFrame | SkippedFrame | LabelImage]:
+    """Every ``stride``-th usable frame (skips and label images are always passed
+    on, to be counted or matched)."""
     k = 0
     for frame in frames:
-        if isinstance(frame, SkippedFrame):
+        if not isinstance(frame, RgbdFrame):
             yield frame
             continue
         if k % max(1, stride) == 0:

@@ -20,9 +20,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from stseg_ros.core.images import decode_image
+from stseg_ros.core.images import decode_image, decode_label_image
 from stseg_ros.ingest.tf_buffer import TfBuffer
 from stseg_ros.mapping.frames import (
+    LabelImage,
     RgbdFrame,
     SkippedFrame,
     check_frame,
@@ -144,7 +145,8 @@ class RosbagSource(Source):
 
     def revisits(self):
         return [self.revisit(frames=lambda: strided(
-            read_bag_frames(self.path, self.cfg, self.log), self.cfg.frame_stride))]
+            read_bag_frames(self.path, self.cfg, self.log, self.label_topic),
+            self.cfg.frame_stride))]
 
 
 def _open(bag: Path):
@@ -186,10 +188,11 @@ def replayable(bag: Path, spare: Path) -> Path:
     return copy
 
 
-def read_bag_frames(bag: Path, cfg: SourceConfig | None = None,
-                    log=None) -> Iterator[RgbdFrame | SkippedFrame]:
+def read_bag_frames(bag: Path, cfg: SourceConfig | None = None, log=None,
+                    label_topic: str = "") -> Iterator[RgbdFrame | SkippedFrame | LabelImage]:
     """Posed, checked frames of a bag in stamp order (``log`` gets one line
-    naming the topics and frames used)."""
+    naming the topics and frames used), and the images of ``label_topic``
+    (the robot's 2D labels) as they come."""
     from rosbags.typesys import Stores, get_typestore
 
     cfg = cfg or SourceConfig()
@@ -232,6 +235,12 @@ def read_bag_frames(bag: Path, cfg: SourceConfig | None = None,
                 _add(tf, msg.header.frame_id, child, stamp_ns(msg.header), p.position,
                      p.orientation, False)
         wait = [topics.color, topics.depth, topics.camera_info]
+        if label_topic:
+            if types.get(label_topic) != IMAGE:
+                raise InputError(f"{bag}: label topic {label_topic!r} is not a "
+                                 "sensor_msgs/Image topic of the bag (image topics: "
+                                 f"{', '.join(sorted(_image_topics(types))) or 'none'})")
+            wait.append(label_topic)
         pending: dict[str, dict[int, object]] = {"color": {}, "depth": {}}
         gap = int(cfg.max_pair_gap_s * 1e9)
         world = cfg.world_frame
@@ -241,6 +250,12 @@ def read_bag_frames(bag: Path, cfg: SourceConfig | None = None,
             stamp = stamp_ns(msg.header)
             if conn.topic == topics.camera_info:
                 intrinsics = intrinsics_from_camera_info(msg) or intrinsics
+                continue
+            if conn.topic == label_topic:
+                try:
+                    yield LabelImage(stamp, decode_label_image(msg))
+                except ValueError as err:
+                    yield LabelImage(stamp, None, f"{conn.topic}: {err}")
                 continue
             kind = "color" if conn.topic == topics.color else "depth"
             if kind == "color":
