@@ -26,11 +26,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from stseg_ros.core.images import decode_image
+from stseg_ros.core.images import decode_image, decode_label_image
 from stseg_ros.ingest.tf_buffer import TfBuffer
 from stseg_ros.mapping.drift import DriftConfig, FragmentFusion, FusedScan
 from stseg_ros.mapping.frames import RgbdFrame, intrinsics_from_camera_info
 from stseg_ros.mapping.fusion import FusionConfig
+from stseg_ros.mapping.labels import LabelConfig, LabelStats
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +92,7 @@ class RevisitResult:
     skipped: dict[str, int]          # reason -> frames received but not fused
     thinned: int                     # frames left out on purpose by max_fusion_rate_hz
     arrivals: Arrivals = field(default_factory=Arrivals)
+    labels: LabelStats | None = None  # the robot's label images, when labels.topic is set
 
     @property
     def frames(self) -> int:
@@ -146,13 +148,17 @@ class RevisitAccumulator:
     def __init__(self, tf: TfBuffer, on_revisit: Callable[[RevisitResult], None],
                  cfg: AccumulatorConfig | None = None, fusion: FusionConfig | None = None,
                  drift: DriftConfig | None = None,
-                 waiting_images: Callable[[], int] | None = None) -> None:
+                 waiting_images: Callable[[], int] | None = None,
+                 labels: LabelConfig | None = None) -> None:
         """``waiting_images`` gives up the images still waiting for a partner
         (the pairing queue) and returns how many; a closing revisit counts them
-        as unpaired, so none of them pairs into the next revisit."""
+        as unpaired, so none of them pairs into the next revisit. ``labels``:
+        how the robot's 2D label images are fused (none without ``topic``)."""
         self.cfg, self.tf, self.on_revisit = cfg or AccumulatorConfig(), tf, on_revisit
         self._waiting_images = waiting_images
         self.fusion_cfg, self.drift_cfg = fusion or FusionConfig(), drift or DriftConfig()
+        self.label_cfg = labels
+        self.labels_without_revisit = 0    # label images that came while none was open
         self._lock = threading.Lock()
         self._current: _Revisit | None = None
         self._next_index = 0
@@ -228,6 +234,17 @@ class RevisitAccumulator:
                 return
             self._pending += 1
         self._queue.put(("frame", rev, frame))
+
+    def submit_labels(self, stamp_ns: int, image) -> None:
+        """Queue one label image (a ``sensor_msgs/Image`` of per-pixel class ids)
+        for the open revisit; it is decoded and matched to its frame on the
+        worker. Never blocks."""
+        with self._lock:
+            rev = self._current
+            if rev is None or rev.fusion.labels is None:
+                self.labels_without_revisit += 1
+                return
+        self._queue.put(("labels", rev, (stamp_ns, image)))
 
     def _before_close(self, stamp_ns: int) -> bool:
         """Stamped at most ``jump_back_s`` before the newest frame of the revisits
@@ -329,7 +346,7 @@ class RevisitAccumulator:
 
     def _open(self, label: str) -> _Revisit:
         rev = _Revisit(self._next_index, label,
-                       FragmentFusion(self.fusion_cfg, self.drift_cfg))
+                       FragmentFusion(self.fusion_cfg, self.drift_cfg, self.label_cfg))
         self._next_index += 1
         self._current = rev
         log.info("revisit %d%s opened", rev.index, f" ({label})" if label else "")
@@ -349,6 +366,12 @@ class RevisitAccumulator:
                     self._fuse(rev, payload)
                 except Exception as err:          # noqa: BLE001 - a bad frame never stops ingest
                     rev.skip(payload.stamp_ns, f"fusion failed: {err}")
+            elif kind == "labels":
+                stamp, image = payload
+                try:
+                    rev.fusion.add_labels(stamp, decode_label_image(image))
+                except ValueError as err:
+                    rev.fusion.add_labels(stamp, None, str(err))
             else:
                 discard, closing, on_closed = payload
                 try:
@@ -420,7 +443,8 @@ class RevisitAccumulator:
             stats.skipped[QUEUE_FULL] = rev.dropped_at_queue
         scan = None if discard else rev.fusion.scan()
         result = RevisitResult(rev.index, rev.label, scan, max(rev.last_stamp_ns, 0),
-                               stats.integrated, dict(stats.skipped), rev.thinned, rev.arrivals)
+                               stats.integrated, dict(stats.skipped), rev.thinned, rev.arrivals,
+                               stats.labels)
         got = rev.arrivals
         log.info("revisit %d closed: %d frames fused, %d dropped%s, %d thinned%s; images "
                  "received: %d colour, %d depth (%d unpaired, %d lost, %d missing, %d frames "
@@ -428,6 +452,8 @@ class RevisitAccumulator:
                  "".join(f"; {n} {why}" for why, n in result.skipped.items()),
                  result.thinned, " (discarded)" if discard else "", got.color, got.depth,
                  got.unpaired, got.lost, got.missing, got.late)
+        if stats.labels is not None:
+            log.info("revisit %d: %s", rev.index, stats.labels.note())
         if not discard:
             try:
                 self.on_revisit(result)

@@ -302,11 +302,11 @@ def apply_labels(seg: Segmentation, xyz: np.ndarray, rgb: np.ndarray, label: np.
     (segments with too few labelled points stay as they are):
 
     - a segment labelled mostly wall, floor or ceiling is structure, not an object;
-    - points of a segment labelled wall, floor or ceiling leave it;
     - a segment whose points carry two or more object labels in force is split
       by label (two touching objects of different classes);
-    - each segment takes the label most of its labelled points carry as its
-      class, its name and, as class confidence, the share that agree.
+    - each segment takes the object label most of its labelled points carry
+      as its class, its name and, as class confidence, the share that agree;
+      its score ranks it by how whole the segmenter found it times that share.
     """
     nyu = _lookup(label_set, lambda c: c.nyu40)
     known = np.zeros(len(nyu), bool)
@@ -330,7 +330,7 @@ def apply_labels(seg: Segmentation, xyz: np.ndarray, rgb: np.ndarray, label: np.
         if wall[pts].sum() >= cfg.structure_share * mine.sum():     # not an object at all
             structure[pts] = np.where(wall[pts], nyu[label[pts]], structure[pts])
             continue
-        trimmed = wall[pts]
+        trimmed = wall[pts]                           # wall/floor points leave it
         structure[pts[trimmed]] = nyu[label[pts[trimmed]]]
         pts = pts[~trimmed]
         groups = _split(xyz, pts, label[pts], labelled[pts], cfg)
@@ -338,7 +338,8 @@ def apply_labels(seg: Segmentation, xyz: np.ndarray, rgb: np.ndarray, label: np.
             normals = estimate_normals(xyz, GeometricConfig().normal_radius)
         whole = seg.scores[i] / max(seg.confidence(i), 1e-6)     # how whole, alone
         for k, members in enumerate(groups):
-            ids, votes = np.unique(label[members][labelled[members]], return_counts=True)
+            ids, votes = np.unique(label[members][labelled[members] & ~wall[members]],
+                                   return_counts=True)
             part = describe(xyz, rgb, normals, members)
             identity = base[4] if k == 0 else 0
             if not len(ids):
@@ -347,8 +348,11 @@ def apply_labels(seg: Segmentation, xyz: np.ndarray, rgb: np.ndarray, label: np.
             top = int(np.argmax(votes))
             entry = label_set.get(int(ids[top]))
             agree = float(votes[top] / votes.sum())
-            kept.append((part, entry.nyu40, entry.name, min(1.0, whole) * agree, identity,
-                         base[5], agree))
+            if agree < cfg.min_share:
+                kept.append((part, *base[1:4], identity, *base[5:]))
+            else:
+                kept.append((part, entry.nyu40, entry.name, min(1.0, whole) * agree, identity,
+                             base[5], agree))
     if not kept:
         return replace(seg, structure=structure, segments=[], class_ids=[], scores=[],
                        identities=[] if seg.identities is not None else None,

@@ -120,11 +120,13 @@ def scan_to_msg(result: RevisitResult, header: Header) -> RevisitScan:
     fragments = (np.concatenate(scan.fragments).astype(np.float32) if scan.fragments
                  else np.zeros((0, 3), np.float32))
     down = scan.camera_down if scan.camera_down is not None else np.zeros(3)
+    labels = {} if scan.labels is None else {   # the robot's 2D labels, when it sent them
+        "label": scan.labels.astype(np.uint32), "label_share": scan.label_share}
     return RevisitScan(
         header=header, revisit=int(result.revisit), label=result.label,
         frames_fused=int(result.fused), frames_dropped=int(result.dropped),
         surface=to_cloud(header, x=scan.xyz[:, 0], y=scan.xyz[:, 1], z=scan.xyz[:, 2],
-                         rgb=pack_rgb(scan.rgb)),
+                         rgb=pack_rgb(scan.rgb), **labels),
         fragments=to_cloud(header, x=fragments[:, 0], y=fragments[:, 1], z=fragments[:, 2],
                            fragment=fragment_index),
         camera_down=Vector3(x=float(down[0]), y=float(down[1]), z=float(down[2])))
@@ -143,5 +145,9 @@ def scan_from_msg(msg: RevisitScan) -> FusedScan:
     index = fragments["fragment"].astype(np.int64)
     pieces = [parts[index == k] for k in range(int(index.max()) + 1)] if len(index) else []
     down = np.array([msg.camera_down.x, msg.camera_down.y, msg.camera_down.z])
+    names = surface.dtype.names
+    labelled = "label" in names and "label_share" in names
     return FusedScan(xyz, unpack_rgb(surface["rgb"]), [p for p in pieces if len(p)],
-                     down if np.isfinite(down).all() and np.linalg.norm(down) > 0 else None)
+                     down if np.isfinite(down).all() and np.linalg.norm(down) > 0 else None,
+                     surface["label"].astype(np.int32) if labelled else None,
+                     surface["label_share"].astype(np.float32) if labelled else None)
