@@ -18,6 +18,7 @@ from rosbags.highlevel import AnyReader
 from stseg_ros.bench.load import cpu_hogs
 from stseg_ros.benchmark.generate import GenerateConfig, generate_dataset
 from stseg_ros.core.layout import read_epoch_result
+from stseg_ros.core.records import ObjectState
 from stseg_ros.memory import ObjectMemory
 from stseg_ros.offline.runner import write_scene_predictions
 from stseg_ros.ros.demo import start_node, stop_process
@@ -100,6 +101,13 @@ def test_published_state_is_the_stored_state(mapped):
         for epoch in (0, 1, 2):
             assert sorted((e.kind, e.object_id) for e in changes[epoch].events) == \
                 sorted((int(c.kind), c.object_id) for c in memory.changes(epoch))
+        # a planner's view: standard detections, one per present object, by persistent id
+        detections = _recorded(record, "/detections")
+        assert len(detections) == 3
+        present = {o.id: o.class_name for o in memory.objects()
+                   if o.state == ObjectState.PRESENT}
+        assert {d.id: d.results[0].hypothesis.class_id
+                for d in detections[-1].detections} == {str(k): v for k, v in present.items()}
     clouds = _recorded(record, "/segmented_cloud")
     assert [f.name for f in clouds[-1].fields] == ["x", "y", "z", "rgb", "instance_id",
                                                    "class_id", "epoch"]

@@ -388,32 +388,38 @@ def output_topics(mapper: str = "/mapper") -> dict[str, tuple[str, QoSProfile]]:
     from stseg_ros.ros.qos import CHANGE_EVENTS_QOS
 
     return {f"{mapper}/instances": ("stseg_ros/msg/ObjectInstanceArray", MAP_STATE_QOS),
+            f"{mapper}/detections": ("vision_msgs/msg/Detection3DArray", MAP_STATE_QOS),
             f"{mapper}/markers": ("visualization_msgs/msg/MarkerArray", MAP_STATE_QOS),
             f"{mapper}/changes": ("stseg_ros/msg/ChangeEventArray", CHANGE_EVENTS_QOS),
             f"{mapper}/segmented_cloud": ("sensor_msgs/msg/PointCloud2", MAP_STATE_QOS)}
 
 
 def output_typestore():
-    """The ROS 2 Kilted types plus this package's messages, for writing and
-    reading recorded outputs with rosbags."""
+    """The ROS 2 Kilted types plus this package's messages and vision_msgs'
+    (rosbags' Kilted store has none of vision_msgs), for writing and reading
+    recorded outputs with rosbags."""
     from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
     typestore = get_typestore(Stores.ROS2_KILTED)
     types = {}
-    for path in sorted(interface_dir().glob("*.msg")):
-        types.update(get_types_from_msg(path.read_text(), f"stseg_ros/msg/{path.stem}"))
+    for package in ("stseg_ros", "vision_msgs"):
+        for path in sorted(interface_dir(package).glob("*.msg")):
+            types.update(get_types_from_msg(path.read_text(), f"{package}/msg/{path.stem}"))
     typestore.register(types)
     return typestore
 
 
-def interface_dir() -> Path:
-    """The package's msg/ folder: installed (share/stseg_ros/msg) or in the sources."""
-    source = Path(__file__).resolve().parents[2] / "msg"
+def interface_dir(package: str = "stseg_ros") -> Path:
+    """A package's msg/ folder: this package's sources (msg/, and the
+    vision_msgs definitions the pip set-up generates, interfaces/vision_msgs/msg)
+    or the installed share/PACKAGE/msg."""
+    root = Path(__file__).resolve().parents[2]
+    source = root / "msg" if package == "stseg_ros" else root / "interfaces" / package / "msg"
     if source.is_dir():
         return source
     from ament_index_python.packages import get_package_share_directory
 
-    return Path(get_package_share_directory("stseg_ros")) / "msg"
+    return Path(get_package_share_directory(package)) / "msg"
 
 
 def _create_publishers(replayer: Replayer, bags: list[Path]) -> None:
