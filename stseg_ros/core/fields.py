@@ -1,41 +1,173 @@
-"""The comment beside each field of a settings dataclass, as its description.
+"""What a settings dataclass says about each field: its description (the
+comment beside it) and the values it takes (a range or a list of choices).
 
 The stages' config dataclasses document every setting once, in a comment on
-its line (``voxel: float = 0.03  # m, TSDF voxel size``); ROS parameter
-descriptions and generated settings files take it from there, so there is
-no second list of descriptions to keep in step."""
+its line (``voxel: float = setting(0.03, above=0)  # m, TSDF voxel size``);
+ROS parameter descriptions, the params file and the launch arguments take it
+from there, so there is no second list of descriptions to keep in step.
+``setting`` gives a field its range or choices, and ``check_value`` is the one
+check of a value against them: ``stseg run --config/--set`` and the nodes'
+``configure`` both use it, so a value refused in one is refused in the other
+with the same words."""
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import io
+import math
 import textwrap
 import tokenize
 from functools import cache
 
 
+class SettingError(ValueError):
+    """A value that does not fit its setting (names the setting, the value and
+    what is valid)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Rule:
+    """The values a numeric or string setting takes: ``low`` <= value <=
+    ``high`` (either end may be open), value > ``above``, or one of ``choices``."""
+
+    low: float | None = None
+    high: float | None = None
+    above: float | None = None       # exclusive lower bound
+    choices: tuple | None = None
+
+    def describe(self) -> str:
+        """The rule in words: "in [0, 1]", "> 0", ">= 1", "one of: tf, odometry"."""
+        if self.choices is not None:
+            return "one of: " + ", ".join(_shown(c) for c in self.choices)
+        lower = (f"({_num(self.above)}" if self.above is not None else
+                 f"[{_num(self.low)}" if self.low is not None else None)
+        if self.high is not None and lower is not None:
+            return f"in {lower}, {_num(self.high)}]"
+        if self.high is not None:
+            return f"<= {_num(self.high)}"
+        if self.above is not None:
+            return f"> {_num(self.above)}"
+        if self.low is not None:
+            return f">= {_num(self.low)}"
+        return ""
+
+    def admits(self, value) -> bool:
+        if self.choices is not None:
+            return value in self.choices
+        if isinstance(value, float) and math.isnan(value):
+            return False
+        return ((self.low is None or value >= self.low)
+                and (self.high is None or value <= self.high)
+                and (self.above is None or value > self.above))
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() and abs(x) < 1e15 else repr(x)
+
+
+def _shown(choice) -> str:
+    return '""' if choice == "" else str(choice)
+
+
+def setting(default, *, low: float | None = None, high: float | None = None,
+            above: float | None = None, choices=None):
+    """A dataclass field with ``default`` and the values it takes: ``low`` and
+    ``high`` inclusive bounds, ``above`` an exclusive lower bound, or
+    ``choices``. Write its comment on the same line as before."""
+    if choices is not None:
+        choices = tuple(choices)
+        if default not in choices:
+            raise ValueError(f"default {default!r} is not one of its choices {choices}")
+    rule = Rule(low, high, above, choices)
+    if choices is None and not rule.admits(default):
+        raise ValueError(f"default {default!r} is not {rule.describe()}")
+    return dataclasses.field(default=default, metadata={"rule": rule})
+
+
+def field_rule(f: dataclasses.Field) -> Rule | None:
+    """The range or choices of field ``f`` (``setting``), None if it has none."""
+    return f.metadata.get("rule")
+
+
+def coerce(value, like, key: str):
+    """``value`` (from YAML, a ``--set`` or launch string, or a ROS parameter)
+    as the type of the default ``like``; ``SettingError`` naming ``key`` if it
+    is not one."""
+    try:
+        if isinstance(like, bool):
+            if isinstance(value, str):
+                if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError(value)
+                return value.lower() in ("true", "1", "yes")
+            if not isinstance(value, (bool, int)):
+                raise ValueError(value)
+            return bool(value)
+        if isinstance(like, tuple):
+            items = value.split(",") if isinstance(value, str) else list(value)
+            return tuple(type(like[0])(v) for v in items) if like else tuple(items)
+        if isinstance(like, int):
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError(value)
+            return int(value)
+        if isinstance(like, float) and isinstance(value, bool):
+            raise ValueError(value)
+        if value is None:
+            raise ValueError(value)
+        return type(like)(value)
+    except (TypeError, ValueError):
+        raise SettingError(f"{key}: {value!r} is not a valid {type(like).__name__}") from None
+
+
+def check_value(f: dataclasses.Field, value, key: str):
+    """``value`` as a value of field ``f`` (its default's type), checked
+    against its range or choices; ``SettingError`` naming ``key``, the value
+    and what is valid if it does not fit."""
+    value = coerce(value, f.default, key)
+    rule = field_rule(f)
+    if rule is not None and not rule.admits(value):
+        raise SettingError(f"{key}: {value!r} is not {rule.describe()}")
+    return value
+
+
+def describe_field(cls, name: str) -> str:
+    """The description of field ``name`` of ``cls``: its comment, then its
+    range or choices."""
+    f = next(f for f in dataclasses.fields(cls) if f.name == name)
+    comment = field_comments(cls).get(name, "")
+    rule = field_rule(f)
+    rule_text = rule.describe() if rule is not None else ""
+    return "; ".join(t for t in (comment, rule_text) if t)
+
+
 @cache
 def field_comments(cls) -> dict[str, str]:
-    """field name -> the comment on its line, for the fields of class ``cls``
-    written ``name: type = default  # comment`` (comment-only lines between
-    fields describe groups of them, not one, and are left out)."""
+    """field name -> the comment beside it, for the fields of class ``cls``
+    written ``name: type = default  # comment`` (a field written over several
+    lines in brackets: the comments of all its lines; comment-only lines
+    between fields describe groups of them, not one, and are left out)."""
     try:
         source = textwrap.dedent(inspect.getsource(cls))
     except (OSError, TypeError):
         return {}
     out: dict[str, str] = {}
-    current, line_start, depth = None, True, 0
+    current, line_start, depth, brackets = None, True, 0, 0
     for tok in tokenize.generate_tokens(io.StringIO(source).readline):
         if tok.type == tokenize.INDENT:
             depth += 1
         elif tok.type == tokenize.DEDENT:
             depth -= 1
-        elif tok.type == tokenize.NAME and line_start and depth == 1:
+        elif tok.type == tokenize.NAME and line_start and depth == 1 and not brackets:
             current = tok.string
+        elif tok.type == tokenize.OP and tok.string in "([{":
+            brackets += 1
+        elif tok.type == tokenize.OP and tok.string in ")]}":
+            brackets -= 1
         elif tok.type == tokenize.COMMENT and current is not None:
-            out[current] = tok.string.lstrip("#").strip()
-        if tok.type in (tokenize.NEWLINE, tokenize.NL):
+            text = tok.string.lstrip("#").strip()
+            out[current] = f"{out[current]} {text}" if current in out else text
+        if tok.type == tokenize.NEWLINE or (tok.type == tokenize.NL and not brackets):
             line_start, current = True, None
-        elif tok.type not in (tokenize.INDENT, tokenize.DEDENT, tokenize.COMMENT):
+        elif tok.type not in (tokenize.INDENT, tokenize.DEDENT, tokenize.COMMENT, tokenize.NL):
             line_start = False
     return out
