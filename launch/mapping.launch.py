@@ -51,7 +51,7 @@ def generate_launch_description() -> LaunchDescription:
     ]
     common = [arg("params_file"), {"use_sim_time": arg("use_sim_time"),
                                    "autostart": arg("autostart")}]
-    mapper_params = [*common, {"db_path": arg("db_path"), "device": arg("device")}]
+    mapper_params = [*common, {"db_path": arg("db_path"), "segmentation.device": arg("device")}]
     separate = UnlessCondition(arg("composed"))
     nodes = [
         # RViz first: a missing rviz2 package then stops the launch before it has

@@ -203,7 +203,7 @@ def test_accumulator_bad_parameter_fails_configure_and_can_be_fixed(managed_accu
     node.set_parameters(_overrides(pose_source="gps"))
     assert not manager.change(Transition.TRANSITION_CONFIGURE)
     assert manager.state() == "unconfigured"
-    assert "pose_source must be 'tf' or 'odometry'" in node.transition_error
+    assert "pose_source: 'gps' is not one of: tf, odometry" in node.transition_error
     assert node.accumulator is None
     assert all(p.topic_name != "/revisits" for p in node.publishers)   # nothing left behind
     node.set_parameters(_overrides(pose_source="odometry"))
@@ -220,7 +220,7 @@ def test_mapper_takes_revisits_only_while_active(tmp_path, rclpy_context):
 
     db = tmp_path / "memory.db"
     node = MapperNode(parameter_overrides=_overrides(
-        autostart=False, db_path=str(db), segmenter="geometric"))
+        autostart=False, db_path=str(db), **{"segmentation.segmenter": "geometric"}))
     peer = rclpy_context.create_node("lifecycle_manager")
     spin = SpinThread(node, peer)
     try:
@@ -257,8 +257,8 @@ def test_mapper_with_missing_weights_fails_configure_and_creates_nothing(tmp_pat
 
     db = tmp_path / "new" / "memory.db"
     node = MapperNode(parameter_overrides=_overrides(
-        autostart=False, db_path=str(db), segmenter="learned",
-        weights=str(tmp_path / "missing.pt")))
+        autostart=False, db_path=str(db), **{"segmentation.segmenter": "learned",
+                                             "segmentation.weights": str(tmp_path / "missing.pt")}))
     peer = rclpy_context.create_node("lifecycle_manager")
     spin = SpinThread(node, peer)
     try:
@@ -290,7 +290,7 @@ def test_a_mapper_process_without_autostart_stays_unconfigured_and_refuses_a_for
     foreign.write_bytes(b"not a memory" * 100)
     before = foreign.read_bytes()
     proc = _node_process("mapper_node", "autostart:=false", f"db_path:={foreign}",
-                         "segmenter:=geometric")
+                         "segmentation.segmenter:=geometric")
     peer = rclpy_context.create_node("lifecycle_manager")
     spin = SpinThread(peer)
     try:
@@ -311,8 +311,8 @@ def test_a_mapper_process_without_autostart_stays_unconfigured_and_refuses_a_for
 
 def test_with_autostart_a_failed_configure_ends_the_process_with_the_reason(tmp_path):
     db = tmp_path / "new" / "memory.db"
-    proc = _node_process("mapper_node", f"db_path:={db}", "segmenter:=learned",
-                         f"weights:={tmp_path / 'missing.pt'}")
+    proc = _node_process("mapper_node", f"db_path:={db}", "segmentation.segmenter:=learned",
+                         f"segmentation.weights:={tmp_path / 'missing.pt'}")
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 1, err
     assert "missing.pt" in err.splitlines()[-1] and "Traceback" not in err

@@ -143,31 +143,73 @@ def describe_field(cls, name: str) -> str:
 @cache
 def field_comments(cls) -> dict[str, str]:
     """field name -> the comment beside it, for the fields of class ``cls``
-    written ``name: type = default  # comment`` (a field written over several
-    lines in brackets: the comments of all its lines; comment-only lines
-    between fields describe groups of them, not one, and are left out)."""
+    written ``name: type = default  # comment``. The comment may go on over
+    the field's further lines (in brackets) and over comment-only lines right
+    below that start in the same column as it; other comment-only lines
+    between fields describe groups of them, not one, and are left out."""
     try:
         source = textwrap.dedent(inspect.getsource(cls))
     except (OSError, TypeError):
         return {}
     out: dict[str, str] = {}
     current, line_start, depth, brackets = None, True, 0, 0
+    last, column = None, -1          # the last field commented, and its comment's column
     for tok in tokenize.generate_tokens(io.StringIO(source).readline):
         if tok.type == tokenize.INDENT:
             depth += 1
         elif tok.type == tokenize.DEDENT:
             depth -= 1
         elif tok.type == tokenize.NAME and line_start and depth == 1 and not brackets:
-            current = tok.string
+            current, last = tok.string, None
         elif tok.type == tokenize.OP and tok.string in "([{":
             brackets += 1
         elif tok.type == tokenize.OP and tok.string in ")]}":
             brackets -= 1
-        elif tok.type == tokenize.COMMENT and current is not None:
+        elif tok.type == tokenize.COMMENT:
             text = tok.string.lstrip("#").strip()
-            out[current] = f"{out[current]} {text}" if current in out else text
+            name = current
+            if name is None and line_start and last is not None and tok.start[1] == column:
+                name = last              # a comment-only line continuing the field's
+            if name is not None:
+                out[name] = f"{out[name]} {text}" if name in out else text
+                last, column = name, tok.start[1]
+            elif line_start:
+                last = None              # a group comment: what follows is not continued
         if tok.type == tokenize.NEWLINE or (tok.type == tokenize.NL and not brackets):
             line_start, current = True, None
         elif tok.type not in (tokenize.INDENT, tokenize.DEDENT, tokenize.COMMENT, tokenize.NL):
             line_start = False
     return out
+
+
+@dataclasses.dataclass(frozen=True)
+class Section:
+    """Fields ``names`` of the dataclass ``cls`` under ``prefix`` (``""`` or
+    ``"registration."``): one part of a node's parameters or of a settings
+    file; ``note`` is said above it in a generated file."""
+
+    prefix: str
+    cls: type
+    names: tuple[str, ...]
+    note: str = ""
+
+    @property
+    def fields(self) -> tuple[dataclasses.Field, ...]:
+        by_name = {f.name: f for f in dataclasses.fields(self.cls)}
+        return tuple(by_name[n] for n in self.names)
+
+
+def section(prefix: str, cls, only: tuple[str, ...] | None = None, skip: tuple[str, ...] = (),
+            note: str = "") -> Section:
+    """The fields of ``cls`` (those in ``only``, in their order, or all but
+    ``skip``) under ``prefix``; fields with a tuple default (several numbers
+    in one) are not single settings and are left out."""
+    fields = [f for f in dataclasses.fields(cls) if not isinstance(f.default, tuple)]
+    if only is not None:
+        unknown = set(only) - {f.name for f in fields}
+        if unknown:
+            raise ValueError(f"{cls.__name__} has no setting {', '.join(sorted(unknown))}")
+        names = tuple(only)
+    else:
+        names = tuple(f.name for f in fields if f.name not in skip)
+    return Section(prefix, cls, names, note)

@@ -46,17 +46,17 @@ class AssociationConfig:
     move_angle: float = setting(       # rad, a larger turn is a move (15 deg)
         math.radians(15.0), low=0)
     turn_view: float = setting(        # a turn alone is a move only between footprints this
-        0.25, low=0)                   # alike (relative), and if it moves the ends turn_arc
+        0.25, low=0)                   # alike (relative; and turn_arc)
     turn_arc: float = setting(         # m, a turn alone is a move only if it moves the
         0.05, low=0)                   # object's ends this far (and within turn_view)
     align_distance: float = setting(   # m, a point this close to the other cloud fits
         0.03, above=0)
     min_fit: float = setting(          # share of a segment that must fit to measure a move
         0.3, low=0, high=1)
-    observed_share: float = setting(   # an object's old place is seen empty when this share
-        0.5, low=0, high=1)            # of its footprint shows floor...
-    standing_share: float = setting(   # ...and at most this share shows something standing
-        0.2, low=0, high=1)
+    observed_share: float = setting(   # an object's old place is seen empty when at least
+        0.5, low=0, high=1)            # this share of its footprint shows floor...
+    standing_share: float = setting(   # ...and at most this share of it shows something
+        0.2, low=0, high=1)            # standing
 
 
 @dataclass
