@@ -246,3 +246,14 @@ def test_launch_overrides_are_typed_checked_and_only_the_given_ones():
                    "accumulator": {"pose_source": "odometry"}}
     with pytest.raises(SettingError, match="device: 'gpu' is not one of: cpu, cuda"):
         launch_overrides({"device": "gpu"})
+
+
+def test_field_comments_go_on_over_continuation_lines_but_not_group_comments():
+    from stseg_ros.core.fields import field_comments
+    from stseg_ros.mapping.registration import RegistrationConfig
+    from stseg_ros.ros.settings import MapperNodeConfig
+
+    comments = field_comments(RegistrationConfig)
+    assert comments["min_margin"] == "coarse fitness lead over the best different alternative"
+    assert "calibrated" not in comments["min_fitness"]           # the group's comment above
+    assert field_comments(MapperNodeConfig)["db_path"].endswith("refused and left untouched")

@@ -12,8 +12,8 @@ config/mapping.yaml``; a test fails when the committed file differs), and the
 launch file takes its per-setting arguments from them. Descriptions are the
 fields' comments, ranges and choices their ``setting`` metadata.
 
-Nothing here imports rclpy or launch, so the launch file and the renderer
-run wherever the package is installed.
+Nothing here imports launch, nor rclpy but to render ``autostart``'s
+description, so the launch file builds its arguments without either.
 """
 
 from __future__ import annotations
@@ -38,10 +38,6 @@ from stseg_ros.sources.base import SourceConfig
 
 DEFAULT_DB = "~/.ros/stseg_ros/memory.db"
 TRANSPORTS = {"color": ("raw", "compressed"), "depth": ("raw", "compressedDepth")}
-# lifecycle.py declares it on every managed node; described there in the same words
-AUTOSTART = ("autostart", True, "configure and activate the node as soon as it starts "
-             "(false: stay unconfigured until a lifecycle manager moves it; README "
-             "\"Managed nodes\")")
 
 
 @dataclass(frozen=True)
@@ -121,9 +117,17 @@ def parameters(node: str) -> dict[str, tuple[Section, dataclasses.Field]]:
     return {s.prefix + f.name: (s, f) for s in NODES[node] for f in s.fields}
 
 
+def _autostart() -> tuple[str, bool, str]:
+    """``autostart``, which ``ros.lifecycle`` declares on every managed node:
+    name, default, description (imported here only: it brings in rclpy)."""
+    from stseg_ros.ros.lifecycle import AUTOSTART
+
+    return "autostart", True, AUTOSTART
+
+
 def defaults(node: str) -> dict:
     """parameter name -> default, as the node declares them (autostart too)."""
-    out = {AUTOSTART[0]: AUTOSTART[1]} if node in MANAGED else {}
+    out = {"autostart": True} if node in MANAGED else {}
     return {**out, **{name: f.default for name, (_, f) in parameters(node).items()}}
 
 
@@ -158,7 +162,7 @@ def render_params_file() -> str:
     for node, sections in NODES.items():
         lines += ["", f"/**/{node}:", "  ros__parameters:"]
         if node in MANAGED:
-            name, default, text = AUTOSTART
+            name, default, text = _autostart()
             lines += [*_comment(text, indent), f"{indent}{name}: {_value(default)}"]
         for s in sections:
             if s.note:
