@@ -1,9 +1,17 @@
 """Launch the stseg_ros mapping nodes (accumulator + mapper) with the
 parameters of config/mapping.yaml, and optionally RViz.
 
-    ros2 launch stseg_ros mapping.launch.py [db_path:=FILE] [device:=cpu|cuda]
-        [use_sim_time:=true] [namespace:=NS] [rviz:=true] [composed:=true]
-        [params_file:=FILE] [autostart:=true|false]
+    ros2 launch stseg_ros mapping.launch.py [db_path:=FILE] [segmenter:=NAME]
+        [device:=cpu|cuda] [weights:=FILE] [map_frame:=FRAME] [pose_source:=tf|odometry]
+        [odom_frame:=FRAME] [camera_frame:=FRAME] [color_transport:=raw|compressed]
+        [depth_transport:=raw|compressedDepth] [use_sim_time:=true] [namespace:=NS]
+        [rviz:=true] [composed:=true] [params_file:=FILE] [autostart:=true|false]
+
+The per-setting arguments (db_path ... depth_transport) come from the
+package's settings tree (stseg_ros/ros/settings.py, LAUNCH_ARGUMENTS): each is
+one node parameter, described as the parameter is, and empty by default,
+which leaves the parameter as params_file says. A value given is checked
+against the parameter's range or choices before any node starts.
 
 The accumulator and the mapper are managed (lifecycle) nodes. By default they
 configure and activate themselves (autostart); autostart:=false leaves them
@@ -18,26 +26,64 @@ before launch listens.
 import os
 
 from ament_index_python.packages import get_package_share_directory
-from launch.actions import DeclareLaunchArgument
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.conditions import IfCondition, UnlessCondition
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import LifecycleNode, Node
 
 from launch import LaunchDescription
+from stseg_ros.ros.settings import (
+    LAUNCH_ARGUMENTS,
+    launch_argument_description,
+    launch_overrides,
+)
+
+
+def nodes(context):
+    """The nodes, each given the per-setting arguments that were set."""
+    share = get_package_share_directory("stseg_ros")
+    arg = LaunchConfiguration
+    overrides = launch_overrides({name: arg(name).perform(context)
+                                  for name in LAUNCH_ARGUMENTS})
+    common = [arg("params_file"), {"use_sim_time": arg("use_sim_time"),
+                                   "autostart": arg("autostart")}]
+    separate = UnlessCondition(arg("composed"))
+
+    def params(*names):                 # an empty override dict is left out
+        given = {k: v for n in names for k, v in overrides[n].items()}
+        return [*common, given] if given else common
+
+    return [
+        # RViz first: a missing rviz2 package then stops the launch before it has
+        # started the nodes (an exception in a later action leaves them orphaned)
+        Node(package="rviz2", executable="rviz2", name="rviz2", output="screen",
+             arguments=["-d", os.path.join(share, "rviz", "stseg.rviz")],
+             parameters=[{"use_sim_time": arg("use_sim_time")}],
+             condition=IfCondition(arg("rviz"))),
+        LifecycleNode(package="stseg_ros", executable="accumulator", name="accumulator",
+                      namespace=arg("namespace"), output="screen",
+                      parameters=params("accumulator"), condition=separate),
+        LifecycleNode(package="stseg_ros", executable="mapper", name="mapper",
+                      namespace=arg("namespace"), output="screen",
+                      parameters=params("mapper"), condition=separate),
+        # one process, both nodes (names come from the nodes themselves; no
+        # parameter name is both nodes')
+        Node(package="stseg_ros", executable="mapping", namespace=arg("namespace"),
+             output="screen", parameters=params("accumulator", "mapper"),
+             condition=IfCondition(arg("composed"))),
+    ]
 
 
 def generate_launch_description() -> LaunchDescription:
     share = get_package_share_directory("stseg_ros")
-    arg = LaunchConfiguration
     args = [
         DeclareLaunchArgument("namespace", default_value="",
                               description="namespace of the nodes and their topics"),
         DeclareLaunchArgument("use_sim_time", default_value="false",
                               description="follow /clock (rosbag replay)"),
-        DeclareLaunchArgument("db_path", default_value="~/.ros/stseg_ros/memory.db",
-                              description="SQLite object memory (created or reloaded)"),
-        DeclareLaunchArgument("device", default_value="cpu",
-                              description="device of learned segmenters: cpu or cuda"),
+        *(DeclareLaunchArgument(name, default_value="",
+                                description=launch_argument_description(name))
+          for name in LAUNCH_ARGUMENTS),
         DeclareLaunchArgument("rviz", default_value="false",
                               description="start RViz with rviz/stseg.rviz"),
         DeclareLaunchArgument("composed", default_value="false",
@@ -49,25 +95,4 @@ def generate_launch_description() -> LaunchDescription:
                               description="configure and activate the nodes at once (false: "
                                           "leave them unconfigured for a lifecycle manager)"),
     ]
-    common = [arg("params_file"), {"use_sim_time": arg("use_sim_time"),
-                                   "autostart": arg("autostart")}]
-    mapper_params = [*common, {"db_path": arg("db_path"), "device": arg("device")}]
-    separate = UnlessCondition(arg("composed"))
-    nodes = [
-        # RViz first: a missing rviz2 package then stops the launch before it has
-        # started the nodes (an exception in a later action leaves them orphaned)
-        Node(package="rviz2", executable="rviz2", name="rviz2", output="screen",
-             arguments=["-d", os.path.join(share, "rviz", "stseg.rviz")],
-             parameters=[{"use_sim_time": arg("use_sim_time")}],
-             condition=IfCondition(arg("rviz"))),
-        LifecycleNode(package="stseg_ros", executable="accumulator", name="accumulator",
-                      namespace=arg("namespace"), output="screen", parameters=common,
-                      condition=separate),
-        LifecycleNode(package="stseg_ros", executable="mapper", name="mapper",
-                      namespace=arg("namespace"), output="screen", parameters=mapper_params,
-                      condition=separate),
-        # one process, both nodes (names come from the nodes themselves)
-        Node(package="stseg_ros", executable="mapping", namespace=arg("namespace"),
-             output="screen", parameters=mapper_params, condition=IfCondition(arg("composed"))),
-    ]
-    return LaunchDescription(args + nodes)
+    return LaunchDescription([*args, OpaqueFunction(function=nodes)])

@@ -8,7 +8,6 @@ configure ends the process with the reason."""
 
 from __future__ import annotations
 
-import ast
 import subprocess
 import sys
 import time
@@ -203,7 +202,7 @@ def test_accumulator_bad_parameter_fails_configure_and_can_be_fixed(managed_accu
     node.set_parameters(_overrides(pose_source="gps"))
     assert not manager.change(Transition.TRANSITION_CONFIGURE)
     assert manager.state() == "unconfigured"
-    assert "pose_source must be 'tf' or 'odometry'" in node.transition_error
+    assert "pose_source: 'gps' is not one of: tf, odometry" in node.transition_error
     assert node.accumulator is None
     assert all(p.topic_name != "/revisits" for p in node.publishers)   # nothing left behind
     node.set_parameters(_overrides(pose_source="odometry"))
@@ -220,7 +219,7 @@ def test_mapper_takes_revisits_only_while_active(tmp_path, rclpy_context):
 
     db = tmp_path / "memory.db"
     node = MapperNode(parameter_overrides=_overrides(
-        autostart=False, db_path=str(db), segmenter="geometric"))
+        autostart=False, db_path=str(db), **{"segmentation.segmenter": "geometric"}))
     peer = rclpy_context.create_node("lifecycle_manager")
     spin = SpinThread(node, peer)
     try:
@@ -257,8 +256,8 @@ def test_mapper_with_missing_weights_fails_configure_and_creates_nothing(tmp_pat
 
     db = tmp_path / "new" / "memory.db"
     node = MapperNode(parameter_overrides=_overrides(
-        autostart=False, db_path=str(db), segmenter="learned",
-        weights=str(tmp_path / "missing.pt")))
+        autostart=False, db_path=str(db), **{"segmentation.segmenter": "learned",
+                                             "segmentation.weights": str(tmp_path / "missing.pt")}))
     peer = rclpy_context.create_node("lifecycle_manager")
     spin = SpinThread(node, peer)
     try:
@@ -290,7 +289,7 @@ def test_a_mapper_process_without_autostart_stays_unconfigured_and_refuses_a_for
     foreign.write_bytes(b"not a memory" * 100)
     before = foreign.read_bytes()
     proc = _node_process("mapper_node", "autostart:=false", f"db_path:={foreign}",
-                         "segmenter:=geometric")
+                         "segmentation.segmenter:=geometric")
     peer = rclpy_context.create_node("lifecycle_manager")
     spin = SpinThread(peer)
     try:
@@ -311,19 +310,92 @@ def test_a_mapper_process_without_autostart_stays_unconfigured_and_refuses_a_for
 
 def test_with_autostart_a_failed_configure_ends_the_process_with_the_reason(tmp_path):
     db = tmp_path / "new" / "memory.db"
-    proc = _node_process("mapper_node", f"db_path:={db}", "segmenter:=learned",
-                         f"weights:={tmp_path / 'missing.pt'}")
+    proc = _node_process("mapper_node", f"db_path:={db}", "segmentation.segmenter:=learned",
+                         f"segmentation.weights:={tmp_path / 'missing.pt'}")
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 1, err
     assert "missing.pt" in err.splitlines()[-1] and "Traceback" not in err
     assert not db.parent.exists()
 
 
-def test_launch_file_has_an_autostart_argument_passed_to_both_nodes():
-    """Checked on the source: the pip venv has no launch packages to import it."""
-    text = (REPO_ROOT / "launch" / "mapping.launch.py").read_text()
-    tree = ast.parse(text)
-    declared = [c.args[0].value for c in ast.walk(tree) if isinstance(c, ast.Call)
-                and getattr(c.func, "id", "") == "DeclareLaunchArgument"]
-    assert "autostart" in declared
-    assert '"autostart": arg("autostart")' in text
+class _Action:
+    """Stands in for a launch / launch_ros action: keeps what it was given."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        self.args, self.kwargs = args, kwargs
+
+
+class _Configuration:
+    """launch.substitutions.LaunchConfiguration over a plain dict of values."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def perform(self, context) -> str:
+        return context[self.name]
+
+
+def _load_launch_file(monkeypatch):
+    """The launch file as a module, over stand-ins for launch, launch_ros and
+    ament_index_python (the pip venv has none of them)."""
+    import importlib.util
+    import types
+
+    stand_ins = {
+        "launch": {"LaunchDescription": _Action},
+        "launch.actions": {"DeclareLaunchArgument": _Action, "OpaqueFunction": _Action},
+        "launch.conditions": {"IfCondition": _Action, "UnlessCondition": _Action},
+        "launch.substitutions": {"LaunchConfiguration": _Configuration},
+        "launch_ros": {}, "launch_ros.actions": {"LifecycleNode": _Action, "Node": _Action},
+        "ament_index_python": {},
+        "ament_index_python.packages": {"get_package_share_directory": lambda p: "/share/" + p},
+    }
+    for name, attrs in stand_ins.items():
+        module = types.ModuleType(name)
+        module.__dict__.update(attrs)
+        monkeypatch.setitem(sys.modules, name, module)
+    spec = importlib.util.spec_from_file_location("mapping_launch",
+                                                  REPO_ROOT / "launch" / "mapping.launch.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_launch_file_arguments_come_from_the_settings_tree_and_override_only_when_given(
+        monkeypatch):
+    from stseg_ros.ros.settings import LAUNCH_ARGUMENTS, launch_argument_description
+
+    launch = _load_launch_file(monkeypatch)
+    description, = launch.generate_launch_description().args
+    arguments = {a.args[0]: a.kwargs for a in description if a.args}
+    assert {"namespace", "use_sim_time", "rviz", "composed", "params_file", "autostart",
+            *LAUNCH_ARGUMENTS} == set(arguments)
+    for name in LAUNCH_ARGUMENTS:
+        assert arguments[name] == {"default_value": "",
+                                   "description": launch_argument_description(name)}
+    assert "SQLite object memory" in arguments["db_path"]["description"]
+    opaque, = (a for a in description if not a.args)
+    values = {name: "" for name in arguments}
+    values.update(params_file="/share/stseg_ros/config/mapping.yaml", autostart="true",
+                  use_sim_time="false", device="cuda", db_path="/data/memory.db",
+                  pose_source="odometry")
+    actions = {a.kwargs.get("name", a.kwargs["executable"]): a
+               for a in opaque.kwargs["function"](values)}
+
+    def given(executable) -> list:
+        return [p for p in actions[executable].kwargs["parameters"] if isinstance(p, dict)]
+
+    autostart = {"use_sim_time", "autostart"}
+    assert [set(p) for p in given("accumulator")] == [autostart, {"pose_source"}]
+    assert given("mapper")[1] == {"db_path": "/data/memory.db", "segmentation.device": "cuda"}
+    assert given("mapping")[1] == {"db_path": "/data/memory.db", "segmentation.device": "cuda",
+                                   "pose_source": "odometry"}
+    assert all(p["autostart"].name == "autostart" for n in ("accumulator", "mapper", "mapping")
+               for p in given(n)[:1])
+    values.update(device="", db_path="", pose_source="")      # nothing given: params_file's
+    actions = {a.kwargs.get("name", a.kwargs["executable"]): a
+               for a in opaque.kwargs["function"](values)}
+    assert [set(p) for p in given("mapper")] == [autostart]
+    values.update(device="gpu")
+    with pytest.raises(ValueError, match="device: 'gpu' is not one of: cpu, cuda"):
+        opaque.kwargs["function"](values)

@@ -44,8 +44,8 @@ def test_a_mapper_whose_memory_breaks_stops_with_the_reason(tmp_path, rclpy_cont
 
     db, log = tmp_path / "memory.db", tmp_path / "mapper.log"
     _memory_with_one_epoch(db)
-    proc = start_node("mapper_node", "-p", f"db_path:={db}", "-p", "segmenter:=geometric",
-                      env=localhost_ros_env(), log=log)
+    proc = start_node("mapper_node", "-p", f"db_path:={db}",
+                      "-p", "segmentation.segmenter:=geometric", env=localhost_ros_env(), log=log)
     try:
         _wait_for_line(log, "object memory", proc)
         # damage every page but the schema and meta pages, which the mapper read at start
@@ -78,8 +78,8 @@ def test_a_mapper_whose_memory_breaks_stops_with_the_reason(tmp_path, rclpy_cont
 def mapper_on_a_stored_map(tmp_path):
     db, log = tmp_path / "memory.db", tmp_path / "mapper.log"
     _memory_with_one_epoch(db)
-    proc = start_node("mapper_node", "-p", f"db_path:={db}", "-p", "segmenter:=geometric",
-                      env=localhost_ros_env(), log=log)
+    proc = start_node("mapper_node", "-p", f"db_path:={db}",
+                      "-p", "segmentation.segmenter:=geometric", env=localhost_ros_env(), log=log)
     yield proc, log
     assert stop_process(proc) == 0, log.read_text()
 

@@ -99,7 +99,7 @@ class _Nodes:
         from stseg_ros.ros.demo import start_node
 
         args = (["-p", "status_period_s:=0.0"] if name == "accumulator" else
-                ["-p", f"db_path:={self.db}", "-p", f"segmenter:={self.segmenter}"])
+                ["-p", f"db_path:={self.db}", "-p", f"segmentation.segmenter:={self.segmenter}"])
         self.starts[name] += 1
         self.procs[name] = start_node(f"{name}_node", *args,
                                       log=self.tmp / f"{name}.{self.starts[name]}.log")

@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from stseg_ros.core.fields import setting
 from stseg_ros.core.images import decode_image, decode_label_image
 from stseg_ros.ingest.tf_buffer import TfBuffer
 from stseg_ros.mapping.drift import DriftConfig, FragmentFusion, FusedScan
@@ -42,16 +43,23 @@ KINDS = ("color", "depth")
 
 @dataclass(frozen=True)
 class AccumulatorConfig:
-    odom_frame: str = "odom"         # frame the revisit is fused in (REP 105)
-    camera_frame: str = ""           # empty: the colour image's header.frame_id
-    queue_frames: int = 30           # frames waiting for the worker before new ones drop
-    max_fusion_rate_hz: float = 15.0  # fuse at most this often (0: every frame)
-    pose_wait_s: float = 0.5         # how long a frame waits for transforms to arrive
-    pose_tolerance_s: float = 0.02   # hold the newest/oldest transform this far
-    jump_back_s: float = 1.0         # stamps this far back mean time restarted (bag loop)
-    idle_timeout_s: float = 10.0     # close an open revisit after this long without frames
-    auto_begin: bool = True          # a frame with no revisit open opens one
-    auto_min_frames: int = 10        # a revisit so opened with fewer frames fused is dropped
+    odom_frame: str = "odom"         # frame the revisit is fused in (odometry frame, REP 105)
+    camera_frame: str = ""           # camera optical frame; empty: the colour image's frame_id
+    queue_frames: int = setting(     # frames waiting for the fusion worker; when full, new ones
+        30, low=1)                   # are dropped (counted)
+    max_fusion_rate_hz: float = setting(  # fuse at most this many frames per second (a 30 Hz
+        15.0, low=0)                 # camera is thinned to 15); 0: every frame
+    pose_wait_s: float = setting(    # s a frame waits for its camera transform to arrive before
+        0.5, low=0)                  # it is skipped
+    pose_tolerance_s: float = setting(  # s, a frame this far before the oldest or after the
+        0.02, low=0)                 # newest transform takes that one
+    jump_back_s: float = setting(    # s, stamps this far back mean time restarted (a looping
+        1.0, above=0)                # bag, a new simulation)
+    idle_timeout_s: float = setting(  # s, close an open revisit after this long without frames;
+        10.0, low=0)                 # 0: never
+    auto_begin: bool = True  # a frame with no revisit open opens one (false: begin_revisit does)
+    auto_min_frames: int = setting(  # a revisit a frame opened (auto_begin) that fused fewer
+        10, low=0)                   # frames is dropped, not mapped
 
 
 @dataclass

@@ -27,6 +27,7 @@ import open3d as o3d
 from scipy.optimize import linear_sum_assignment
 from scipy.spatial import cKDTree
 
+from stseg_ros.core.fields import setting
 from stseg_ros.core.segmentation import Segment
 
 BIG = 1e6
@@ -34,18 +35,28 @@ BIG = 1e6
 
 @dataclass(frozen=True)
 class AssociationConfig:
-    overlap_distance: float = 0.05     # m, a segment point this close lies on an object
-    min_overlap: float = 0.3           # share of the segment or of the object that overlaps
-    moved_shape: float = 0.3           # shape distance allowed for a move
-    vacated_shape: float = 0.6         # ...when the object's old place is seen empty
-    move_distance: float = 0.2         # m, a larger displacement is a move
-    move_angle: float = math.radians(15.0)  # rad, a larger turn is a move (15 deg)
-    turn_view: float = 0.25            # a turn alone is a move only between footprints this
-    turn_arc: float = 0.05             # alike (relative), and moves the ends this far (m)
-    align_distance: float = 0.03       # m, a point this close to the other cloud fits
-    min_fit: float = 0.3               # share of a segment that must fit to measure a move
-    observed_share: float = 0.5        # footprint share that must show floor...
-    standing_share: float = 0.2        # ...with at most this share showing something standing
+    overlap_distance: float = setting(  # m, a segment point this close lies on an object
+        0.05, above=0)
+    min_overlap: float = setting(      # share of the segment or of the object that overlaps
+        0.3, low=0, high=1)
+    moved_shape: float = setting(0.3, low=0)  # shape distance allowed for a move
+    vacated_shape: float = setting(    # shape distance allowed for a move when the object's
+        0.6, low=0)                    # old place is seen empty
+    move_distance: float = setting(0.2, low=0)  # m, a larger displacement is a move
+    move_angle: float = setting(       # rad, a larger turn is a move (15 deg)
+        math.radians(15.0), low=0)
+    turn_view: float = setting(        # a turn alone is a move only between footprints this
+        0.25, low=0)                   # alike (relative; and turn_arc)
+    turn_arc: float = setting(         # m, a turn alone is a move only if it moves the
+        0.05, low=0)                   # object's ends this far (and within turn_view)
+    align_distance: float = setting(   # m, a point this close to the other cloud fits
+        0.03, above=0)
+    min_fit: float = setting(          # share of a segment that must fit to measure a move
+        0.3, low=0, high=1)
+    observed_share: float = setting(   # an object's old place is seen empty when at least
+        0.5, low=0, high=1)            # this share of its footprint shows floor...
+    standing_share: float = setting(   # ...and at most this share of it shows something
+        0.2, low=0, high=1)            # standing
 
 
 @dataclass

@@ -17,28 +17,36 @@ from pathlib import Path
 
 import yaml
 
-from stseg_ros.learned.instances import InstanceConfig
+from stseg_ros.core.fields import SettingError, check_value, setting
+from stseg_ros.learned.instances import CLASS_SOURCES, STRUCTURE_SOURCES, InstanceConfig
 from stseg_ros.mapping.association import AssociationConfig
 from stseg_ros.mapping.drift import DriftConfig
 from stseg_ros.mapping.fusion import FusionConfig
 from stseg_ros.mapping.gravity import LevellingConfig
 from stseg_ros.mapping.labels import LabelConfig
 from stseg_ros.mapping.registration import RegistrationConfig
+from stseg_ros.mapping.segmenter import SEGMENTERS
 from stseg_ros.sources.base import SourceConfig
 
 
-class ConfigError(ValueError):
+class ConfigError(SettingError):
     """A settings file or ``--set`` value that does not fit the settings tree."""
 
 
 @dataclass(frozen=True)
 class SegmentationConfig:
-    segmenter: str = ""            # learned, learned-per-epoch, geometric; empty: the default
-    device: str = "cpu"            # cpu or cuda (learned segmenters)
-    sparse_backend: str = "torch"  # torch or minkowski (learned segmenters)
-    weights: str = ""              # empty: the shipped weights
-    structure: str = InstanceConfig.structure   # learned: network or geometric walls/floors
-    classes: str = InstanceConfig.classes       # learned: classes by network or classifier
+    segmenter: str = setting(      # segmenter of each revisit (as stseg run --segmenter);
+        "", choices=("", *SEGMENTERS))  # empty: learned where its weights are installed
+    device: str = setting("cpu", choices=("cpu", "cuda"))  # device of learned segmenters
+    sparse_backend: str = setting(  # sparse convolution of learned segmenters (minkowski
+        "torch", choices=("torch", "minkowski"))  # needs MinkowskiEngine; same results)
+    weights: str = ""              # weights of learned segmenters (stseg train); empty: shipped
+    structure: str = setting(      # walls, floors and object bounds of learned segmenters:
+        InstanceConfig.structure,  # geometric (the voxel rules; they hold on real scans) or
+        choices=STRUCTURE_SOURCES)  # network (its own structure classes)
+    classes: str = setting(        # object classes of learned segmenters: classifier (the
+        InstanceConfig.classes,    # geometric segmenter's cluster classifier; it names real
+        choices=CLASS_SOURCES)     # objects better than the network) or network
 
 
 @dataclass(frozen=True)
@@ -53,27 +61,6 @@ class RunConfig:
     labels: LabelConfig = field(default_factory=LabelConfig)
 
 
-def _coerce(value, like, key: str):
-    """``value`` (from YAML or a ``--set`` string) as the type of the default ``like``."""
-    try:
-        if isinstance(like, bool):
-            if isinstance(value, str):
-                if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
-                    raise ValueError(value)
-                return value.lower() in ("true", "1", "yes")
-            return bool(value)
-        if isinstance(like, tuple):
-            items = value.split(",") if isinstance(value, str) else list(value)
-            return tuple(type(like[0])(v) for v in items) if like else tuple(items)
-        if isinstance(like, int):
-            if isinstance(value, float) and not value.is_integer():
-                raise ValueError(value)
-            return int(value)
-        return type(like)(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{key}: {value!r} is not a valid {type(like).__name__}") from None
-
-
 def _section(cls, values: dict, name: str):
     if not isinstance(values, dict):
         raise ConfigError(f"{name}: expected a mapping of settings, got {values!r}")
@@ -82,11 +69,10 @@ def _section(cls, values: dict, name: str):
     if unknown:
         raise ConfigError(f"{name}.{unknown[0]}: no such setting; {name} has "
                           f"{', '.join(fields)}")
-    defaults = cls()
     try:
-        return dataclasses.replace(defaults, **{
-            k: _coerce(v, getattr(defaults, k), f"{name}.{k}") for k, v in values.items()})
-    except ValueError as err:           # a stage's own check of its values
+        return dataclasses.replace(cls(), **{
+            k: check_value(fields[k], v, f"{name}.{k}") for k, v in values.items()})
+    except ValueError as err:           # the field's range or choices, or the stage's own check
         raise ConfigError(str(err)) from None
 
 

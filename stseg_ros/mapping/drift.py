@@ -23,6 +23,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from stseg_ros.core.camera import backproject
+from stseg_ros.core.fields import setting
 from stseg_ros.core.pointcloud import transform_points, voxel_downsample, voxel_mean
 from stseg_ros.mapping.frames import RgbdFrame
 from stseg_ros.mapping.fusion import FusionConfig, TsdfFusion
@@ -34,13 +35,16 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class DriftConfig:
-    fragment_frames: int = 20       # frames per fragment (4 s at 5 Hz)
-    pixel_stride: int = 8           # every 8th pixel of every 8th row feeds the fragments
-    voxel: float = 0.05             # m, resolution of the alignment
+    fragment_frames: int = setting(  # frames per fragment kept for drift correction (4 s at
+        20, low=1)                   # 5 Hz)
+    pixel_stride: int = setting(8, low=1)  # every 8th pixel of every 8th row feeds the fragments
+    voxel: float = setting(0.05, above=0)  # m, resolution of the alignment
     distances: tuple[float, ...] = (0.15, 0.08, 0.05, 0.03, 0.03, 0.03)  # m, per iteration
-    huber: float = 0.01             # m, residuals beyond this are down-weighted
-    point_sigma: float = 0.01       # m, trust in one fragment's fit (per effective point)
-    effective_points: float = 200.0  # a fragment's fit counts as this many independent points
+    huber: float = setting(0.01, above=0)  # m, residuals beyond this are down-weighted
+    point_sigma: float = setting(   # m, trust in one fragment's fit (per effective point)
+        0.01, above=0)
+    effective_points: float = setting(  # a fragment's fit counts as this many independent
+        200.0, above=0)             # points
     step_sigma: tuple[float, float] = (0.01, 0.003)   # m and rad of drift between fragments
     max_correction: tuple[float, float] = (0.3, 0.05)  # m and rad: larger means a bad fit
 

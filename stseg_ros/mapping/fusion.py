@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import open3d as o3d
 
+from stseg_ros.core.fields import setting
 from stseg_ros.mapping.frames import RgbdFrame, check_frame
 
 if TYPE_CHECKING:
@@ -25,10 +26,11 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class FusionConfig:
-    voxel: float = 0.02            # m, TSDF voxel size
-    truncation_voxels: float = 4.0  # SDF truncation in voxels
-    depth_max: float = 4.5         # m, farther depth is ignored (noisy)
-    initial_blocks: int = 20_000   # 8^3-voxel blocks reserved up front (the grid grows)
+    voxel: float = setting(0.02, above=0)  # m, TSDF voxel size
+    truncation_voxels: float = setting(4.0, above=0)  # SDF truncation in voxels
+    depth_max: float = setting(4.5, above=0)  # m, farther depth is ignored (noisy)
+    initial_blocks: int = setting(  # 8^3-voxel blocks reserved up front (the grid grows when
+        20_000, low=1)              # needed)
 
 
 @dataclass

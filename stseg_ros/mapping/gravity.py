@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from stseg_ros.core.fields import setting
 from stseg_ros.core.pointcloud import voxel_downsample
 from stseg_ros.mapping.geometric import estimate_normals
 
@@ -36,11 +37,15 @@ AXES = {"x": (1, 0, 0), "y": (0, 1, 0), "z": (0, 0, 1),
 
 @dataclass(frozen=True)
 class LevellingConfig:
-    up: str = "auto"             # auto, none (take the frame as it is), or x, y, z, -x, -y, -z
-    tolerance_deg: float = 0.5   # an up this close to +z leaves the scan untouched
-    snap_deg: float = 35.0       # the plane direction taken must lie this close to the cue
-    voxel: float = 0.05          # m, resolution of the normal statistics
-    normal_radius: float = 0.12  # m
+    up: str = setting(           # up axis of the odom frame: auto (the floor normal nearest
+        "auto",                  # the cameras' image-down direction), none (the frame as it
+        choices=("auto", "none", *AXES))  # is), or the axis (7-Scenes-like y-down worlds: -y)
+    tolerance_deg: float = setting(  # deg, an up this close to +z leaves the scan untouched
+        0.5, low=0, high=180)
+    snap_deg: float = setting(   # deg, the floor normal taken must lie this close to the cue
+        35.0, low=0, high=180)   # (cameras or axis)
+    voxel: float = setting(0.05, above=0)  # m, resolution of the normal statistics
+    normal_radius: float = setting(0.12, above=0)  # m, radius of the normal estimation
 
     def __post_init__(self) -> None:
         if self.up not in ("auto", "none", *AXES):

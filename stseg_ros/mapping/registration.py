@@ -27,28 +27,34 @@ import numpy as np
 import open3d as o3d
 from scipy.spatial import cKDTree
 
+from stseg_ros.core.fields import setting
 from stseg_ros.core.pointcloud import planar_pose, rotation_angle_deg, transform_points
 from stseg_ros.mapping.gravity import LevellingConfig, level_scan
 
 
 @dataclass(frozen=True)
 class RegistrationConfig:
-    voxel: float = 0.05               # m, fine ICP resolution (coarse steps use multiples)
-    coarse_voxel: float = 0.12        # m, FPFH and RANSAC resolution
-    ransac_iterations: int = 100_000  # RANSAC iterations per attempt
-    ransac_attempts: int = 3          # independent RANSAC runs, each refined in 4 turns
-    ransac_confidence: float = 0.9995  # RANSAC stops once this sure of its best model
+    voxel: float = setting(0.05, above=0)  # m, fine ICP resolution (coarse steps use multiples)
+    coarse_voxel: float = setting(0.12, above=0)  # m, FPFH and RANSAC resolution
+    ransac_iterations: int = setting(100_000, low=1)  # RANSAC iterations per attempt
+    ransac_attempts: int = setting(3, low=1)  # independent RANSAC runs, each refined in 4 turns
+    ransac_confidence: float = setting(   # RANSAC stops once this sure of its best model
+        0.9995, low=0, high=1)
     # the gate, calibrated on real ScanNet rescans and generated revisits (README,
     # "Registration"): right alignments scored fitness >= 0.51, overlap >= 0.71,
     # margin >= 0.045; wrong ones were each below at least one of these limits
-    min_fitness: float = 0.4          # share of overlapping vertical surfaces on the map's
-    min_overlap: float = 0.5          # share of vertical surfaces with map near them
-    overlap_distance: float = 0.25    # m
-    min_margin: float = 0.03          # coarse fitness lead over the best different alternative
-    max_rmse: float = 0.02            # m, RMSE of the fitting surfaces' distances (< voxel/2)
-    max_tilt_deg: float = 3.0         # roll/pitch a floor-bound robot cannot have
-    max_lift: float = 0.15            # m, vertical offset likewise
-    seed: int = 0                     # RANSAC random seed (attempt k uses seed + k)
+    min_fitness: float = setting(         # share of overlapping vertical surfaces on the
+        0.4, low=0, high=1)               # map's
+    min_overlap: float = setting(         # share of vertical surfaces with map near them
+        0.5, low=0, high=1)
+    overlap_distance: float = setting(0.25, above=0)  # m, map this close counts as near
+    min_margin: float = setting(          # coarse fitness lead over the best different
+        0.03, low=0, high=1)              # alternative
+    max_rmse: float = setting(            # m, RMSE of the fitting surfaces' distances
+        0.02, above=0)                    # (< voxel/2)
+    max_tilt_deg: float = setting(3.0, low=0)  # deg, roll/pitch a floor-bound robot cannot have
+    max_lift: float = setting(0.15, low=0)  # m, vertical offset likewise
+    seed: int = setting(0, low=0)         # RANSAC random seed (attempt k uses seed + k)
 
 
 @dataclass

@@ -14,7 +14,6 @@ import sys
 import time
 
 from nav_msgs.msg import Odometry
-from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.qos import (
@@ -43,48 +42,13 @@ from stseg_ros.ros.conversions import scan_to_msg
 from stseg_ros.ros.executor import next_spin, spin_nodes
 from stseg_ros.ros.lifecycle import ManagedNode
 from stseg_ros.ros.log_bridge import forward_logs
-from stseg_ros.ros.params import declare_fields, read_config
+from stseg_ros.ros.params import declare_sections, read_sections
 from stseg_ros.ros.qos import REVISIT_QOS
+from stseg_ros.ros.settings import ACCUMULATOR, CameraInputConfig
+from stseg_ros.sources.base import SourceConfig
 from stseg_ros.srv import BeginRevisit, EndRevisit
 
 RETIRE_AFTER_S = 2.0     # an answered end_revisit's service outlives deactivation this long
-
-DESCRIPTIONS = {
-    "odom_frame": "Frame the revisit is fused in (the odometry frame, REP 105)",
-    "camera_frame": "Camera optical frame; empty: the colour image's header.frame_id",
-    "queue_frames": "Frames waiting for fusion before new ones are dropped",
-    "max_fusion_rate_hz": "Fuse at most this many frames per second (0: all)",
-    "pose_wait_s": "Seconds a frame waits for its camera transform to arrive",
-    "pose_tolerance_s": "Hold the newest or oldest transform this many seconds",
-    "jump_back_s": "Stamps this far back mean time restarted (a looping bag)",
-    "idle_timeout_s": "Close an open revisit after this many seconds without frames (0: never)",
-    "auto_begin": "A frame arriving with no revisit open opens one",
-    "auto_min_frames": "A revisit opened by a frame (auto_begin) is dropped, not mapped, if it "
-                       "fused fewer frames than this",
-    "voxel": "TSDF voxel size (m)",
-    "depth_max": "Depth beyond this (m) is not fused",
-    "fragment_frames": "Frames per fragment kept for drift correction",
-}
-
-
-TRANSPORTS = (("color", ("raw", "compressed")), ("depth", ("raw", "compressedDepth")))
-# name, default, description, dynamic typing (floats also take integers)
-PARAMETERS = [
-    ("fragment_frames", DriftConfig.fragment_frames, DESCRIPTIONS["fragment_frames"], False),
-    ("pose_source", "tf", "Where the camera pose comes from: 'tf' (/tf + /tf_static) or "
-                          "'odometry' (the odometry topic + /tf_static)", False),
-    ("sync_slop_s", 0.02, "Colour and depth stamps further apart do not pair (s)", True),
-    ("reliable_images", True, "Subscribe to images reliably (false: best effort, for drivers "
-                              "that publish best effort)", False),
-    *((f"{kind}_transport", "raw",
-       f"image_transport of the {kind} images: {' or '.join(choices)} (subscribes to "
-       f"camera/{kind}/image_raw{{,/{choices[1]}}})", False) for kind, choices in TRANSPORTS),
-    ("image_queue_depth", 60, "Images of each kind the subscriptions hold while the node is "
-                              "busy (KEEP_LAST); older ones are lost and counted", False),
-    ("arrival_timeout_s", 10.0, "end_revisit with the counts of images sent waits this long at "
-                                "most for them to arrive (s)", True),
-    ("status_period_s", 5.0, "Seconds between progress lines of an open revisit", True),
-]
 
 
 class AccumulatorNode(ManagedNode):
@@ -105,34 +69,20 @@ class AccumulatorNode(ManagedNode):
         self.start()
 
     def declare(self) -> None:
-        declare_fields(self, AccumulatorConfig, DESCRIPTIONS)
-        declare_fields(self, FusionConfig, DESCRIPTIONS, prefix="fusion.")
-        for name, default, description, dynamic in PARAMETERS:
-            if not self.has_parameter(name):
-                self.declare_parameter(name, default, ParameterDescriptor(
-                    description=description, dynamic_typing=dynamic))
+        declare_sections(self, ACCUMULATOR)
 
     def configure(self) -> None:
-        value = lambda name: self.get_parameter(name).value     # noqa: E731
-        cfg = read_config(self, AccumulatorConfig)
-        fusion = read_config(self, FusionConfig, prefix="fusion.")
-        drift = DriftConfig(fragment_frames=int(value("fragment_frames")))
-        self.pose_source = value("pose_source")
-        if self.pose_source not in ("tf", "odometry"):
-            raise ValueError(f"pose_source must be 'tf' or 'odometry', got {self.pose_source!r}")
-        slop = float(value("sync_slop_s"))
-        self._reliable = bool(value("reliable_images"))
-        self._transports = {}
-        for kind, choices in TRANSPORTS:
-            self._transports[kind] = value(f"{kind}_transport")
-            if self._transports[kind] not in choices:
-                raise ValueError(f"{kind}_transport must be one of {choices}, got "
-                                 f"{self._transports[kind]!r}")
-        self._image_depth = int(value("image_queue_depth"))
-        if self._image_depth < 1:
-            raise ValueError(f"image_queue_depth must be at least 1, got {self._image_depth}")
-        self.arrival_timeout_s = float(value("arrival_timeout_s"))
-        self._status_period = float(value("status_period_s"))
+        configs = read_sections(self, ACCUMULATOR)
+        cfg, fusion, drift = (configs[AccumulatorConfig], configs[FusionConfig],
+                              configs[DriftConfig])
+        inputs: CameraInputConfig = configs[CameraInputConfig]
+        self.pose_source = inputs.pose_source
+        self._reliable = inputs.reliable_images
+        self._transports = {"color": inputs.color_transport, "depth": inputs.depth_transport}
+        self._image_depth = inputs.image_queue_depth
+        self.arrival_timeout_s = inputs.arrival_timeout_s
+        self._status_period = inputs.status_period_s
+        slop = configs[SourceConfig].max_pair_gap_s
 
         self.tf = TfBuffer(jump_back_s=cfg.jump_back_s)
         # as many images wait for a partner as the subscriptions hold: under load

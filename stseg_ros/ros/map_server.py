@@ -10,31 +10,24 @@ from __future__ import annotations
 import sys
 
 import rclpy
-from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 
+from stseg_ros.core.fields import SettingError
 from stseg_ros.core.records import ObjectState
 from stseg_ros.core.snapshot import SnapshotError, example_snapshot, load_snapshot
 from stseg_ros.ros.map_publisher import MapPublisher
+from stseg_ros.ros.params import declare_sections, read_sections
+from stseg_ros.ros.settings import MAP_SERVER, MapServerConfig
 
 
 class MapServer(Node):
     def __init__(self, **kwargs) -> None:
         super().__init__("map_server", **kwargs)
-        snapshot_path = self.declare_parameter(
-            "snapshot", "", ParameterDescriptor(
-                description="Snapshot JSON file to publish; empty: the example shipped "
-                            "with the package")).value
-        frame = self.declare_parameter(
-            "map_frame", "", ParameterDescriptor(
-                description="Frame of the published poses; empty: the snapshot's")).value
-        period = float(self.declare_parameter(
-            "epoch_period", 1.0, ParameterDescriptor(
-                description="Seconds between epochs; 0 publishes only the latest")).value)
-        self._loop = bool(self.declare_parameter(
-            "loop", False, ParameterDescriptor(
-                description="Start again from the first epoch after the last")).value)
+        declare_sections(self, MAP_SERVER)
+        cfg = read_sections(self, MAP_SERVER)[MapServerConfig]   # SettingError: main says why
+        snapshot_path, frame, period = cfg.snapshot, cfg.map_frame, cfg.epoch_period
+        self._loop = cfg.loop
 
         # Bad files raise here, before any publisher exists: the node exits with
         # the reason instead of publishing an empty map.
@@ -80,7 +73,7 @@ def main(args: list[str] | None = None) -> int:
     rclpy.init(args=args)
     try:
         node = MapServer()
-    except SnapshotError as err:
+    except (SnapshotError, SettingError) as err:
         print(f"map_server: {err}", file=sys.stderr)
         rclpy.try_shutdown()
         return 1

@@ -20,20 +20,15 @@ import threading
 from pathlib import Path
 
 import numpy as np
-from rcl_interfaces.msg import ParameterDescriptor
 from sensor_msgs.msg import PointCloud2
 from std_msgs.msg import Header
 
 from stseg_ros.core.colors import identity_color
 from stseg_ros.core.snapshot import EpochState
-from stseg_ros.mapping.association import AssociationConfig
 from stseg_ros.mapping.config import SegmentationConfig
-from stseg_ros.mapping.drift import DriftConfig
 from stseg_ros.mapping.frames import stamp_ns
-from stseg_ros.mapping.gravity import LevellingConfig
 from stseg_ros.mapping.pipeline import Mapper
-from stseg_ros.mapping.registration import RegistrationConfig
-from stseg_ros.mapping.segmenter import default_segmenter, make_segmenter
+from stseg_ros.mapping.segmenter import make_segmenter
 from stseg_ros.memory import MemoryFileError, ObjectMemory
 from stseg_ros.msg import RevisitScan
 from stseg_ros.ros.conversions import scan_from_msg
@@ -41,24 +36,10 @@ from stseg_ros.ros.executor import NodeFailedError, spin_nodes
 from stseg_ros.ros.lifecycle import ManagedNode
 from stseg_ros.ros.log_bridge import forward_logs
 from stseg_ros.ros.map_publisher import MapPublisher
-from stseg_ros.ros.params import declare_fields, read_config
+from stseg_ros.ros.params import declare_sections, read_sections
 from stseg_ros.ros.pointcloud2 import pack_rgb, to_cloud
 from stseg_ros.ros.qos import MAP_STATE_QOS, REVISIT_QOS
-
-DEFAULT_DB = "~/.ros/stseg_ros/memory.db"
-# the mapper's stage settings, named as ``stseg run --set SECTION.KEY=VALUE`` names
-# them, and the fields left out (the accumulator makes the fragments: its own)
-STAGES = (("levelling.", LevellingConfig, ()), ("registration.", RegistrationConfig, ()),
-          ("association.", AssociationConfig, ()),
-          ("drift.", DriftConfig, ("fragment_frames", "pixel_stride")))
-LEVELLING = {
-    "up": "Up axis of the revisits' odom frame: auto (the floor normal nearest the cameras' "
-          "image-down direction), none (as it is), or x, y, z, -x, -y, -z",
-    "tolerance_deg": "A revisit whose up is this close to +z is mapped as it is",
-    "snap_deg": "The floor normal taken must lie this close to the cue (cameras or axis)",
-    "voxel": "Resolution of the normal statistics (m)",
-    "normal_radius": "Radius of the normal estimation (m)",
-}
+from stseg_ros.ros.settings import MAPPER, MAPPER_STAGES, MapperNodeConfig
 
 
 def epoch_state(memory: ObjectMemory, epoch: int) -> EpochState:
@@ -101,46 +82,18 @@ class MapperNode(ManagedNode):
         self.start()
 
     def declare(self) -> None:
-        seg_defaults = SegmentationConfig()
-        for name, default, description in (
-            ("db_path", DEFAULT_DB, "SQLite object memory; created if missing, reloaded if "
-                                    "present"),
-            ("segmenter", default_segmenter(),
-             "Segmenter of each revisit (stseg run --segmenter): learned (default where its "
-             "weights are installed), learned-per-epoch or geometric"),
-            ("device", "cpu", "Device of learned segmenters: cpu or cuda"),
-            ("sparse_backend", "torch", "Sparse convolution of learned segmenters: torch or "
-                                        "minkowski (needs MinkowskiEngine)"),
-            ("weights", "", "Weights of learned segmenters; empty: the shipped ones"),
-            ("structure", seg_defaults.structure,
-             "Walls, floors and object bounds of learned segmenters: network or geometric "
-             "(better on real scans)"),
-            ("classes", seg_defaults.classes,
-             "Object classes of learned segmenters: network or classifier (the geometric "
-             "segmenter's cluster classifier)"),
-            ("map_frame", "map", "Frame of everything published (REP 105 map)"),
-            ("publish_cloud", True, "Publish ~/segmented_cloud after each revisit"),
-        ):
-            if not self.has_parameter(name):
-                self.declare_parameter(name, default,
-                                       ParameterDescriptor(description=description))
-        for prefix, cls, skip in STAGES:
-            declare_fields(self, cls, LEVELLING if cls is LevellingConfig else None, prefix, skip)
+        declare_sections(self, MAPPER)
 
     def configure(self) -> None:
-        value = lambda name: self.get_parameter(name).value     # noqa: E731
-        self.device = value("device")
-        self.map_frame = value("map_frame")
-        self.publish_cloud = bool(value("publish_cloud"))
-        self.stages = {prefix.rstrip("."): read_config(self, cls, prefix, skip)
-                       for prefix, cls, skip in STAGES}
-        if self.device not in ("cpu", "cuda"):
-            raise ValueError(f"device must be 'cpu' or 'cuda', got {self.device!r}")
-        self.db_path = Path(value("db_path")).expanduser()
+        configs = read_sections(self, MAPPER)
+        node, seg = configs[MapperNodeConfig], configs[SegmentationConfig]
+        self.map_frame = node.map_frame
+        self.publish_cloud = node.publish_cloud
+        self.stages = {s.prefix.rstrip("."): configs[s.cls] for s in MAPPER_STAGES}
+        self.db_path = Path(node.db_path).expanduser()
         # missing or unfitting weights raise here, before the memory is touched
-        self._segmenter = make_segmenter(value("segmenter"), self.device,
-                                         value("sparse_backend"), value("weights") or None,
-                                         value("structure"), value("classes"))
+        self._segmenter = make_segmenter(seg.segmenter or None, seg.device, seg.sparse_backend,
+                                         seg.weights or None, seg.structure, seg.classes)
         self.db_path.parent.mkdir(parents=True, exist_ok=True)
         # A foreign, corrupt or newer database raises here, untouched. A restart
         # publishes where the map stands before anything else can ask. SQLite

@@ -17,6 +17,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from stseg_ros.core.fields import setting
 from stseg_ros.core.layout import FormatError
 from stseg_ros.mapping.frames import LabelImage, RgbdFrame, SkippedFrame
 
@@ -33,15 +34,20 @@ class SourceConfig:
     depth_topic: str = ""          # bags: depth topic (Image or compressedDepth); empty: detected
     camera_info_topic: str = ""    # bags: empty: the CameraInfo topic beside the colour topic
     odometry_topic: str = ""       # bags: nav_msgs/Odometry topic; empty: detected
-    pose_source: str = "auto"      # bags: tf, odometry, or auto (tf when it reaches the camera)
+    pose_source: str = setting(    # bags: tf, odometry, or auto (tf when it reaches the camera)
+        "auto", choices=("auto", "tf", "odometry"))
     world_frame: str = ""          # bags: frame the scan is fused in; empty: the TF tree's root
     camera_frame: str = ""         # bags: empty: the colour images' frame_id
-    depth_scale: float = 0.0       # frame folders: depth PNG units per metre; 0: the format's
+    depth_scale: float = setting(  # frame folders: depth PNG units per metre; 0: the format's
+        0.0, low=0)
     intrinsics: str = ""           # frame folders: "fx,fy,cx,cy" instead of the format's own
-    frame_stride: int = 1          # fuse every k-th frame (long hand-held sequences)
-    max_pair_gap_s: float = 0.02   # colour and depth further apart than this do not pair
-    max_pose_gap_s: float = 0.2    # no pose sample this close to an image: no pose
-    cloud_voxel: float = 0.02      # m, fused-scan files are thinned to one point per voxel
+    frame_stride: int = setting(1, low=1)  # fuse every k-th frame (long hand-held sequences)
+    max_pair_gap_s: float = setting(  # s, colour and depth stamps further apart than this do
+        0.02, low=0)               # not pair
+    max_pose_gap_s: float = setting(  # s, no pose sample this close to an image: no pose
+        0.2, low=0)
+    cloud_voxel: float = setting(  # m, fused-scan files are thinned to one point per voxel
+        0.02, low=0)
 
 
 @dataclass
