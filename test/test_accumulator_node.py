@@ -317,3 +317,59 @@ def test_compressed_transports_are_fused(rclpy_context):
         assert rig.close().fused == 4
     finally:
         rig.stop()
+
+
+def label_image(ns: int, label: int, width: int = W, height: int = H) -> Image:
+    ids = np.full((height, width), label, np.uint16)
+    return _stamp(Image(height=height, width=width, encoding="mono16", step=width * 2,
+                        data=ids.tobytes(), header=_header("cam")), ns)
+
+
+def test_label_images_of_the_robots_2d_segmenter_reach_the_scan_and_are_accounted(
+        rclpy_context):
+    """Label images come after their frames (a 2D segmenter is slower than the
+    camera): each is matched to its frame by stamp; one that never comes, one
+    for no frame and an unreadable one are counted."""
+    rig = Rig(rclpy_context, **{"labels.topic": "camera/labels/image_raw",
+                                "auto_min_frames": 1})
+    try:
+        labels = rig.feeder.create_publisher(
+            Image, "camera/labels/image_raw", QoSProfile(depth=50,
+                                                         reliability=ReliabilityPolicy.RELIABLE))
+        deadline = time.monotonic() + 10
+        while labels.get_subscription_count() == 0:
+            assert time.monotonic() < deadline, "the accumulator never subscribed to labels"
+            time.sleep(0.05)
+        rig.camera_info()
+        time.sleep(0.2)
+        stamps = [10 * S + k * S // 5 for k in range(1, 7)]
+        for t in stamps:      # a wall between voxel centres, so the fused surface has points
+            rig.frame(t, depth=depth_image(t, metres=2.013))
+        rig.settle()
+        for t in stamps[:5]:                      # the last frame's label never comes
+            labels.publish(label_image(t, 7))
+        labels.publish(label_image(99 * S, 7))    # a label image for no frame
+        bad = label_image(stamps[0], 7)
+        bad.encoding = "rgb8"
+        labels.publish(bad)
+        deadline = time.monotonic() + 10
+        while rig.node.accumulator._queue.qsize() or time.monotonic() < deadline - 9:  # noqa: SLF001
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        time.sleep(0.3)                           # the last ones reach the worker
+        result = rig.close()
+        assert result.fused == 6 and result.scan is not None
+        assert (result.labels.labelled, result.labels.unlabelled,
+                result.labels.unmatched) == (5, 1, 1)
+        assert sum(result.labels.refused.values()) == 1
+        assert "rgb8" in next(iter(result.labels.refused))
+        assert (result.scan.labels == 7).mean() > 0.9
+        deadline = time.monotonic() + 10
+        while not rig.scans:
+            assert time.monotonic() < deadline, "no scan reached the mapper's topic"
+            time.sleep(0.05)
+        handed = scan_from_msg(rig.scans[-1])     # the mapper gets the evidence too
+        assert (handed.labels == result.scan.labels).all()
+        assert np.allclose(handed.label_share, result.scan.label_share)
+    finally:
+        rig.stop()

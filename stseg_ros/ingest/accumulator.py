@@ -450,6 +450,8 @@ class RevisitAccumulator:
         if rev.dropped_at_queue:
             stats.skipped[QUEUE_FULL] = rev.dropped_at_queue
         scan = None if discard else rev.fusion.scan()
+        if discard and rev.fusion.labels is not None:
+            rev.fusion.labels.finish()            # its label images are accounted all the same
         result = RevisitResult(rev.index, rev.label, scan, max(rev.last_stamp_ns, 0),
                                stats.integrated, dict(stats.skipped), rev.thinned, rev.arrivals,
                                stats.labels)

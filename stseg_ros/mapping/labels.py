@@ -30,6 +30,7 @@ from scipy.spatial import cKDTree
 
 from stseg_ros.core.camera import Intrinsics
 from stseg_ros.core.classes import NYU40_CLASSES, class_id, class_name
+from stseg_ros.core.fields import setting
 from stseg_ros.core.pointcloud import voxel_keys
 from stseg_ros.core.segmentation import Segmentation
 from stseg_ros.mapping.geometric import GeometricConfig, describe, estimate_normals
@@ -46,14 +47,18 @@ PENDING = 90                           # frames (or label images) waiting for a 
 class LabelConfig:
     topic: str = ""            # label image topic (per-pixel class ids); empty: none
     label_set: str = ""        # YAML file of the robot's classes; empty: the ids are NYU40 ids
-    voxel: float = 0.04        # m, cells the pixels' votes are gathered in
-    pixel_stride: int = 2      # every k-th pixel (each way) of a label image votes
-    max_gap_s: float = 0.02    # a label image this close in stamp to a frame labels it
-    min_share: float = 0.5     # a point's label counts if this share of its voxel's votes agree
-    min_labelled: float = 0.3  # ...and at least this share of its points carry a label
-    structure_share: float = 0.7   # a segment labelled this much wall/floor/ceiling: structure
-    split_share: float = 0.25  # a segment with two object labels this strong each is split by label
-    min_points: int = 50       # points a label needs in a segment to split it
+    voxel: float = setting(0.04, above=0)   # m, cells the pixels' votes are gathered in
+    pixel_stride: int = setting(2, low=1)   # every k-th pixel (each way) of a label image votes
+    max_gap_s: float = setting(0.02, low=0)  # s, a label image this close to a frame labels it
+    min_share: float = setting(  # a point's label counts if this share of its voxel's
+        0.5, low=0, high=1)      # votes agree
+    min_labelled: float = setting(  # a segment is corrected only if this share of its
+        0.3, low=0, high=1)         # points carry a label
+    structure_share: float = setting(  # a segment labelled this much wall/floor/ceiling
+        0.7, low=0, high=1)            # is structure, not an object
+    split_share: float = setting(  # a segment with two object labels this strong each
+        0.25, low=0, high=1)       # is split by label
+    min_points: int = setting(50, low=1)   # points a label needs in a segment to split it
 
 
 class LabelSetError(ValueError):
@@ -274,7 +279,9 @@ class LabelVotes:
 
     def evidence(self, xyz: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per point: the label most votes of its voxel gave (0: none) and its
-        share of the voxel's votes."""
+        share of the voxel's votes. A point in a voxel no pixel fell into (a
+        far or low-resolution view samples the surface sparsely) takes the
+        nearest voted voxel within one voxel's reach."""
         self.finish()
         keys, ids, counts = self._table
         label = np.zeros(len(xyz), np.int32)
@@ -287,12 +294,24 @@ class LabelVotes:
         order = np.lexsort((-counts, keys))         # within a voxel, most votes first
         best = order[start]
         voxels = keys[start]
-        at = np.searchsorted(voxels, voxel_keys(xyz, self.cfg.voxel))
-        at = np.minimum(at, len(voxels) - 1)
-        found = voxels[at] == voxel_keys(xyz, self.cfg.voxel)
+        mine = voxel_keys(xyz, self.cfg.voxel)
+        at = np.minimum(np.searchsorted(voxels, mine), len(voxels) - 1)
+        found = voxels[at] == mine
+        if not found.all():
+            centres = (_voxel_index(voxels) + 0.5) * self.cfg.voxel
+            dist, near = cKDTree(centres).query(
+                xyz[~found], distance_upper_bound=self.cfg.voxel * 1.5)
+            at[~found] = np.minimum(near, len(voxels) - 1)
+            found[~found] = np.isfinite(dist)
         label[found] = ids[best[at[found]]]
         share[found] = (counts[best[at[found]]] / total[at[found]]).astype(np.float32)
         return label, share
+
+
+def _voxel_index(keys: np.ndarray) -> np.ndarray:
+    """The (N, 3) integer voxel coordinates ``core.pointcloud.voxel_keys`` packed."""
+    mask = (1 << 21) - 1
+    return np.stack([(keys >> 42) & mask, (keys >> 21) & mask, keys & mask], 1) - (1 << 20)
 
 
 def apply_labels(seg: Segmentation, xyz: np.ndarray, rgb: np.ndarray, label: np.ndarray,

@@ -60,11 +60,13 @@ class Mapper:
                  association: AssociationConfig | None = None,
                  drift: DriftConfig | None = None,
                  levelling: LevellingConfig | None = None,
-                 labels: LabelConfig | None = None) -> None:
+                 labels: LabelConfig | None = None,
+                 label_set: LabelSet | None = None) -> None:
+        """``label_set``: the robot's classes, if already read from ``labels.label_set``."""
         self.memory, self.segmenter = memory, segmenter
         self.label_cfg = labels or LabelConfig()
-        # the robot's classes, read once: a bad label-set file fails here, not per revisit
-        self.label_set = LabelSet.from_config(self.label_cfg)
+        # read once: a bad label-set file fails here, not per revisit
+        self.label_set = label_set or LabelSet.from_config(self.label_cfg)
         self._unknown_told: set[int] = set()
         self.level_cfg = levelling or LevellingConfig()
         self.reg_cfg = registration or RegistrationConfig()

@@ -37,6 +37,7 @@ from stseg_ros.ingest.tf_buffer import TfBuffer
 from stseg_ros.mapping.drift import DriftConfig
 from stseg_ros.mapping.frames import stamp_ns
 from stseg_ros.mapping.fusion import FusionConfig
+from stseg_ros.mapping.labels import LabelConfig
 from stseg_ros.msg import RevisitScan
 from stseg_ros.ros.conversions import scan_to_msg
 from stseg_ros.ros.executor import next_spin, spin_nodes
@@ -83,6 +84,8 @@ class AccumulatorNode(ManagedNode):
         self.arrival_timeout_s = inputs.arrival_timeout_s
         self._status_period = inputs.status_period_s
         slop = configs[SourceConfig].max_pair_gap_s
+        labels: LabelConfig = configs[LabelConfig]
+        self._label_topic = labels.topic
 
         self.tf = TfBuffer(jump_back_s=cfg.jump_back_s)
         # as many images wait for a partner as the subscriptions hold: under load
@@ -93,7 +96,7 @@ class AccumulatorNode(ManagedNode):
         # still reaches the mapper
         self._scan_pub = self.create_publisher(RevisitScan, "revisits", REVISIT_QOS)
         self.accumulator = RevisitAccumulator(self.tf, self._publish_revisit, cfg, fusion, drift,
-                                              waiting_images=self.sync.flush)
+                                              waiting_images=self.sync.flush, labels=labels)
         self.get_logger().info(
             f"fusing colour + depth in '{cfg.odom_frame}' with poses from "
             f"{'/tf' if self.pose_source == 'tf' else 'odometry'}; revisits go to "
@@ -115,6 +118,11 @@ class AccumulatorNode(ManagedNode):
                                      callback_group=inputs, event_callbacks=lost)
         self.create_subscription(CameraInfo, "camera/color/camera_info", self._info, image_qos,
                                  callback_group=inputs)
+        if self._label_topic:               # the robot's 2D segmenter, stamped as its colour
+            self.create_subscription(
+                Image, self._label_topic,
+                lambda m: self.accumulator.submit_labels(stamp_ns(m.header), m), image_qos,
+                callback_group=inputs)
         poses = MutuallyExclusiveCallbackGroup()   # not stuck behind image callbacks
         tf_qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
         static_qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE,
@@ -245,9 +253,16 @@ class AccumulatorNode(ManagedNode):
         response.color_received, response.depth_received = got.color, got.depth
         response.images_unpaired, response.images_lost = got.unpaired, got.lost
         response.images_missing = got.missing
+        if result.labels is not None:
+            response.frames_labelled = result.labels.labelled
+            response.frames_unlabelled = result.labels.unlabelled
+            response.label_images_unused = result.labels.unmatched + sum(
+                result.labels.refused.values())
         done = "discarded" if request.discard else "closed"
         response.message = (f"revisit {result.revisit} {done}: {result.fused} frames fused, "
                             f"{result.dropped} dropped")
+        if result.labels is not None:
+            response.message += f"; {result.labels.note()}"
         if got.missing:
             response.message += f"; {got.missing} image(s) sent never arrived"
         return response

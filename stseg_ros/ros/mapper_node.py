@@ -27,6 +27,7 @@ from stseg_ros.core.colors import identity_color
 from stseg_ros.core.snapshot import EpochState
 from stseg_ros.mapping.config import SegmentationConfig
 from stseg_ros.mapping.frames import stamp_ns
+from stseg_ros.mapping.labels import LabelSet
 from stseg_ros.mapping.pipeline import Mapper
 from stseg_ros.mapping.segmenter import make_segmenter
 from stseg_ros.memory import MemoryFileError, ObjectMemory
@@ -91,6 +92,9 @@ class MapperNode(ManagedNode):
         self.publish_cloud = node.publish_cloud
         self.stages = {s.prefix.rstrip("."): configs[s.cls] for s in MAPPER_STAGES}
         self.db_path = Path(node.db_path).expanduser()
+        # a label-set file that cannot be used fails here, as missing or unfitting
+        # weights do below, before the memory is touched
+        self.label_set = LabelSet.from_config(self.stages["labels"])
         # missing or unfitting weights raise here, before the memory is touched
         self._segmenter = make_segmenter(seg.segmenter or None, seg.device, seg.sparse_backend,
                                          seg.weights or None, seg.structure, seg.classes)
@@ -154,7 +158,8 @@ class MapperNode(ManagedNode):
         running and mapping nothing."""
         try:
             self.memory = ObjectMemory(self.db_path)
-            self.mapper = Mapper(self.memory, self._segmenter, **self.stages)
+            self.mapper = Mapper(self.memory, self._segmenter, **self.stages,
+                                 label_set=self.label_set)
             while True:
                 msg = self._queue.get()
                 if msg is None:

@@ -33,11 +33,13 @@ from stseg_ros.mapping.config import SegmentationConfig
 from stseg_ros.mapping.drift import DriftConfig
 from stseg_ros.mapping.fusion import FusionConfig
 from stseg_ros.mapping.gravity import LevellingConfig
+from stseg_ros.mapping.labels import LabelConfig
 from stseg_ros.mapping.registration import RegistrationConfig
 from stseg_ros.sources.base import SourceConfig
 
 DEFAULT_DB = "~/.ros/stseg_ros/memory.db"
 TRANSPORTS = {"color": ("raw", "compressed"), "depth": ("raw", "compressedDepth")}
+LABEL_FUSION = ("topic", "voxel", "pixel_stride", "max_gap_s")   # the accumulator's part
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,10 @@ ACCUMULATOR: tuple[Section, ...] = (
     section("fusion.", FusionConfig),
     # the fragments the mapper's drift correction aligns are made here
     section("drift.", DriftConfig, only=("fragment_frames",)),
+    # the robot's 2D labels are fused here; the mapper reads what they name
+    section("labels.", LabelConfig, only=LABEL_FUSION,
+            note="The robot's own 2D labels (README \"Your own 2D labels\"): its label "
+                 "images, fused with the frames they label."),
 )
 # the mapper's stages, as ``Mapper(memory, segmenter, **stages)`` takes them
 MAPPER_STAGES: tuple[Section, ...] = (
@@ -100,6 +106,9 @@ MAPPER_STAGES: tuple[Section, ...] = (
     section("drift.", DriftConfig, skip=("fragment_frames", "pixel_stride"),
             note="Drift correction; the fragments themselves are the accumulator's "
                  "(drift.fragment_frames there)."),
+    section("labels.", LabelConfig, skip=LABEL_FUSION,
+            note="The robot's own 2D labels: its label set and how they correct and name "
+                 "segments (the label images themselves are the accumulator's)."),
 )
 MAPPER: tuple[Section, ...] = (
     section("", MapperNodeConfig),
