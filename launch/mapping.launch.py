@@ -4,10 +4,11 @@ parameters of config/mapping.yaml, and optionally RViz.
     ros2 launch stseg_ros mapping.launch.py [db_path:=FILE] [segmenter:=NAME]
         [device:=cpu|cuda] [weights:=FILE] [map_frame:=FRAME] [pose_source:=tf|odometry]
         [odom_frame:=FRAME] [camera_frame:=FRAME] [color_transport:=raw|compressed]
-        [depth_transport:=raw|compressedDepth] [use_sim_time:=true] [namespace:=NS]
+        [depth_transport:=raw|compressedDepth] [label_topic:=TOPIC] [label_set:=FILE]
+        [use_sim_time:=true] [namespace:=NS]
         [rviz:=true] [composed:=true] [params_file:=FILE] [autostart:=true|false]
 
-The per-setting arguments (db_path ... depth_transport) come from the
+The per-setting arguments (db_path ... label_set) come from the
 package's settings tree (stseg_ros/ros/settings.py, LAUNCH_ARGUMENTS): each is
 one node parameter, described as the parameter is, and empty by default,
 which leaves the parameter as params_file says. A value given is checked

@@ -273,6 +273,25 @@ def test_mapper_with_missing_weights_fails_configure_and_creates_nothing(tmp_pat
         peer.destroy_node()
 
 
+def test_mapper_with_an_unusable_label_set_fails_configure_naming_it(tmp_path, rclpy_context):
+    from rclpy.lifecycle import TransitionCallbackReturn
+
+    from stseg_ros.ros.mapper_node import MapperNode
+
+    labels = tmp_path / "labels.yaml"
+    labels.write_text("format: stseg_ros.label_set\nclasses: {3: {name: mug, nyu40: cup}}\n")
+    db = tmp_path / "new" / "memory.db"
+    node = MapperNode(parameter_overrides=_overrides(
+        autostart=False, db_path=str(db), **{"segmentation.segmenter": "geometric",
+                                             "labels.label_set": str(labels)}))
+    try:
+        assert node.trigger_configure() != TransitionCallbackReturn.SUCCESS
+        assert str(labels) in node.transition_error and "'cup'" in node.transition_error
+        assert not db.parent.exists()
+    finally:
+        node.destroy_node()
+
+
 def _node_process(module: str, *params: str) -> subprocess.Popen:
     cmd = [sys.executable, "-m", f"stseg_ros.ros.{module}", "--ros-args"]
     for p in params:

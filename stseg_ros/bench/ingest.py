@@ -47,6 +47,9 @@ class RevisitFigures:
     end_wait_s: float           # end_revisit: fusing the backlog and extracting the scan
     accumulator_cpu: float      # cores the accumulator process used while streaming
     mapper_busy_s: float        # the mapper's work on the previous revisit during the stream
+    labelled: int = 0           # with label images: fused frames that got theirs
+    unlabelled: int = 0         # fused frames whose label image never came
+    label_images_unused: int = 0  # label images no fused frame had the stamp of
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -60,7 +63,8 @@ class RecordedCamera:
     relative timing (scaled so images come at ``rate_hz``) and get stamps from
     the wall clock; the recording loops, time keeps going forward."""
 
-    def __init__(self, bag: Path, rate_hz: float, frame_rate_hz: float) -> None:
+    def __init__(self, bag: Path, rate_hz: float, frame_rate_hz: float,
+                 extra: tuple[str, ...] = ()) -> None:
         from rclpy.serialization import deserialize_message
         from rosbags.highlevel import AnyReader
 
@@ -71,7 +75,7 @@ class RecordedCamera:
         self.types: dict[str, str] = {}
         with AnyReader([bag]) as reader:
             for conn, stamp, raw in reader.messages():
-                if conn.topic not in (*STREAMED, "/tf_static"):
+                if conn.topic not in (*STREAMED, *extra, "/tf_static"):
                     continue
                 self.types[conn.topic] = conn.msgtype
                 msg = deserialize_message(bytes(raw), message_class(conn.msgtype))
@@ -113,34 +117,41 @@ def _stamp(msg, stamp_ns: int) -> None:
 
 def bench_ingest(rate_hz: float = 30.0, seconds: float = 20.0, revisits: int = 3,
                  fusion_rate_hz: float | None = None, dataset: Path | None = None,
-                 progress: bool = True, hogs: int = 0) -> dict:
+                 progress: bool = True, hogs: int = 0, labels: str = "") -> dict:
     """Stream ``revisits`` revisits of ``seconds`` each at ``rate_hz`` into the
     nodes and return the figures per revisit (see the module docstring). The
     frames come from ``dataset`` (default: the demo room); ``hogs`` busy loops
-    run beside."""
+    run beside. ``labels``: also stream the label images of that variant
+    (``stseg generate --labels``; the demo room is generated with them) and
+    have the nodes fuse them, to measure what the robot's 2D labels cost."""
     import json
 
     import rclpy
 
+    from stseg_ros.benchmark.labels import label_topic
     from stseg_ros.ros.demo import demo_dataset, start_node, stop_process
     from stseg_ros.ros.env import localhost_ros_env
     from stseg_ros.ros.replay import Replayer, SpinThread, accounting_gaps, find_bags
 
     os.environ.update(localhost_ros_env())
-    dataset = Path(dataset) if dataset else demo_dataset()
+    dataset = Path(dataset) if dataset else demo_dataset(labels=(labels,) if labels else ())
+    extra = (label_topic(labels),) if labels else ()
     meta = json.loads((dataset / "dataset.json").read_text())
     frame_rate, size = meta["frame_rate_hz"], meta["intrinsics"]
     bags = find_bags([dataset])
-    cameras = [RecordedCamera(bags[r % len(bags)], rate_hz, frame_rate)
+    cameras = [RecordedCamera(bags[r % len(bags)], rate_hz, frame_rate, extra)
                for r in range(min(revisits, len(bags)))]
     rows: list[RevisitFigures] = []
     with cpu_hogs(hogs), tempfile.TemporaryDirectory(prefix="stseg-bench-ingest-") as tmp:
         args = ["-p", "status_period_s:=0.0"]
         if fusion_rate_hz is not None:
             args += ["-p", f"max_fusion_rate_hz:={float(fusion_rate_hz)}"]
+        mapper_args = ["-p", f"db_path:={tmp}/memory.db"]
+        if labels:
+            args += ["-p", f"labels.topic:={extra[0]}"]
+            mapper_args += ["-p", f"labels.label_set:={dataset / 'label_set.yaml'}"]
         accumulator = start_node("accumulator_node", *args, log=Path(tmp) / "accumulator.log")
-        mapper = start_node("mapper_node", "-p", f"db_path:={tmp}/memory.db",
-                            log=Path(tmp) / "mapper.log")
+        mapper = start_node("mapper_node", *mapper_args, log=Path(tmp) / "mapper.log")
         rclpy.init()
         camera = Replayer(clock=False)
         for topic, msgtype in cameras[0].types.items():
@@ -175,7 +186,8 @@ def bench_ingest(rate_hz: float = 30.0, seconds: float = 20.0, revisits: int = 3
                     ended.images_unpaired, ended.images_lost, ended.images_missing,
                     accounting_gaps(sent, ended), round(t2 - t1, 2),
                     round((cpu1 - cpu0) / (t1 - t0), 2),
-                    round(busy, 1)))
+                    round(busy, 1), ended.frames_labelled, ended.frames_unlabelled,
+                    ended.label_images_unused))
                 bar.update()
             bar.close()
             camera.wait_for_epoch(rows[-1].revisit, timeout=120.0)
@@ -186,7 +198,7 @@ def bench_ingest(rate_hz: float = 30.0, seconds: float = 20.0, revisits: int = 3
             for proc in (accumulator, mapper):
                 stop_process(proc)
     received = sum(r.received for r in rows)
-    return {"rate_hz": rate_hz, "seconds_per_revisit": seconds, "hogs": hogs,
+    return {"rate_hz": rate_hz, "seconds_per_revisit": seconds, "hogs": hogs, "labels": labels,
             "max_fusion_rate_hz": fusion_rate_hz, "image_size": [size["width"], size["height"]],
             "pairs_published": sum(r.pairs_published for r in rows),
             "pairs_received": received,
@@ -215,6 +227,12 @@ def format_ingest(result: dict) -> str:
     lines.append(f"{verdict}: {result['overflow']} frames overflowed the fusion queue; "
                  f"{lost} of {result['pairs_published']} published pairs never reached it "
                  f"as a pair ({result['images_missing']} images missing)")
+    if result.get("labels"):
+        rows = result["revisits"]
+        lines.append(f"label images ({result['labels']}): "
+                     f"{sum(r['labelled'] for r in rows)} fused frames labelled, "
+                     f"{sum(r['unlabelled'] for r in rows)} without their label image, "
+                     f"{sum(r['label_images_unused'] for r in rows)} label images unused")
     gaps = [g for r in result["revisits"] for g in r["gaps"]]
     lines.append("every image accounted for" if not gaps else
                  "ACCOUNTING DOES NOT ADD UP: " + "; ".join(gaps))

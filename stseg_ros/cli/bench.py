@@ -34,7 +34,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         from stseg_ros.bench.ingest import bench_ingest, format_ingest
 
         result = bench_ingest(args.rate, args.seconds, args.revisits, args.fusion_rate,
-                              progress=not args.quiet, hogs=args.hogs)
+                              progress=not args.quiet, hogs=args.hogs, labels=args.labels)
         print(format_ingest(result))
     elif args.what == "soak":
         from stseg_ros.bench.soak import SoakConfig, bench_soak, format_soak
@@ -98,6 +98,9 @@ def add_verbs(verbs) -> None:
     p.add_argument("--fusion-rate", type=float, default=None,
                    help="ingest: the accumulator's max_fusion_rate_hz (default: its own, 15; "
                         "0 fuses every frame)")
+    p.add_argument("--labels", default="", metavar="VARIANT",
+                   help="ingest: also stream label images of this variant (clean, typical, "
+                        "...; stseg generate --labels) and fuse them")
     p.add_argument("--kill-probability", type=float, default=0.5,
                    help="soak: chance per revisit that a node is killed (default 0.5)")
     p.add_argument("--hogs", type=int, default=None,

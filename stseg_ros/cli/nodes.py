@@ -163,7 +163,8 @@ def add_verbs(verbs) -> None:
                          description="Call <node>/query_objects; filters combine with AND.")
     p.add_argument("--node", default="/mapper", help="map node to ask (default /mapper)")
     p.add_argument("--class", dest="class_name", action="append", default=[],
-                   help="NYU40 class name, repeatable")
+                   help="class name (NYU40, or the robot's own with labels.label_set), "
+                        "repeatable")
     p.add_argument("--id", type=int, action="append", default=[], help="object id, repeatable")
     p.add_argument("--state", type=_object_state, action="append", default=[],
                    metavar="STATE",

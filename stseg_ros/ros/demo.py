@@ -26,14 +26,18 @@ def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "stseg_ros"
 
 
-def demo_dataset(seed: int = DEMO_SEED, frames: int = DEMO_FRAMES) -> Path:
-    """The demo room (three revisits as bags), generated once and then reused."""
+def demo_dataset(seed: int = DEMO_SEED, frames: int = DEMO_FRAMES,
+                 labels: tuple[str, ...] = ()) -> Path:
+    """The demo room (three revisits as bags), generated once and then reused;
+    ``labels``: with those label-image variants (``stseg generate --labels``)."""
     from stseg_ros.benchmark.generate import GenerateConfig, generate_dataset
 
-    root = cache_dir() / f"demo-seed{seed}-frames{frames}"
+    root = cache_dir() / (f"demo-seed{seed}-frames{frames}"
+                          + "".join(f"-labels-{v}" for v in labels))
     if not (root / "dataset.json").is_file():
         print(f"generating the demo room into {root} (once; later runs reuse it) ...")
-        generate_dataset(root, GenerateConfig(seed=seed, revisits=3, rooms=1, frames=frames))
+        generate_dataset(root, GenerateConfig(seed=seed, revisits=3, rooms=1, frames=frames,
+                                              labels=labels))
     return root
 
 

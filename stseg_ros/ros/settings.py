@@ -197,6 +197,8 @@ LAUNCH_ARGUMENTS: dict[str, tuple[str, str]] = {
     "camera_frame": ("accumulator", "camera_frame"),
     "color_transport": ("accumulator", "color_transport"),
     "depth_transport": ("accumulator", "depth_transport"),
+    "label_topic": ("accumulator", "labels.topic"),
+    "label_set": ("mapper", "labels.label_set"),
 }
 
 
