@@ -167,11 +167,16 @@ def _box(x0: float, n: int = 400, seed: int = 0) -> np.ndarray:
     return (rng.random((n, 3)) * [0.5, 0.5, 0.8] + [x0, 0, 0]).astype(np.float32)
 
 
+def _plant() -> np.ndarray:
+    return (np.random.default_rng(4).random((400, 3)) * [0.2, 0.2, 0.3] + [7, 0, 0]
+            ).astype(np.float32)
+
+
 def _scene():
     """Two touching boxes segmented as one object, a patch of floor segmented as
-    another, and an unlabelled third object."""
+    another, an unlabelled third object, and a plant no segment holds."""
     xyz = np.concatenate([_box(0.0), _box(0.5, seed=1), _box(3.0, seed=2) * [1, 1, 0.02],
-                          _box(5.0, seed=3)])
+                          _box(5.0, seed=3), _plant()])
     rgb = np.full((len(xyz), 3), 128, np.uint8)
     normals = np.tile([0.0, 0.0, 1.0], (len(xyz), 1)).astype(np.float32)
     groups = [np.arange(0, 800), np.arange(800, 1200), np.arange(1200, 1600)]
@@ -180,7 +185,7 @@ def _scene():
                        [class_id("table")] * 3, [0.8, 0.6, 0.5], normals=normals,
                        identities=[11, 12, 13])
     label = np.zeros(len(xyz), np.int32)
-    label[:400], label[400:800], label[800:1200] = 4, 7, 1
+    label[:400], label[400:800], label[800:1200], label[1600:] = 4, 7, 1, 15
     return xyz, rgb, seg, label, np.ones(len(xyz), np.float32)
 
 
@@ -188,15 +193,18 @@ def test_labels_split_merged_objects_drop_floor_and_name_segments_in_the_robots_
         tmp_path):
     xyz, rgb, seg, label, share = _scene()
     out = apply_labels(seg, xyz, rgb, label, share, LabelSet.load(_set(tmp_path)))
-    assert len(out.segments) == 3                  # two from the merged one, the unlabelled
+    # two from the merged one, the unlabelled one, and the plant only the labels saw
+    assert len(out.segments) == 4
     by_name = dict(zip(out.class_names, out.segments, strict=True))
-    assert set(by_name) == {"office chair", "couch", "table"}
+    assert set(by_name) == {"office chair", "couch", "table", "potted plant"}
+    assert sorted(by_name["potted plant"].points.tolist()) == list(range(1600, 2000))
+    assert out.class_ids[out.class_names.index("potted plant")] == class_id("otherprop")
     assert sorted(by_name["office chair"].points.tolist()) == list(range(400))
     assert sorted(by_name["couch"].points.tolist()) == list(range(400, 800))
     assert out.class_ids[out.class_names.index("couch")] == class_id("sofa")
     assert (out.structure[800:1200] == class_id("floor")).all()   # the floor patch
     # the larger part keeps the tracked identity; the unlabelled segment is untouched
-    assert sorted(out.identities) == [0, 11, 13]
+    assert sorted(out.identities) == [0, 0, 11, 13]
     assert out.scores[out.class_names.index("table")] == 0.5
 
 
@@ -204,6 +212,7 @@ def test_too_few_labelled_points_or_disagreeing_votes_leave_a_segment_as_it_was(
     xyz, rgb, seg, label, share = _scene()
     sparse = np.zeros_like(label)
     sparse[:50] = 4                                # 6 % of the merged segment labelled
+    sparse[1600:1700] = 15                         # too few to be an object of its own
     out = apply_labels(seg, xyz, rgb, sparse, share, LabelSet.load(_set(tmp_path)))
     assert out.class_ids == seg.class_ids and out.class_names == ["table"] * 3
     unsure = np.full(len(xyz), 0.3, np.float32)    # every voxel's votes split three ways

@@ -33,7 +33,13 @@ from stseg_ros.core.classes import NYU40_CLASSES, class_id, class_name
 from stseg_ros.core.fields import setting
 from stseg_ros.core.pointcloud import voxel_keys
 from stseg_ros.core.segmentation import Segmentation
-from stseg_ros.mapping.geometric import GeometricConfig, describe, estimate_normals
+from stseg_ros.mapping.geometric import (
+    GeometricConfig,
+    VoxelGrid,
+    connected,
+    describe,
+    estimate_normals,
+)
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +47,7 @@ LABEL_SET_FORMAT = "stseg_ros.label_set"
 OWN_CLASS = class_id("otherprop")      # what a class of the robot's own is scored as
 STRUCTURE = {class_id(n) for n in ("wall", "floor", "ceiling")}
 PENDING = 90                           # frames (or label images) waiting for a partner
+NEW_OBJECT_SCORE = 0.3                 # ranks an object only the labels found below the rest
 
 
 @dataclass(frozen=True)
@@ -59,6 +66,8 @@ class LabelConfig:
     split_share: float = setting(  # a segment with two object labels this strong each
         0.25, low=0, high=1)       # is split by label
     min_points: int = setting(50, low=1)   # points a label needs in a segment to split it
+    min_new_points: int = setting(  # labelled points no segment took, this many connected,
+        200, low=1)                 # become an object the segmenter missed
 
 
 class LabelSetError(ValueError):
@@ -320,12 +329,16 @@ def apply_labels(seg: Segmentation, xyz: np.ndarray, rgb: np.ndarray, label: np.
     """The segmentation as the robot's 2D labels correct it, segment by segment
     (segments with too few labelled points stay as they are):
 
-    - a segment labelled mostly wall, floor or ceiling is structure, not an object;
+    - a segment labelled mostly wall, floor or ceiling is structure, not an
+      object, and the points of the others labelled so leave them;
     - a segment whose points carry two or more object labels in force is split
       by label (two touching objects of different classes);
     - each segment takes the object label most of its labelled points carry
       as its class, its name and, as class confidence, the share that agree;
-      its score ranks it by how whole the segmenter found it times that share.
+      its score ranks it by how whole the segmenter found it times that share;
+    - points of no segment and no structure that carry one object label, at
+      least ``min_new_points`` of them connected, are an object the segmenter
+      missed (ranked below the others).
     """
     nyu = _lookup(label_set, lambda c: c.nyu40)
     known = np.zeros(len(nyu), bool)
@@ -336,6 +349,7 @@ def apply_labels(seg: Segmentation, xyz: np.ndarray, rgb: np.ndarray, label: np.
     structure = seg.structure.copy()
     normals = seg.normals
     kept: list[tuple] = []      # (segment, class id, name, score, identity, objectness, confidence)
+    done = {"named": 0, "split": 0, "structure": 0}
     for i, segment in enumerate(seg.segments):
         pts = segment.points
         base = (segment, seg.class_ids[i],
@@ -348,11 +362,13 @@ def apply_labels(seg: Segmentation, xyz: np.ndarray, rgb: np.ndarray, label: np.
             continue
         if wall[pts].sum() >= cfg.structure_share * mine.sum():     # not an object at all
             structure[pts] = np.where(wall[pts], nyu[label[pts]], structure[pts])
+            done["structure"] += 1
             continue
         trimmed = wall[pts]                           # wall/floor points leave it
         structure[pts[trimmed]] = nyu[label[pts[trimmed]]]
         pts = pts[~trimmed]
         groups = _split(xyz, pts, label[pts], labelled[pts], cfg)
+        done["split"] += len(groups) > 1
         if normals is None:
             normals = estimate_normals(xyz, GeometricConfig().normal_radius)
         whole = seg.scores[i] / max(seg.confidence(i), 1e-6)     # how whole, alone
@@ -372,6 +388,13 @@ def apply_labels(seg: Segmentation, xyz: np.ndarray, rgb: np.ndarray, label: np.
             else:
                 kept.append((part, entry.nyu40, entry.name, min(1.0, whole) * agree, identity,
                              base[5], agree))
+                done["named"] += 1
+    found = _unsegmented(seg, xyz, rgb, label, labelled & ~wall, structure, label_set,
+                         normals, cfg)
+    kept += found
+    log.info("2D labels: %d segments named, %d split, %d taken for structure, %d objects "
+             "found that no segment held", done["named"], done["split"], done["structure"],
+             len(found))
     if not kept:
         return replace(seg, structure=structure, segments=[], class_ids=[], scores=[],
                        identities=[] if seg.identities is not None else None,
@@ -383,6 +406,35 @@ def apply_labels(seg: Segmentation, xyz: np.ndarray, rgb: np.ndarray, label: np.
                    normals=normals, class_names=names, class_confidence=confidence,
                    identities=identities if seg.identities is not None else None,
                    objectness=objectness if seg.objectness is not None else None)
+
+
+def _unsegmented(seg: Segmentation, xyz: np.ndarray, rgb: np.ndarray, label: np.ndarray,
+                 thing: np.ndarray, structure: np.ndarray, label_set: LabelSet,
+                 normals: np.ndarray | None, cfg: LabelConfig) -> list[tuple]:
+    """Objects the segmenter missed: points of neither a segment nor the
+    structure that carry one object label, connected (5 cm) and at least
+    ``min_new_points`` of them."""
+    free = thing & (structure == 0)
+    for segment in seg.segments:
+        free[segment.points] = False
+    found: list[tuple] = []
+    for value in np.unique(label[free]):
+        pts = np.flatnonzero(free & (label == value))
+        if len(pts) < cfg.min_new_points:
+            continue
+        grid = VoxelGrid.of(xyz[pts], 0.05)
+        parts = connected(grid.coords, 1.8)[grid.point_voxel]
+        entry = label_set.get(int(value))
+        for part in np.unique(parts):
+            members = pts[parts == part]
+            if len(members) < cfg.min_new_points:
+                continue
+            if normals is None:
+                normals = estimate_normals(xyz, GeometricConfig().normal_radius)
+            found.append((describe(xyz, rgb, normals, members), entry.nyu40, entry.name,
+                          NEW_OBJECT_SCORE, 0, NEW_OBJECT_SCORE if seg.objectness is not None
+                          else None, 1.0))
+    return found
 
 
 def _lookup(label_set: LabelSet, value) -> np.ndarray:
