@@ -147,6 +147,15 @@ def test_labels_arriving_before_or_after_their_frame_are_matched_and_leftovers_c
     assert set(np.unique(label)) <= {4, 7} and np.allclose(share, 0.5)
 
 
+def test_panoptic_label_images_vote_for_their_class():
+    votes = LabelVotes(LabelConfig(topic="labels", voxel=0.1, id_divisor=1000))
+    _wall_view(votes, 1)
+    votes.add_labels(1, _halves(4 * 1000 + 17, 7 * 1000 + 3))  # instance 17 of class 4, ...
+    label, _ = votes.evidence(_wall_points())
+    x = _wall_points()[:, 0]
+    assert (label[x < -0.1] == 4).all() and (label[x > 0.1] == 7).all()
+
+
 def test_a_smaller_label_image_scales_and_one_of_other_proportions_is_refused():
     votes = LabelVotes(LabelConfig(topic="labels", voxel=0.1))
     _wall_view(votes, 1)

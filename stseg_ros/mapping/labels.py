@@ -57,6 +57,8 @@ class LabelConfig:
     voxel: float = setting(0.04, above=0)   # m, cells the pixels' votes are gathered in
     pixel_stride: int = setting(2, low=1)   # every k-th pixel (each way) of a label image votes
     max_gap_s: float = setting(0.02, low=0)  # s, a label image this close to a frame labels it
+    id_divisor: int = setting(  # panoptic images (id = class * this + instance): the class is
+        1, low=1)               # id // this; 1: the ids are class ids
     min_share: float = setting(  # a point's label counts if this share of its voxel's
         0.5, low=0, high=1)      # votes agree
     min_labelled: float = setting(  # a segment is corrected only if this share of its
@@ -251,7 +253,7 @@ class LabelVotes:
             self.stats.refuse(f"label image {lw}x{lh} does not match depth {w}x{h}")
             return
         v, u = view.pixels           # a smaller label image (a segmenter's input size) scales
-        ids = labels[(v * lh) // h, (u * lw) // w].astype(np.int32)
+        ids = labels[(v * lh) // h, (u * lw) // w].astype(np.int32) // self.cfg.id_divisor
         keep = ids > 0
         self.stats.labelled += 1
         if keep.any():

@@ -39,7 +39,7 @@ from stseg_ros.sources.base import SourceConfig
 
 DEFAULT_DB = "~/.ros/stseg_ros/memory.db"
 TRANSPORTS = {"color": ("raw", "compressed"), "depth": ("raw", "compressedDepth")}
-LABEL_FUSION = ("topic", "voxel", "pixel_stride", "max_gap_s")   # the accumulator's part
+LABEL_FUSION = ("topic", "id_divisor", "voxel", "pixel_stride", "max_gap_s")   # accumulator's
 
 
 @dataclass(frozen=True)
