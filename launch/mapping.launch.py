@@ -27,8 +27,9 @@ before launch listens.
 import os
 
 from ament_index_python.packages import get_package_share_directory
-from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.actions import DeclareLaunchArgument, OpaqueFunction, RegisterEventHandler, Shutdown
 from launch.conditions import IfCondition, UnlessCondition
+from launch.event_handlers import OnProcessExit
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import LifecycleNode, Node
 
@@ -54,6 +55,13 @@ def nodes(context):
         given = {k: v for n in names for k, v in overrides[n].items()}
         return [*common, given] if given else common
 
+    def stop_on_failure(event, _context):
+        # a node that exits non-zero (autostart's failed configure, a broken memory)
+        # ends the launch, instead of leaving the other node running on its own
+        if event.returncode:
+            return [Shutdown(reason=f"{event.action.name} exited with code {event.returncode}")]
+        return None
+
     return [
         # RViz first: a missing rviz2 package then stops the launch before it has
         # started the nodes (an exception in a later action leaves them orphaned)
@@ -72,6 +80,7 @@ def nodes(context):
         Node(package="stseg_ros", executable="mapping", namespace=arg("namespace"),
              output="screen", parameters=params("accumulator", "mapper"),
              condition=IfCondition(arg("composed"))),
+        RegisterEventHandler(OnProcessExit(on_exit=stop_on_failure)),
     ]
 
 

@@ -310,3 +310,16 @@ def test_objects_mapped_with_the_robots_labels_carry_its_class_names(labelled_ba
         run_dataset(labelled_bag, tmp_path / "bad", log=lines.append, cfg=load_config(
             sets=[f"labels.topic={label_topic('clean')}", "labels.label_set=missing.yaml",
                   "segmentation.segmenter=geometric"]))
+
+
+def test_label_images_asked_of_an_input_without_them_is_an_error_naming_it(labelled_bag,
+                                                                           tmp_path):
+    from stseg_ros.core.layout import read_cloud
+    from stseg_ros.sources import open_inputs
+
+    xyz, rgb = read_cloud(labelled_bag / "scene_000" / "epoch_00")
+    cloud = tmp_path / "scan.npz"
+    np.savez(cloud, xyz=xyz, rgb=rgb)
+    with pytest.raises(InputError, match="scan.npz: a cloud input has no label images"):
+        open_inputs([cloud], label_topic=label_topic("clean"))
+    assert open_inputs([cloud])                     # without labels it reads

@@ -11,6 +11,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+import types
 
 import pytest
 from conftest import REPO_ROOT
@@ -362,7 +363,9 @@ def _load_launch_file(monkeypatch):
 
     stand_ins = {
         "launch": {"LaunchDescription": _Action},
-        "launch.actions": {"DeclareLaunchArgument": _Action, "OpaqueFunction": _Action},
+        "launch.actions": {"DeclareLaunchArgument": _Action, "OpaqueFunction": _Action,
+                           "RegisterEventHandler": _Action, "Shutdown": _Action},
+        "launch.event_handlers": {"OnProcessExit": _Action},
         "launch.conditions": {"IfCondition": _Action, "UnlessCondition": _Action},
         "launch.substitutions": {"LaunchConfiguration": _Configuration},
         "launch_ros": {}, "launch_ros.actions": {"LifecycleNode": _Action, "Node": _Action},
@@ -398,8 +401,9 @@ def test_launch_file_arguments_come_from_the_settings_tree_and_override_only_whe
     values.update(params_file="/share/stseg_ros/config/mapping.yaml", autostart="true",
                   use_sim_time="false", device="cuda", db_path="/data/memory.db",
                   pose_source="odometry")
+    launched = opaque.kwargs["function"](values)
     actions = {a.kwargs.get("name", a.kwargs["executable"]): a
-               for a in opaque.kwargs["function"](values)}
+               for a in launched if "executable" in a.kwargs}
 
     def given(executable) -> list:
         return [p for p in actions[executable].kwargs["parameters"] if isinstance(p, dict)]
@@ -411,9 +415,16 @@ def test_launch_file_arguments_come_from_the_settings_tree_and_override_only_whe
                                    "pose_source": "odometry"}
     assert all(p["autostart"].name == "autostart" for n in ("accumulator", "mapper", "mapping")
                for p in given(n)[:1])
+    # a node that exits with an error (a failed configure with autostart) ends the launch
+    handler, = (a for a in launched if "executable" not in a.kwargs)
+    on_exit = handler.args[0].kwargs["on_exit"]
+    node = types.SimpleNamespace(name="mapper")
+    shutdown, = on_exit(types.SimpleNamespace(returncode=1, action=node), None)
+    assert "mapper exited with code 1" in shutdown.kwargs["reason"]
+    assert on_exit(types.SimpleNamespace(returncode=0, action=node), None) is None
     values.update(device="", db_path="", pose_source="")      # nothing given: params_file's
     actions = {a.kwargs.get("name", a.kwargs["executable"]): a
-               for a in opaque.kwargs["function"](values)}
+               for a in opaque.kwargs["function"](values) if "executable" in a.kwargs}
     assert [set(p) for p in given("mapper")] == [autostart]
     values.update(device="gpu")
     with pytest.raises(ValueError, match="device: 'gpu' is not one of: cpu, cuda"):

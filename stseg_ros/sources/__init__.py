@@ -64,4 +64,8 @@ def open_inputs(paths: Sequence[Path], name: str | None = None,
             what = f"a {name} input" if name else "in any format this package reads"
             raise InputError(f"{path}: not {what}, nor a folder of them ({kinds})")
         revisits += source(path, cfg, log, label_topic).revisits()
+    unlabelled = [r for r in revisits if r.source != RosbagSource.name]
+    if label_topic and unlabelled:
+        raise InputError(f"{unlabelled[0].path}: a {unlabelled[0].source} input has no label "
+                         f"images; labels.topic ({label_topic}) is read from bags only")
     return revisits
