@@ -323,3 +323,19 @@ def test_label_images_asked_of_an_input_without_them_is_an_error_naming_it(label
     with pytest.raises(InputError, match="scan.npz: a cloud input has no label images"):
         open_inputs([cloud], label_topic=label_topic("clean"))
     assert open_inputs([cloud])                     # without labels it reads
+
+
+def test_a_segmenter_surer_than_keep_confident_keeps_its_class_in_the_robots_words(tmp_path):
+    xyz, rgb, seg, label, share = _scene()
+    seg.class_ids[2] = class_id("sofa")              # the segmenter: a sofa, 0.5 sure
+    label[1200:1600] = 4                             # the robot: an office chair
+    labels = LabelSet.load(_set(tmp_path))
+
+    def third(out):                                  # (class id, name) of that object
+        at = next(k for k, s in enumerate(out.segments) if s.points.min() == 1200)
+        return out.class_ids[at], out.class_names[at]
+
+    assert third(apply_labels(seg, xyz, rgb, label, share, labels)) == \
+        (class_id("chair"), "office chair")
+    keeping = apply_labels(seg, xyz, rgb, label, share, labels, LabelConfig(keep_confident=0.4))
+    assert third(keeping) == (class_id("sofa"), "couch")   # the robot's name for a sofa

@@ -70,6 +70,8 @@ class LabelConfig:
     min_points: int = setting(50, low=1)   # points a label needs in a segment to split it
     min_new_points: int = setting(  # labelled points no segment took, this many connected,
         200, low=1)                 # become an object the segmenter missed
+    keep_confident: float = setting(  # a segmenter class surer than this stays against the
+        1.0, low=0, high=1)           # labels (in the robot's name for it); 1: labels name all
 
 
 class LabelSetError(ValueError):
@@ -136,6 +138,12 @@ class LabelSet:
 
     def get(self, label: int) -> LabelClass | None:
         return self.classes.get(int(label))
+
+    def name_of(self, nyu40: int) -> str:
+        """The robot's name for a NYU40 class (its first class scored as it), or
+        the NYU40 name where it has none."""
+        return next((c.name for c in self.classes.values() if c.nyu40 == nyu40 and not c.own),
+                    class_name(nyu40))
 
 
 def _entry(value, label: int, path: Path) -> LabelClass:
@@ -337,7 +345,8 @@ def apply_labels(seg: Segmentation, xyz: np.ndarray, rgb: np.ndarray, label: np.
       by label (two touching objects of different classes);
     - each segment takes the object label most of its labelled points carry
       as its class, its name and, as class confidence, the share that agree;
-      its score ranks it by how whole the segmenter found it times that share;
+      its score ranks it by how whole the segmenter found it times that share
+      (unless the segmenter is surer of another class than ``keep_confident``);
     - points of no segment and no structure that carry one object label, at
       least ``min_new_points`` of them connected, are an object the segmenter
       missed (ranked below the others).
@@ -387,6 +396,9 @@ def apply_labels(seg: Segmentation, xyz: np.ndarray, rgb: np.ndarray, label: np.
             agree = float(votes[top] / votes.sum())
             if agree < cfg.min_share:
                 kept.append((part, *base[1:4], identity, *base[5:]))
+            elif len(groups) == 1 and entry.nyu40 != base[1] and base[6] > cfg.keep_confident:
+                # the segmenter is surer of its own class: kept, in the robot's words
+                kept.append((part, base[1], label_set.name_of(base[1]), *base[3:]))
             else:
                 kept.append((part, entry.nyu40, entry.name, min(1.0, whole) * agree, identity,
                              base[5], agree))
