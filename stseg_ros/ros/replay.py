@@ -120,6 +120,9 @@ class BagReport:
     images_unpaired: int = 0
     images_lost: int = 0
     images_missing: int = 0          # sent, never received before the revisit closed
+    frames_labelled: int = 0         # with the robot's label images (labels.topic)
+    frames_unlabelled: int = 0
+    label_images_unused: int = 0
     gaps: list[str] = field(default_factory=list)   # see accounting_gaps
     skipped_topics: list[str] = field(default_factory=list)
 
@@ -131,7 +134,10 @@ class BagReport:
                 f"unpaired, {self.images_lost} lost, {self.images_missing} missing); "
                 f"{self.frames_received} frames: {self.frames_fused} fused, "
                 f"{self.frames_dropped} dropped, {self.frames_thinned} thinned, "
-                f"{self.frames_late} late")
+                f"{self.frames_late} late"
+                + (f"; {self.frames_labelled} labelled, {self.frames_unlabelled} without "
+                   f"their label image, {self.label_images_unused} label images unused"
+                   if self.frames_labelled or self.frames_unlabelled else ""))
 
 
 class Replayer(Node):
@@ -276,6 +282,9 @@ class Replayer(Node):
         report.images_received = {"color": answer.color_received, "depth": answer.depth_received}
         report.images_unpaired, report.images_lost = answer.images_unpaired, answer.images_lost
         report.images_missing = answer.images_missing
+        report.frames_labelled = answer.frames_labelled
+        report.frames_unlabelled = answer.frames_unlabelled
+        report.label_images_unused = answer.label_images_unused
 
     def wait_for_subscribers(self, limit_s: float = 3.0) -> None:
         """Give discovery time to match the publishers (until the number of
