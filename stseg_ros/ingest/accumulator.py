@@ -83,6 +83,7 @@ class Arrivals:
     lost: int = 0            # images the middleware reported lost on the way
     late: int = 0            # frames of the closed revisit before, arriving after its close
     missing: int = 0         # images the sender said it sent that had not arrived
+    labels: int = 0          # label images received (labels.topic)
 
     def received(self, kind: str) -> int:
         return self.color if kind == "color" else self.depth
@@ -205,10 +206,13 @@ class RevisitAccumulator:
                     self._current.arrivals.lost += images
 
     def received(self) -> dict[str, int] | None:
-        """Images of each kind received while the open revisit was open (None: none open)."""
+        """Images of each kind (colour, depth, the robot's labels) received while
+        the open revisit was open (None: none open)."""
         with self._lock:
             rev = self._current
-            return None if rev is None else {k: rev.arrivals.received(k) for k in KINDS}
+            if rev is None:
+                return None
+            return {**{k: rev.arrivals.received(k) for k in KINDS}, "labels": rev.arrivals.labels}
 
     def submit(self, frame: RawFrame) -> None:
         """Queue one frame for fusion; never blocks."""
@@ -252,6 +256,7 @@ class RevisitAccumulator:
             if rev is None or rev.fusion.labels is None:
                 self.labels_without_revisit += 1
                 return
+            rev.arrivals.labels += 1
         self._queue.put(("labels", rev, (stamp_ns, image)))
 
     def _before_close(self, stamp_ns: int) -> bool:
