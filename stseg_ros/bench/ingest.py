@@ -50,6 +50,7 @@ class RevisitFigures:
     labelled: int = 0           # with label images: fused frames that got theirs
     unlabelled: int = 0         # fused frames whose label image never came
     label_images_unused: int = 0  # label images no fused frame had the stamp of
+    label_images_thinned: int = 0  # label images of thinned frames (not decoded)
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -187,7 +188,7 @@ def bench_ingest(rate_hz: float = 30.0, seconds: float = 20.0, revisits: int = 3
                     accounting_gaps(sent, ended), round(t2 - t1, 2),
                     round((cpu1 - cpu0) / (t1 - t0), 2),
                     round(busy, 1), ended.frames_labelled, ended.frames_unlabelled,
-                    ended.label_images_unused))
+                    ended.label_images_unused, ended.label_images_thinned))
                 bar.update()
             bar.close()
             camera.wait_for_epoch(rows[-1].revisit, timeout=120.0)
@@ -232,7 +233,8 @@ def format_ingest(result: dict) -> str:
         lines.append(f"label images ({result['labels']}): "
                      f"{sum(r['labelled'] for r in rows)} fused frames labelled, "
                      f"{sum(r['unlabelled'] for r in rows)} without their label image, "
-                     f"{sum(r['label_images_unused'] for r in rows)} label images unused")
+                     f"{sum(r['label_images_thinned'] for r in rows)} of thinned frames, "
+                     f"{sum(r['label_images_unused'] for r in rows)} unused")
     gaps = [g for r in result["revisits"] for g in r["gaps"]]
     lines.append("every image accounted for" if not gaps else
                  "ACCOUNTING DOES NOT ADD UP: " + "; ".join(gaps))

@@ -103,7 +103,7 @@ def decode_label_image(msg) -> np.ndarray:
                          "(per-pixel class ids)")
     h, w, step = int(msg.height), int(msg.width), int(msg.step)
     dtype = np.dtype(sizes[enc]).newbyteorder(">" if msg.is_bigendian else "<")
-    data = np.frombuffer(bytes(msg.data), dtype=np.uint8)
+    data = np.frombuffer(msg.data, dtype=np.uint8)     # no copy of a 600 kB image
     if h == 0 or w == 0 or step < w * dtype.itemsize or len(data) < h * step:
         raise ValueError(f"{enc} label image {w}x{h} with step {step} needs {h * step} "
                          f"bytes, got {len(data)}")

@@ -23,6 +23,7 @@ import logging
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -32,7 +33,7 @@ from stseg_ros.ingest.tf_buffer import TfBuffer
 from stseg_ros.mapping.drift import DriftConfig, FragmentFusion, FusedScan
 from stseg_ros.mapping.frames import RgbdFrame, intrinsics_from_camera_info
 from stseg_ros.mapping.fusion import FusionConfig
-from stseg_ros.mapping.labels import LabelConfig, LabelStats
+from stseg_ros.mapping.labels import PENDING, LabelConfig, LabelStats
 
 log = logging.getLogger(__name__)
 
@@ -146,6 +147,14 @@ class _Revisit:
     dropped_at_queue: int = 0
     thinned: int = 0
     arrivals: Arrivals = field(default_factory=Arrivals)
+    # the robot's label images are matched to frames here, by stamp, before any
+    # is decoded: those of frames queued for fusion go to the worker, those of
+    # frames thinned or dropped at the queue are only counted, the others wait
+    queued: deque = field(default_factory=lambda: deque(maxlen=2 * PENDING))
+    not_fused: deque = field(default_factory=lambda: deque(maxlen=2 * PENDING))
+    waiting_labels: deque = field(default_factory=deque)    # (stamp, image), no frame yet
+    labels_not_fused: int = 0
+    labels_unmatched: int = 0        # waited for a frame that never came
 
     def skip(self, stamp_ns: int, reason: str) -> None:
         if self.fusion.stats.skip(reason):
@@ -240,23 +249,55 @@ class RevisitAccumulator:
             rev.newest_ns = max(rev.newest_ns, frame.stamp_ns)
             if self._thin(rev, frame.stamp_ns):
                 rev.thinned += 1
+                self._left_out(rev, frame.stamp_ns)
                 return
             if self._pending >= self.cfg.queue_frames:
                 rev.dropped_at_queue += 1
+                self._left_out(rev, frame.stamp_ns)
                 return
             self._pending += 1
+            labels = self._labels_of(rev, frame.stamp_ns)
+            rev.queued.append(frame.stamp_ns)
         self._queue.put(("frame", rev, frame))
+        for item in labels:
+            self._queue.put(("labels", rev, item))
+
+    def _labels_of(self, rev: _Revisit, stamp_ns: int) -> list:
+        """The waiting label images of the frame stamped ``stamp_ns`` (taken out)."""
+        if not rev.waiting_labels:
+            return []
+        gap = rev.fusion.labels.cfg.max_gap_s * 1e9
+        mine = [item for item in rev.waiting_labels if abs(item[0] - stamp_ns) <= gap]
+        for item in mine:
+            rev.waiting_labels.remove(item)
+        return mine
+
+    def _left_out(self, rev: _Revisit, stamp_ns: int) -> None:
+        rev.not_fused.append(stamp_ns)
+        rev.labels_not_fused += len(self._labels_of(rev, stamp_ns))
 
     def submit_labels(self, stamp_ns: int, image) -> None:
-        """Queue one label image (a ``sensor_msgs/Image`` of per-pixel class ids)
-        for the open revisit; it is decoded and matched to its frame on the
-        worker. Never blocks."""
+        """Take one label image (a ``sensor_msgs/Image`` of per-pixel class ids)
+        for the open revisit. Matched to its frame by stamp first: the label
+        image of a frame queued for fusion goes to the worker (decoded and
+        voted there), that of a thinned frame is counted and left, and one
+        whose frame has not come yet waits for it. Never blocks."""
         with self._lock:
             rev = self._current
             if rev is None or rev.fusion.labels is None:
                 self.labels_without_revisit += 1
                 return
             rev.arrivals.labels += 1
+            gap = rev.fusion.labels.cfg.max_gap_s * 1e9
+            if any(abs(stamp_ns - s) <= gap for s in rev.not_fused):
+                rev.labels_not_fused += 1     # its frame was thinned: not even decoded
+                return
+            if not any(abs(stamp_ns - s) <= gap for s in rev.queued):
+                rev.waiting_labels.append((stamp_ns, image))     # its frame is to come
+                if len(rev.waiting_labels) > PENDING:
+                    rev.waiting_labels.popleft()
+                    rev.labels_unmatched += 1
+                return
         self._queue.put(("labels", rev, (stamp_ns, image)))
 
     def _before_close(self, stamp_ns: int) -> bool:
@@ -457,6 +498,9 @@ class RevisitAccumulator:
         scan = None if discard else rev.fusion.scan()
         if discard and rev.fusion.labels is not None:
             rev.fusion.labels.finish()            # its label images are accounted all the same
+        if stats.labels is not None:
+            stats.labels.not_fused = rev.labels_not_fused
+            stats.labels.unmatched += rev.labels_unmatched + len(rev.waiting_labels)
         result = RevisitResult(rev.index, rev.label, scan, max(rev.last_stamp_ns, 0),
                                stats.integrated, dict(stats.skipped), rev.thinned, rev.arrivals,
                                stats.labels)

@@ -173,6 +173,7 @@ class LabelStats:
     labelled: int = 0          # fused frames that got a label image
     unlabelled: int = 0        # fused frames whose label image never came
     unmatched: int = 0         # label images no fused frame had the stamp of
+    not_fused: int = 0         # label images of frames left out on purpose (thinned)
     refused: dict[str, int] = field(default_factory=dict)   # unusable label images, by reason
 
     def refuse(self, reason: str) -> None:
@@ -186,6 +187,8 @@ class LabelStats:
                                                (self.unmatched, "label images without a frame"))
                  if n]
         extra += [f"{n} refused ({why})" for why, n in self.refused.items()]
+        if self.not_fused:
+            extra.append(f"{self.not_fused} of frames not fused (thinned)")
         return out + (f" ({'; '.join(extra)})" if extra else "")
 
 

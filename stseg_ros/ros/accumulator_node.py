@@ -258,6 +258,7 @@ class AccumulatorNode(ManagedNode):
             response.frames_unlabelled = result.labels.unlabelled
             response.label_images_unused = result.labels.unmatched + sum(
                 result.labels.refused.values())
+            response.label_images_thinned = result.labels.not_fused
         done = "discarded" if request.discard else "closed"
         response.message = (f"revisit {result.revisit} {done}: {result.fused} frames fused, "
                             f"{result.dropped} dropped")

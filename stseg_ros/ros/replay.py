@@ -123,6 +123,7 @@ class BagReport:
     frames_labelled: int = 0         # with the robot's label images (labels.topic)
     frames_unlabelled: int = 0
     label_images_unused: int = 0
+    label_images_thinned: int = 0
     gaps: list[str] = field(default_factory=list)   # see accounting_gaps
     skipped_topics: list[str] = field(default_factory=list)
 
@@ -136,7 +137,8 @@ class BagReport:
                 f"{self.frames_dropped} dropped, {self.frames_thinned} thinned, "
                 f"{self.frames_late} late"
                 + (f"; {self.frames_labelled} labelled, {self.frames_unlabelled} without "
-                   f"their label image, {self.label_images_unused} label images unused"
+                   f"their label image, label images: {self.label_images_thinned} of thinned "
+                   f"frames, {self.label_images_unused} unused"
                    if self.frames_labelled or self.frames_unlabelled else ""))
 
 
@@ -285,6 +287,7 @@ class Replayer(Node):
         report.frames_labelled = answer.frames_labelled
         report.frames_unlabelled = answer.frames_unlabelled
         report.label_images_unused = answer.label_images_unused
+        report.label_images_thinned = answer.label_images_thinned
 
     def wait_for_subscribers(self, limit_s: float = 3.0) -> None:
         """Give discovery time to match the publishers (until the number of
