@@ -156,3 +156,31 @@ def test_images_waiting_for_a_partner_at_a_close_are_counted_unpaired_there():
     acc.begin("b")                                   # the lone image cannot pair into it
     assert sync.add("depth", 11 * S, "d2") is None
     acc.shutdown()
+
+
+def test_label_images_are_matched_to_their_frames_before_any_is_decoded():
+    """Of a 30 Hz camera thinned to 15 Hz, half the label images belong to frames
+    never fused: counted, not queued; one arriving before its frame waits for it."""
+    from stseg_ros.mapping.labels import LabelConfig
+
+    closed = []
+    acc = RevisitAccumulator(TfBuffer(), closed.append,
+                             AccumulatorConfig(max_fusion_rate_hz=15.0, auto_min_frames=0),
+                             labels=LabelConfig(topic="labels"))
+    acc.submit_labels(5 * S, "no revisit is open")
+    assert acc.labels_without_revisit == 1
+    acc.begin("r")
+    stamps = [10 * S + k * S // 30 for k in range(6)]
+    acc.submit_labels(stamps[0], "before its frame")       # waits for it
+    for t in stamps:
+        acc.submit(RawFrame(t, None, None, None, "cam"))
+        if t != stamps[0]:
+            acc.submit_labels(t, "after its frame")
+    acc.submit_labels(99 * S, "for no frame")
+    assert acc.received()["labels"] == 7
+    result = acc.end()
+    assert result.thinned == 3
+    assert result.labels.not_fused == 3                    # their frames were thinned
+    assert result.labels.unmatched == 1                    # the one for no frame
+    # the other three reached the worker, which could not decode them (not images)
+    assert sum(result.labels.refused.values()) == 3
