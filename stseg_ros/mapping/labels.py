@@ -28,7 +28,7 @@ import numpy as np
 import yaml
 from scipy.spatial import cKDTree
 
-from stseg_ros.core.camera import Intrinsics
+from stseg_ros.core.camera import Intrinsics, backproject
 from stseg_ros.core.classes import NYU40_CLASSES, class_id, class_name
 from stseg_ros.core.fields import setting
 from stseg_ros.core.pointcloud import voxel_keys
@@ -217,14 +217,10 @@ class LabelVotes:
     def add_view(self, stamp_ns: int, depth: np.ndarray, intr: Intrinsics,
                  odom_from_camera: np.ndarray, depth_max: float) -> None:
         """A fused frame: its sampled depth pixels wait for their label image."""
-        s = self.cfg.pixel_stride
-        v, u = np.mgrid[0:intr.height:s, 0:intr.width:s]
-        z = depth[v, u]
-        ok = (z > 0) & (z < depth_max)
-        v, u, z = v[ok], u[ok], z[ok]
-        cam = np.stack([(u - intr.cx) * z / intr.fx, (v - intr.cy) * z / intr.fy, z], -1)
-        xyz = cam @ odom_from_camera[:3, :3].T + odom_from_camera[:3, 3]
-        view = _View(int(stamp_ns), xyz.astype(np.float32), (v, u), depth.shape[:2])
+        xyz, flat = backproject(depth, intr, odom_from_camera, self.cfg.pixel_stride,
+                                depth_max)
+        view = _View(int(stamp_ns), xyz.astype(np.float32), divmod(flat, intr.width),
+                     depth.shape[:2])
         label = self._take(self._labels, view.stamp_ns, lambda item: item[0])
         if label is not None:
             self._vote(view, label[1])
