@@ -18,6 +18,7 @@ from pathlib import Path
 import yaml
 
 from stseg_ros.core.fields import SettingError, check_value, setting
+from stseg_ros.core.segmentation import Segmenter
 from stseg_ros.learned.instances import CLASS_SOURCES, STRUCTURE_SOURCES, InstanceConfig
 from stseg_ros.mapping.association import AssociationConfig
 from stseg_ros.mapping.drift import DriftConfig
@@ -25,7 +26,7 @@ from stseg_ros.mapping.fusion import FusionConfig
 from stseg_ros.mapping.gravity import LevellingConfig
 from stseg_ros.mapping.labels import LabelConfig
 from stseg_ros.mapping.registration import RegistrationConfig
-from stseg_ros.mapping.segmenter import SEGMENTERS
+from stseg_ros.mapping.segmenter import SEGMENTERS, make_segmenter
 from stseg_ros.sources.base import SourceConfig
 
 
@@ -47,6 +48,12 @@ class SegmentationConfig:
     classes: str = setting(        # object classes of learned segmenters: classifier (the
         InstanceConfig.classes,    # geometric segmenter's cluster classifier; it names real
         choices=CLASS_SOURCES)     # objects better than the network) or network
+
+    def build(self) -> Segmenter:
+        """The segmenter these settings name; unknown names, missing or unfitting
+        weights raise here."""
+        return make_segmenter(self.segmenter or None, self.device, self.sparse_backend,
+                              self.weights or None, self.structure, self.classes)
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,6 @@ from stseg_ros.mapping.drift import FragmentFusion, FusedScan
 from stseg_ros.mapping.frames import LabelImage, RgbdFrame, SkippedFrame
 from stseg_ros.mapping.fusion import FusionStats
 from stseg_ros.mapping.pipeline import EpochOutcome, Mapper
-from stseg_ros.mapping.segmenter import make_segmenter
 from stseg_ros.memory import ObjectMemory
 from stseg_ros.sources import RevisitInput, open_inputs
 from stseg_ros.sources.rosbag import RosbagSource
@@ -133,12 +132,6 @@ def _rounded(value: float | None) -> float | None:
     return None if value is None else round(value, 4)
 
 
-def _segmenter(cfg: RunConfig):
-    seg = cfg.segmentation
-    return make_segmenter(seg.segmenter or None, seg.device, seg.sparse_backend,
-                          seg.weights or None, seg.structure, seg.classes)
-
-
 def _mapper(memory: ObjectMemory, segmenter, cfg: RunConfig) -> Mapper:
     return Mapper(memory, segmenter, cfg.registration, cfg.association, cfg.drift,
                   cfg.levelling, cfg.labels)
@@ -150,7 +143,7 @@ def run_dataset(dataset: Path, out: Path, db: Path | None = None,
     """Map every scene of a dataset directory and write its predictions."""
     dataset, out, cfg = Path(dataset), Path(out), cfg or RunConfig()
     index = open_dataset(dataset)
-    seg = _segmenter(cfg)
+    seg = cfg.segmentation.build()
     log(f"segmenter: {seg.name}")
     out.mkdir(parents=True, exist_ok=True)
     write_config(out / "config.yaml", cfg)
@@ -191,7 +184,7 @@ def run_inputs(inputs: Sequence[Path], out: Path, db: Path | None = None,
     cfg, out = cfg or RunConfig(), Path(out)
     revisits = open_inputs(inputs, source, cfg.source, log, cfg.labels.topic)
     log(f"{len(revisits)} revisit(s): " + ", ".join(f"{r.label} ({r.source})" for r in revisits))
-    seg = _segmenter(cfg)
+    seg = cfg.segmentation.build()
     log(f"segmenter: {seg.name}")
     out.mkdir(parents=True, exist_ok=True)
     write_config(out / "config.yaml", cfg)

@@ -29,7 +29,6 @@ from stseg_ros.mapping.config import SegmentationConfig
 from stseg_ros.mapping.frames import stamp_ns
 from stseg_ros.mapping.labels import LabelSet
 from stseg_ros.mapping.pipeline import Mapper
-from stseg_ros.mapping.segmenter import make_segmenter
 from stseg_ros.memory import MemoryFileError, ObjectMemory
 from stseg_ros.msg import RevisitScan
 from stseg_ros.ros.conversions import scan_from_msg
@@ -96,8 +95,7 @@ class MapperNode(ManagedNode):
         # weights do below, before the memory is touched
         self.label_set = LabelSet.from_config(self.stages["labels"])
         # missing or unfitting weights raise here, before the memory is touched
-        self._segmenter = make_segmenter(seg.segmenter or None, seg.device, seg.sparse_backend,
-                                         seg.weights or None, seg.structure, seg.classes)
+        self._segmenter = seg.build()
         self.db_path.parent.mkdir(parents=True, exist_ok=True)
         # A foreign, corrupt or newer database raises here, untouched. A restart
         # publishes where the map stands before anything else can ask. SQLite
