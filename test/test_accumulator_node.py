@@ -331,6 +331,7 @@ def test_label_images_of_the_robots_2d_segmenter_reach_the_scan_and_are_accounte
     camera): each is matched to its frame by stamp; one that never comes, one
     for no frame and an unreadable one are counted."""
     rig = Rig(rclpy_context, **{"labels.topic": "camera/labels/image_raw",
+                                "labels.pixel_stride": 1,   # a 64x48 camera: every pixel
                                 "auto_min_frames": 1})
     try:
         labels = rig.feeder.create_publisher(

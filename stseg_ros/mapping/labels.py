@@ -55,7 +55,8 @@ class LabelConfig:
     topic: str = ""            # label image topic (per-pixel class ids); empty: none
     label_set: str = ""        # YAML file of the robot's classes; empty: the ids are NYU40 ids
     voxel: float = setting(0.04, above=0)   # m, cells the pixels' votes are gathered in
-    pixel_stride: int = setting(4, low=1)   # every k-th pixel (each way) of a label image votes
+    pixel_stride: int = setting(  # every k-th pixel (each way) of a label image votes (4: 2 cm
+        4, low=1)                 # apart at 3 m for 640x480; lower it for smaller images)
     max_gap_s: float = setting(0.02, low=0)  # s, a label image this close to a frame labels it
     id_divisor: int = setting(  # panoptic images (id = class * this + instance): the class is
         1, low=1)               # id // this; 1: the ids are class ids
