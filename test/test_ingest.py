@@ -184,3 +184,20 @@ def test_label_images_are_matched_to_their_frames_before_any_is_decoded():
     assert result.labels.unmatched == 1                    # the one for no frame
     # the other three reached the worker, which could not decode them (not images)
     assert sum(result.labels.refused.values()) == 3
+
+
+def test_a_closed_revisit_frees_its_fusion_volume():
+    """The worker waiting for the next revisit holds nothing of the last one:
+    its TSDF volume (200 MB reserved) goes with it."""
+    import gc
+    import weakref
+
+    acc = RevisitAccumulator(TfBuffer(), lambda result: None,
+                             AccumulatorConfig(max_fusion_rate_hz=0))
+    acc.begin("r")
+    volume = weakref.ref(acc._current.fusion.tsdf)          # noqa: SLF001
+    _frames(acc, [10 * S])
+    assert acc.end().revisit == 0
+    gc.collect()
+    assert volume() is None
+    acc.shutdown()
