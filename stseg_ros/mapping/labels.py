@@ -333,6 +333,12 @@ def _voxel_index(keys: np.ndarray) -> np.ndarray:
     return np.stack([(keys >> 42) & mask, (keys >> 21) & mask, keys & mask], 1) - (1 << 20)
 
 
+def class_names(seg: Segmentation) -> list[str]:
+    """The name of each segment's class: the robot's, where its labels gave one,
+    else the NYU40 name."""
+    return seg.class_names or [class_name(c) for c in seg.class_ids]
+
+
 def apply_labels(seg: Segmentation, xyz: np.ndarray, rgb: np.ndarray, label: np.ndarray,
                  share: np.ndarray, label_set: LabelSet,
                  cfg: LabelConfig = LabelConfig()) -> Segmentation:
@@ -359,12 +365,13 @@ def apply_labels(seg: Segmentation, xyz: np.ndarray, rgb: np.ndarray, label: np.
     wall = labelled & np.isin(nyu[label], list(STRUCTURE))
     structure = seg.structure.copy()
     normals = seg.normals
+    names = class_names(seg)
     kept: list[tuple] = []      # (segment, class id, name, score, identity, objectness, confidence)
     done = {"named": 0, "split": 0, "structure": 0}
     for i, segment in enumerate(seg.segments):
         pts = segment.points
         base = (segment, seg.class_ids[i],
-                (seg.class_names or [class_name(c) for c in seg.class_ids])[i], seg.scores[i],
+                names[i], seg.scores[i],
                 seg.identities[i] if seg.identities is not None else 0,
                 seg.objectness[i] if seg.objectness is not None else None, seg.confidence(i))
         mine = labelled[pts]

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from stseg_ros.core.classes import class_name, is_fixture
+from stseg_ros.core.classes import is_fixture
 from stseg_ros.core.pointcloud import voxel_downsample
 from stseg_ros.core.records import ChangeKind, ChangeRecord, ObjectRecord, ObjectState, Pose
 from stseg_ros.core.segmentation import Segment, Segmenter
@@ -30,7 +30,13 @@ from stseg_ros.mapping.association import (
 from stseg_ros.mapping.drift import DriftConfig, FusedScan, bend_onto_map, corrected, place
 from stseg_ros.mapping.geometric import GeometricConfig, describe, estimate_normals
 from stseg_ros.mapping.gravity import LevellingConfig, level_scan
-from stseg_ros.mapping.labels import LabelConfig, LabelSet, apply_labels, unknown_labels
+from stseg_ros.mapping.labels import (
+    LabelConfig,
+    LabelSet,
+    apply_labels,
+    class_names,
+    unknown_labels,
+)
 from stseg_ros.mapping.registration import RegistrationConfig, register_scan
 from stseg_ros.memory import EpochEntry, EpochPoints, ObjectMemory
 
@@ -245,7 +251,7 @@ class Mapper:
         next_id = max([*stored, 0]) + 1
         ids: list[int] = []
         objects, changes = [], []
-        names = seg.class_names or [class_name(c) for c in seg.class_ids]
+        names = class_names(seg)
         for i, (segment, cid, name, score) in enumerate(zip(seg.segments, seg.class_ids, names,
                                                             seg.scores, strict=True)):
             if i in assoc.matched:
