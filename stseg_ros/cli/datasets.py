@@ -53,7 +53,12 @@ def _cmd_import(args: argparse.Namespace) -> int:
 def _cmd_eval(args: argparse.Namespace) -> int:
     import json
 
-    from stseg_ros.metrics.evaluate import evaluate_sets, format_metrics, json_ready
+    from stseg_ros.metrics.evaluate import (
+        evaluate_sets,
+        format_change_events,
+        format_metrics,
+        json_ready,
+    )
     from stseg_ros.metrics.selection import ScoringMode, parse_classes
 
     if args.json:
@@ -66,6 +71,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     pairs = list(zip(paths[::2], paths[1::2], strict=True))
     metrics = evaluate_sets(pairs, progress=not args.quiet, mode=mode)
     print(format_metrics(metrics))
+    if args.changes:
+        print("\n" + (format_change_events(metrics) or "no change events"))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(json_ready(metrics), f, indent=1)
@@ -145,5 +152,8 @@ def add_verbs(verbs) -> None:
                         "ground truth of other classes is ignored, predictions of other "
                         "classes are dropped")
     p.add_argument("--json", help="also write the metrics to this JSON file")
+    p.add_argument("--changes", action="store_true",
+                   help="also list each predicted change event as true or false, and each "
+                        "missed one")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_eval)

@@ -65,6 +65,7 @@ class ChangeEntry:
     ambiguous: bool = False
     previous: dict | None = None
     current: dict | None = None
+    confidence: float | None = None    # predictions: the chance the event is real
     extra: dict = field(default_factory=dict)    # fields of other tools, kept as read
 
 

@@ -21,10 +21,25 @@ moved are ignored.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from stseg_ros.core.layout import CHANGE_KINDS, ChangeEntry
 from stseg_ros.metrics.overlap import EpochOverlap
+
+
+@dataclass
+class EventVerdict:
+    """How one predicted event, or one missed true event, was scored.
+    ``outcome``: "true", "false" or "missed"; ``truth_id``: the ground-truth
+    object it refers to (None: none matched)."""
+
+    kind: str
+    object_id: int                 # predicted id; for "missed", the ground-truth id
+    outcome: str
+    truth_id: int | None = None
+    confidence: float | None = None
+    epoch: int = 0
+    scene: str = ""
 
 
 @dataclass
@@ -32,11 +47,13 @@ class ChangeCounts:
     true_positives: int = 0
     false_positives: int = 0
     false_negatives: int = 0
+    verdicts: list[EventVerdict] = field(default_factory=list)
 
     def add(self, other: ChangeCounts) -> None:
         self.true_positives += other.true_positives
         self.false_positives += other.false_positives
         self.false_negatives += other.false_negatives
+        self.verdicts += other.verdicts
 
     @property
     def precision(self) -> float:
@@ -90,10 +107,16 @@ def score_epoch_changes(truth: list[ChangeEntry], predicted: list[ChangeEntry],
         key = (event.kind, g)
         if g is False or g in ignored or key in uncertain:
             continue
-        if g is not None and key in real and key not in found:
+        true = g is not None and key in real and key not in found
+        if true:
             found.add(key)
             counts.true_positives += 1
         else:
             counts.false_positives += 1
+        counts.verdicts.append(EventVerdict(event.kind, int(event.object_id),
+                                            "true" if true else "false", g, event.confidence,
+                                            t))
     counts.false_negatives = len(real - found)
+    counts.verdicts += [EventVerdict(kind, g, "missed", g, epoch=t)
+                        for kind, g in sorted(real - found)]
     return counts

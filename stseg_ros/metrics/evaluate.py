@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from stseg_ros.core.layout import EpochResult, FormatError, open_dataset, read_epoch_result
-from stseg_ros.metrics.changes import ChangeCounts, score_epoch_changes
+from stseg_ros.metrics.changes import ChangeCounts, EventVerdict, score_epoch_changes
 from stseg_ros.metrics.history import HistoryScores, object_histories
 from stseg_ros.metrics.instance_ap import class_aps, summarize
 from stseg_ros.metrics.overlap import EpochOverlap, pair_counts
@@ -120,8 +120,11 @@ def evaluate_sets(pairs: Sequence[tuple[Path, Path]], progress: bool = False,
         histories.add(temporal[-1], object_histories(s.truth, s.groups), STRUCTURE_CLASSES)
         switches += id_switches(tracked)
         for t in range(1, len(s.epochs)):
-            changes.add(score_epoch_changes(s.truth[t].changes, s.predicted[t].changes,
-                                            sel.kept[:t + 1], sel.ignored))
+            counts = score_epoch_changes(s.truth[t].changes, s.predicted[t].changes,
+                                         sel.kept[:t + 1], sel.ignored)
+            for verdict in counts.verdicts:
+                verdict.scene = name
+            changes.add(counts)
             rot, trans = relative_error(s.truth[t].map_from_odom, s.truth[0].map_from_odom,
                                         s.predicted[t].map_from_odom,
                                         s.predicted[0].map_from_odom)
@@ -151,9 +154,45 @@ def evaluate_sets(pairs: Sequence[tuple[Path, Path]], progress: bool = False,
         "changes": {"true_positives": changes.true_positives,
                     "false_positives": changes.false_positives,
                     "false_negatives": changes.false_negatives},
+        "change_events": [asdict(v) for v in changes.verdicts],
+        "change_reliability": reliability(changes.verdicts),
         "per_class": per_class, "by_history": histories.report(),
         "registration": registration}
     return metrics
+
+
+CONFIDENCE_BINS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+
+
+def reliability(verdicts: Sequence[EventVerdict]) -> list[dict]:
+    """Predicted events by confidence bin: how many, their mean confidence,
+    and the share that were real. Calibrated confidences have the two close."""
+    scored = [v for v in verdicts if v.outcome != "missed" and v.confidence is not None]
+    rows = []
+    for low, high in zip(CONFIDENCE_BINS, CONFIDENCE_BINS[1:], strict=False):
+        inside = [v for v in scored
+                  if low <= v.confidence < high or (high == 1.0 and v.confidence == 1.0)]
+        if inside:
+            rows.append({"low": low, "high": high, "events": len(inside),
+                         "mean_confidence": float(np.mean([v.confidence for v in inside])),
+                         "share_real": sum(v.outcome == "true" for v in inside) / len(inside)})
+    return rows
+
+
+def format_change_events(metrics: dict) -> str:
+    """One line per predicted event (true or false) and per missed true event."""
+    lines = []
+    for v in metrics.get("details", {}).get("change_events", []):
+        confidence = "" if v["confidence"] is None else f" confidence {v['confidence']:.2f}"
+        if v["outcome"] == "missed":
+            lines.append(f"{v['scene']} epoch {v['epoch']}: missed {v['kind']} of true "
+                         f"object {v['truth_id']}")
+        else:
+            refers = ("no true object" if v["truth_id"] is None
+                      else f"true object {v['truth_id']}")
+            lines.append(f"{v['scene']} epoch {v['epoch']}: {v['outcome']} {v['kind']} of "
+                         f"{v['object_id']} ({refers}){confidence}")
+    return "\n".join(lines)
 
 
 def json_ready(value):
@@ -189,6 +228,11 @@ def format_metrics(metrics: dict) -> str:
         for kind, row in details["by_history"].items():
             lines.append(f"{kind:<16} {row['objects']:>7} {row['t_recall50']:>7.3f} "
                          f"{row['mean_t_iou']:>7.3f}")
+    if details.get("change_reliability"):
+        lines += ["", f"{'confidence':<16} {'events':>7} {'mean':>7} {'real':>7}"]
+        for row in details["change_reliability"]:
+            lines.append(f"{row['low']:.1f}-{row['high']:.1f}{'':<9} {row['events']:>7} "
+                         f"{row['mean_confidence']:>7.3f} {row['share_real']:>7.3f}")
     if "changes" in details:
         c = details["changes"]
         lines.append(f"\nchanges: {c['true_positives']} found, {c['false_positives']} false, "

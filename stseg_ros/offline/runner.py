@@ -123,7 +123,8 @@ def prediction_from_memory(memory: ObjectMemory, epoch: int,
                                   objectness=_rounded(seen[i].objectness))
                  for i in np.unique(instance_id[instance_id > 0]).tolist() if i in seen}
     instance_id[~np.isin(instance_id, list(instances))] = 0
-    changes = [ChangeEntry(c.kind.name.lower(), c.object_id, c.class_id)
+    changes = [ChangeEntry(c.kind.name.lower(), c.object_id, c.class_id,
+                           confidence=round(float(c.confidence), 4))
                for c in memory.changes(epoch)]
     return EpochResult(class_id, instance_id, instances, changes, entry.map_from_odom)
 
