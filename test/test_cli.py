@@ -11,7 +11,7 @@ import pytest
 from stseg_ros.cli import build_parser, main
 
 VERBS = ["demo", "replay", "serve", "watch", "query", "generate", "import", "run", "eval", "bench",
-         "train", "train-classifier"]
+         "train", "train-classifier", "calibrate-changes"]
 
 
 def test_every_verb_has_help(capsys):
@@ -61,6 +61,20 @@ def test_bench_reports_the_registration_error_distribution(tmp_path, capsys):
     assert result["generated"]["rot_err_deg"]["max"] < 2.0           # seed 0 registers well
     assert result["generated"]["turned_accepted"] == 0
     assert "rotation error" in capsys.readouterr().out
+
+
+def test_bench_history_reports_each_revisit_s_stages_and_memory(tmp_path, capsys):
+    out = tmp_path / "history.json"
+    assert main(["bench", "history", "--revisits", "3", "--segmenter", "geometric",
+                 "--quiet", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    rows = result["per_revisit"]
+    assert [r["revisit"] for r in rows] == [1, 2, 3] and all(r["registered"] for r in rows)
+    assert {"registration", "segmentation", "association", "memory"} <= set(rows[0]["seconds"])
+    assert rows[-1]["memory_file_mib"] > rows[0]["memory_file_mib"] > 0
+    assert all(r["resident_mib"] > 0 for r in rows) and rows[-1]["objects_known"] > 0
+    printed = capsys.readouterr().out
+    assert "seconds per stage" in printed and "\n      3 " in printed
 
 
 def test_bench_registers_datasets_of_real_rescans_from_random_starts(tmp_path, capsys):

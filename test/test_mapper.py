@@ -163,6 +163,31 @@ def test_run_writes_predictions_that_eval_scores(mapped, capsys):
         assert len(memory.objects()) >= 5
 
 
+def test_eval_lists_each_change_event_and_calibration_fits_on_them(mapped, capsys, tmp_path):
+    from stseg_ros.mapping.confidence import ConfidenceModel
+
+    out = tmp_path / "metrics.json"
+    capsys.readouterr()
+    assert main(["eval", str(mapped / "ds"), str(mapped / "pred"), "--changes", "--quiet",
+                 "--json", str(out)]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if " epoch 1: " in line]
+    details = json.loads(out.read_text())["details"]
+    counts = details["changes"]
+    assert len(lines) == sum(counts.values()) > 0          # every event, one line each
+    assert sum(" missed " in line for line in lines) == counts["false_negatives"]
+    assert sum(": true " in line for line in lines) == counts["true_positives"]
+    # each predicted event carries the confidence the mapper gave it
+    assert all(v["confidence"] is not None for v in details["change_events"]
+               if v["outcome"] != "missed")
+    model_file = tmp_path / "confidence.json"
+    assert main(["calibrate-changes", str(mapped / "ds"), str(mapped / "pred"),
+                 "--out", str(model_file)]) == 0
+    card = json.loads(capsys.readouterr().out.split("\nwrote ")[0])
+    scored = [v for v in details["change_events"] if v["outcome"] != "missed"]
+    assert sum(c["real"] + c["false"] for c in card["events"].values()) == len(scored)
+    ConfidenceModel.load(model_file)                       # a usable model file
+
+
 def test_run_again_keeps_the_mapped_epochs(mapped, capsys):
     labels = (mapped / "pred" / "scene_000" / "epoch_01" / "labels.npz").read_bytes()
     capsys.readouterr()
@@ -232,6 +257,33 @@ def test_identities_from_a_tracking_segmenter_replace_matching_but_moves_are_mea
     assert unlike.new == [0] and not unlike.moved
 
 
+def test_proposals_yield_in_place_to_the_older_identity_and_the_fuller_segment():
+    """Two ways a tracking segmenter's proposals lose an object's identity on a
+    long history, corrected by where the map's objects stand."""
+    rng = np.random.default_rng(9)
+    xyz, rgb, members = _scene([((1.0, 1.0), *TABLE), ((3.5, 3.5), *CHAIR)], rng)
+    table, chair = _segments(xyz, rgb, members)
+    old = [Known(1, table, 7, xyz[members[0]], first_seen=0),
+           Known(2, chair, 5, xyz[members[1]], first_seen=0)]
+    # the table's history was split: its segment is proposed id 9, first seen last
+    # revisit as a piece of it, while the table's own id 1 is proposed to nothing
+    piece = Known(9, _segments(xyz, rgb, [members[0][:300]])[0], 7, xyz[members[0][:300]],
+                  first_seen=4)
+    assoc = associate([table, chair], [7, 5], xyz, [*old, piece], proposed={0: 9, 1: 2})
+    assert assoc.matched == {0: 1, 1: 2} and 9 in assoc.missing
+    # a removed object's id proposed for a segment elsewhere is refused, in place kept
+    xyz2, rgb2, members2 = _scene([((1.0, 3.5), *CHAIR)], rng)
+    elsewhere = _segments(xyz2, rgb2, members2)[0]
+    assert not associate([elsewhere], [5], xyz2, old, proposed={0: 2},
+                         removed=frozenset({2})).matched
+    assert associate([chair], [5], xyz, old, proposed={0: 2},
+                     removed=frozenset({2})).matched == {0: 2}
+    # a fragment of the chair is proposed its id; the whole chair, unproposed, takes it
+    fragment = _segments(xyz, rgb, [members[1][:150]])[0]
+    assoc = associate([fragment, chair], [5, 5], xyz, old, proposed={0: 2})
+    assert assoc.matched[1] == 2 and 0 not in assoc.matched
+
+
 class _ScriptedSegmenter:
     """Segments given as point sets with classes: the mapper's change rules
     tested apart from any segmenter's mistakes."""
@@ -277,6 +329,42 @@ def test_a_swinging_door_is_not_reported_moved_but_a_moved_chair_is(tmp_path):
         assert ids[0] == ids[1]                         # both kept their identity
         moved = {c.object_id for c in memory.changes(1) if c.kind == ChangeKind.MOVED}
         assert moved == {ids[1][1]}                     # the chair, not the door
+
+
+@pytest.mark.parametrize("score, reported", [(0.95, True), (0.05, False)])
+def test_only_changes_likely_enough_are_reported(tmp_path, score, reported):
+    """A chair gone from a place the scan saw empty: with strong evidence it is
+    removed, with weak evidence (a fragment, say) only unobserved, unreported."""
+    from stseg_ros.core.classes import class_id
+    from stseg_ros.core.records import ChangeKind, ObjectState
+    from stseg_ros.mapping.association import AssociationConfig
+    from stseg_ros.mapping.confidence import ConfidenceModel
+
+    model = tmp_path / "model.json"       # sure of a removal as the class score is high
+    model.write_text(ConfidenceModel({"removed": [-5.0, 0.0, 0.0, 10.0, 0.0]}).to_json())
+    cfg = AssociationConfig(change_confidence=str(model), min_change_confidence=0.5)
+    rng = np.random.default_rng(5)
+    walls = [((0.0, 2.5), (0.1, 5.0, 2.2), (200, 200, 190)),
+             ((2.5, 0.0), (5.0, 0.1, 2.2), (180, 190, 200)), ((4.0, 4.0), *TABLE)]
+    seg = _ScriptedSegmenter()
+    seg.score = score
+    with ObjectMemory(tmp_path / "m.db") as memory:
+        mapper = Mapper(memory, seg, association=cfg)
+        for objects in ([*walls, ((2.0, 2.0), *CHAIR)], walls):
+            xyz, rgb, members = _scene(objects, rng)
+            seg.script = [(m, class_id("table" if k == 2 else "chair"))
+                          for k, m in enumerate(members[2:], start=2)]
+            outcome = mapper.process(FusedScan.single(xyz, rgb))
+            assert outcome.registered, outcome.reason
+        chair = next(o for o in outcome.objects if o.class_name == "chair")
+        removals = [c for c in outcome.changes if c.kind == ChangeKind.REMOVED]
+        if reported:
+            assert chair.state == ObjectState.REMOVED
+            assert [c.object_id for c in removals] == [chair.id]
+            assert removals[0].confidence == pytest.approx(1 / (1 + np.exp(5.0 - 10.0 * score)))
+            assert memory.changes(1)[-1].confidence == pytest.approx(removals[0].confidence)
+        else:
+            assert chair.state == ObjectState.UNOBSERVED and not removals
 
 
 def test_an_object_is_relabelled_only_when_its_new_class_is_sure(tmp_path):
@@ -333,27 +421,35 @@ def _stored_epochs(memory, epochs, xyz, rgb, members):
 def test_a_revisit_reads_only_the_segmenter_s_window_of_stored_epochs(tmp_path, epochs):
     """Per-revisit work does not grow with the number of stored epochs: the
     history handed to the segmenter is its window, the known objects come from
-    the epoch they were last seen in, and the identities are the same."""
+    the epoch they were last seen in, each stored epoch joins the map's
+    structure once (on start), and the identities are the same."""
     rng = np.random.default_rng(11)
     xyz, rgb, members = _scene([((1, 1), *CHAIR), ((3, 3), *TABLE)], rng)
     with ObjectMemory(tmp_path / "m.db") as memory:
         _stored_epochs(memory, epochs, xyz, rgb, members)
         seg = _WindowedSegmenter()
         seg.script = [(members[0], 5), (members[1], 7)]
+        mapper = Mapper(memory, seg)
         before = memory.points_read
-        outcome = Mapper(memory, seg).process(FusedScan.single(xyz, rgb))
+        outcome = mapper.process(FusedScan.single(xyz, rgb))
         assert outcome.registered, outcome.reason
         assert len(seg.history) == 3
         assert np.array_equal(seg.history[-1].xyz, memory.points(epochs - 1).xyz)
-        # the reference (first epoch), the window, the epoch objects were last seen in
-        assert memory.points_read - before - 1 == 1 + 3 + 1
+        # on start: every stored epoch into the map, the window, the objects' views
+        assert memory.points_read - before - 1 == epochs + 3 + 1
+        before = memory.points_read
+        again = mapper.process(FusedScan.single(xyz, rgb))
+        # then per revisit: the newest epoch into the map, and the window
+        assert memory.points_read - before == 1 + 3
+        assert [int(again.instance_id[m].max()) for m in members] == [1, 2]
         assert [int(outcome.instance_id[m].max()) for m in members] == [1, 2]
         assert outcome.changes == []
 
 
-def test_known_objects_read_on_start_are_those_of_their_last_epoch(tmp_path):
-    """A restart rebuilds each object's last segment from the epoch it was last
-    seen in, as reading every epoch did, and reads only those epochs."""
+def test_known_objects_read_on_start_are_the_views_the_mapper_kept(tmp_path):
+    """A restart rebuilds each object's view as the running mapper kept it: the
+    epoch it was last seen in, unless that sighting was a fragment of an earlier
+    one, which does not replace it; and it reads only those epochs."""
     from stseg_ros.core.records import ObjectState
 
     rng = np.random.default_rng(12)
@@ -362,22 +458,88 @@ def test_known_objects_read_on_start_are_those_of_their_last_epoch(tmp_path):
              ((2.5, 0.0), (5.0, 0.1, 2.2), (180, 190, 200))]
     with ObjectMemory(tmp_path / "m.db") as memory:
         mapper = Mapper(memory, seg)
-        for placed in ([((1, 1), *CHAIR), ((3, 3), *TABLE)], [((1, 1), *CHAIR)],
-                       [((1.8, 1.2), *CHAIR)]):           # the table goes, the chair moves
+        # the table goes, the chair moves, then only a quarter of the chair is segmented
+        for placed, share in (([((1, 1), *CHAIR), ((3, 3), *TABLE)], 1.0),
+                              ([((1, 1), *CHAIR)], 1.0), ([((1.8, 1.2), *CHAIR)], 1.0),
+                              ([((1.8, 1.2), *CHAIR)], 0.25)):
             xyz, rgb, members = _scene([*walls, *placed], rng)
-            seg.script = [(m, 5 if i == 0 else 7) for i, m in enumerate(members[2:])]
+            seg.script = [(m[:int(len(m) * share)], 5 if i == 0 else 7)
+                          for i, m in enumerate(members[2:])]
             assert mapper.process(FusedScan.single(xyz, rgb)).registered
         states = {o.id: (o.state, o.epoch_last_seen) for o in memory.objects()}
-        assert states == {1: (ObjectState.PRESENT, 2), 2: (ObjectState.REMOVED, 0)}
-        reference = {}                        # what reading every epoch gives
-        for t in memory.epoch_indices():
-            points = memory.points(t)
-            for oid in np.unique(points.instance_id[points.instance_id > 0]):
-                reference[int(oid)] = points.xyz[points.instance_id == oid]
+        assert states == {1: (ObjectState.PRESENT, 3), 2: (ObjectState.REMOVED, 0)}
+        live = mapper.known()
+        full = memory.points(2)          # the full view of epoch 2 stays (stored to 1 mm)
+        assert np.allclose(live[1].points, full.xyz[full.instance_id == 1], atol=1e-3)
         before = memory.points_read
         known = Mapper(memory, seg).known()
-        assert memory.points_read - before == 2                # epochs 2 and 0, not 1
-        assert sorted(known) == sorted(reference) == [1, 2]
+        assert memory.points_read - before == 2                # epochs 2 and 0 only
+        assert sorted(known) == sorted(live) == [1, 2]
         for oid, k in known.items():
-            assert np.array_equal(k.points, reference[oid])
-            assert k.class_id == {1: 5, 2: 7}[oid]
+            assert np.allclose(k.points, live[oid].points, atol=1e-3)
+            assert k.class_id == {1: 5, 2: 7}[oid] and k.first_seen == 0
+
+
+def _long_room(rng):
+    """An 8 x 4 m room with walls and boxes of different sizes along it: xyz,
+    rgb, and per box its point indices and centre x."""
+    def plane(n, corner, u, v):
+        a, b = rng.random((2, n, 1))
+        return np.asarray(corner) + a * np.asarray(u) + b * np.asarray(v)
+
+    parts = [plane(60_000, (0, 0, 0), (8, 0, 0), (0, 4, 0)),
+             plane(30_000, (0, 0, 0), (8, 0, 0), (0, 0, 2.5)),
+             plane(30_000, (0, 4, 0), (8, 0, 0), (0, 0, 2.5)),
+             plane(15_000, (0, 0, 0), (0, 4, 0), (0, 0, 2.5)),
+             plane(15_000, (8, 0, 0), (0, 4, 0), (0, 0, 2.5))]
+    boxes = [((1.0, 0.6), (0.8, 0.5, 1.2)), ((2.2, 3.3), (0.5, 0.5, 0.9)),
+             ((3.4, 0.8), (1.2, 0.6, 0.7)), ((4.6, 3.1), (0.6, 1.0, 1.6)),
+             ((5.8, 0.7), (0.4, 0.4, 0.5)), ((6.9, 2.9), (1.0, 0.7, 1.0)),
+             ((7.4, 1.0), (0.5, 0.9, 0.4))]
+    start, members, centres = sum(len(p) for p in parts), [], []
+    for centre, size in boxes:
+        pts = _box(centre, size, rng, 3000)
+        members.append(np.arange(start, start + len(pts)))
+        centres.append(centre[0])
+        start += len(pts)
+        parts.append(pts)
+    xyz = np.concatenate(parts).astype(np.float32)
+    rgb = rng.integers(60, 200, (len(xyz), 3)).astype(np.uint8)
+    return xyz, rgb, members, np.array(centres)
+
+
+def test_revisits_register_to_the_structure_of_all_earlier_ones_not_the_first_alone(tmp_path):
+    """A first revisit that saw the left part of a room and a later one that saw
+    only the right part: the later one shares too little with the first to be
+    registered to it, but registers to the map the revisits in between grew
+    (the whole room, as seen in the second)."""
+    from stseg_ros.core.classes import class_id
+    from stseg_ros.mapping.registration import register_scan
+
+    rng = np.random.default_rng(8)
+    xyz, rgb, members, centres = _long_room(rng)
+    segmenter = _ScriptedSegmenter()
+    crops = [(-0.1, 4.0), (-0.1, 8.1), (4.2, 8.1)]    # left part, whole room, right part
+    poses = [planar_pose(0.0, 0.0, 0.0), planar_pose(0.7, -0.4, 0.5),
+             planar_pose(-1.2, 0.9, -2.0)]             # each revisit's odom frame
+    scans = []
+    with ObjectMemory(tmp_path / "m.db") as memory:
+        mapper = Mapper(memory, segmenter)
+        for (low, high), odom_from_map in zip(crops, poses, strict=True):
+            keep = np.flatnonzero((xyz[:, 0] >= low) & (xyz[:, 0] <= high))
+            where = {int(k): i for i, k in enumerate(keep)}
+            segmenter.script = [(np.array([where[int(k)] for k in m]), class_id("box"))
+                                for m, c in zip(members, centres, strict=True)
+                                if low + 0.6 < c < high - 0.6]
+            scans.append(transform_points(odom_from_map, xyz[keep]).astype(np.float32))
+            outcome = mapper.process(FusedScan.single(scans[-1], rgb[keep]))
+            assert outcome.registered, outcome.reason
+            error = outcome.map_from_odom @ odom_from_map
+            assert np.degrees(abs(np.arctan2(error[1, 0], error[0, 0]))) < 2.0
+            assert np.linalg.norm(error[:3, 3]) < 0.05
+        stored = memory.points(0)
+    # against the first revisit alone the last one has too little in common: its
+    # walls slide along the first revisit's and it is refused or put in a wrong place
+    alone = register_scan(scans[2], stored.xyz)
+    error = alone.map_from_scan @ poses[2]
+    assert not alone.success or np.linalg.norm(error[:3, 3]) > 0.5

@@ -46,6 +46,24 @@ def _cmd_train_classifier(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_calibrate_changes(args: argparse.Namespace) -> int:
+    import json
+
+    from stseg_ros.cli.common import UsageError
+    from stseg_ros.offline.change_calibration import calibrate
+
+    paths = [args.dataset, args.predictions, *args.more]
+    if len(paths) % 2:
+        raise UsageError(f"{paths[-1]} has no partner: give DATASET PREDICTIONS pairs")
+    out = file_out(args.out, "--out")
+    model, card = calibrate(list(zip(paths[::2], paths[1::2], strict=True)), args.l2)
+    Path(out).write_text(model.to_json())
+    print(json.dumps(card, indent=1))
+    print(f"wrote {out}; use it with --set association.change_confidence={out}, or ship it "
+          "as stseg_ros/data/change_confidence.json")
+    return 0
+
+
 def add_verbs(verbs) -> None:
     p = verbs.add_parser("train", help="train the learned 4D segmenter",
                          description="Train the 4D network on generated datasets (stseg "
@@ -97,4 +115,20 @@ def add_verbs(verbs) -> None:
                    help="times each labelled cluster is counted (default 1)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_train_classifier)
+
+    p = verbs.add_parser("calibrate-changes", help="fit the change-event confidences",
+                         description="Fit how likely each kind of change event is to be "
+                                     "real from its object's evidence (size, objectness, "
+                                     "score), on mapped generated rooms scored as stseg eval "
+                                     "scores them. Map them with --set "
+                                     "association.min_change_confidence=0 so that every "
+                                     "candidate event is reported. Prints the reliability "
+                                     "before and after (README, 'Change events').")
+    p.add_argument("dataset", help="dataset directory (from stseg generate)")
+    p.add_argument("predictions", help="its stseg run output (with each scene's memory.db)")
+    p.add_argument("more", nargs="*", metavar="DATASET PREDICTIONS", help="further pairs")
+    p.add_argument("--out", required=True, help="model file to write (.json)")
+    p.add_argument("--l2", type=float, default=1.0,
+                   help="L2 penalty of the logistic fit (default 1.0)")
+    p.set_defaults(func=_cmd_calibrate_changes)
 

@@ -57,16 +57,40 @@ class AssociationConfig:
         0.5, low=0, high=1)            # this share of its footprint shows floor...
     standing_share: float = setting(   # ...and at most this share of it shows something
         0.2, low=0, high=1)            # standing
+    min_change_confidence: float = setting(  # change events less likely real than this are
+        0.3, low=0, high=1)            # not reported (README, "Change events")
+    change_confidence: str = setting(  # change-confidence model file (stseg
+        "")                            # calibrate-changes); empty: the shipped one
 
 
 @dataclass
 class Known:
-    """What association needs of a known object: its last segment and class."""
+    """What association needs of a known object: its view (``keeps_view``) and class."""
 
     id: int
     segment: Segment
     class_id: int
-    points: np.ndarray                 # (K, 3) its points when last seen, map frame
+    points: np.ndarray                 # (K, 3) its points in that view, map frame
+    first_seen: int = 0                # epoch
+
+
+FRAGMENT_SHARE = 0.5   # a view with fewer points than this share of the kept one...
+
+
+def keeps_view(kept_centroid, kept_extents, kept_yaw: float, kept_points: int,
+               new_centroid, new_points: int) -> bool:
+    """Whether an object's kept view stays its view after a new sighting: when
+    the new one is a fragment of it (under ``FRAGMENT_SHARE`` of its points, with
+    its centre inside the kept view's footprint). One bad revisit then does not
+    shrink what later revisits are matched against; a sighting elsewhere (a
+    move) or a fuller one replaces it. Plain values, so that the mapper and its
+    restart (from the stored observations) decide alike."""
+    if new_points >= FRAGMENT_SHARE * kept_points:
+        return False
+    c, s = math.cos(kept_yaw), math.sin(kept_yaw)
+    dx, dy = new_centroid[0] - kept_centroid[0], new_centroid[1] - kept_centroid[1]
+    u, v = dx * c + dy * s, -dx * s + dy * c
+    return abs(u) <= kept_extents[0] / 2 and abs(v) <= kept_extents[1] / 2
 
 
 def shape_distance(a: Segment, b: Segment) -> float:
@@ -160,17 +184,59 @@ def _match_by_shape(matched: dict[int, int], shape: np.ndarray, classes: list[in
 
 
 def _plausible(segment: Segment, known: Known, overlap: float,
-               seen_now: EmptyPlaces | None, cfg: AssociationConfig) -> bool:
+               seen_now: EmptyPlaces | None, cfg: AssociationConfig,
+               returning: bool = False) -> bool:
     """Whether a segmenter's identity proposal can stand: in place, or shaped
     like the object (more loosely where its old place was seen empty). On real
     rescans most of the 4D network's links to far-away objects joined shapes
-    as unlike as a 1.6 m shelf and a 1.2 m tall lamp, each reported as a move."""
+    as unlike as a 1.6 m shelf and a 1.2 m tall lamp, each reported as a move.
+    An object already removed (``returning``) comes back only in place: on
+    generated histories of ten revisits, new objects took the ids of removed
+    ones of their class elsewhere in the room."""
     if overlap >= cfg.min_overlap:
         return True
+    if returning:
+        return False
     limit = cfg.moved_shape
     if seen_now is not None and seen_now.empty(known.segment, cfg):
         limit = cfg.vacated_shape
     return shape_distance(segment, known.segment) < limit
+
+
+def _in_place_first(matched: dict[int, int], overlap: np.ndarray, hits: np.ndarray,
+                    segments: list[Segment], known: list[Known],
+                    cfg: AssociationConfig) -> dict[int, int]:
+    """Proposals corrected where the map's own record of a place is stronger.
+
+    A segment proposed a younger id that lies mostly on an older object no
+    proposal took takes the older id: a segmenter that split an object's
+    history into two tracks must not give it a new identity. An object proposed
+    to a segment that covers little of it goes to an unproposed segment lying
+    on it with at least twice the points: a fragment must not take the id of
+    the object it broke from.
+    """
+    column = {k.id: j for j, k in enumerate(known)}
+    taken = set(matched.values())
+    for i, kid in sorted(matched.items()):
+        share = hits[i] / max(len(segments[i].points), 1)
+        older = [j for j in range(len(known)) if known[j].id not in taken
+                 and share[j] >= cfg.min_overlap
+                 and known[j].first_seen < known[column[kid]].first_seen]
+        if older:
+            best = max(older, key=lambda j: share[j])
+            taken = (taken - {kid}) | {known[best].id}
+            matched[i] = known[best].id
+    free = {i for i in range(len(segments)) if i not in matched}
+    for i, kid in sorted(matched.items()):
+        j = column[kid]
+        rivals = [r for r in free if overlap[r, j] >= cfg.min_overlap
+                  and hits[r, j] >= 2 * hits[i, j]]
+        if rivals:
+            best = max(rivals, key=lambda r: hits[r, j])
+            del matched[i]
+            matched[best] = kid
+            free = (free - {best}) | {i}
+    return matched
 
 
 @dataclass
@@ -185,7 +251,8 @@ class Association:
 def associate(segments: list[Segment], classes: list[int], scan_xyz: np.ndarray,
               known: list[Known], cfg: AssociationConfig = AssociationConfig(),
               seen_now: EmptyPlaces | None = None,
-              proposed: dict[int, int] | None = None) -> Association:
+              proposed: dict[int, int] | None = None,
+              removed: frozenset[int] = frozenset()) -> Association:
     """Match this epoch's segments to known objects.
 
     Three Hungarian rounds: in place by point overlap; elsewhere by shape and
@@ -197,12 +264,13 @@ def associate(segments: list[Segment], classes: list[int], scan_xyz: np.ndarray,
     ``proposed`` (segment index -> known id, from a segmenter that tracks
     identities) replaces the shape rounds. A proposal is taken where the
     segment lies on the object, or, elsewhere, where their shapes agree
-    (``_plausible``); segments without a kept proposal may still match a
-    remaining object in place. What
+    (``_plausible``; objects already ``removed`` only in place), then
+    corrected in place (``_in_place_first``); segments without a kept
+    proposal may still match a remaining object in place. What
     moved, and which unmatched objects' places are empty, is measured here.
     """
     n, m = len(segments), len(known)
-    overlap = np.zeros((n, m))
+    overlap, hits = np.zeros((n, m)), np.zeros((n, m))
     if n and m:
         owner = np.concatenate([np.full(len(k.points), j) for j, k in enumerate(known)])
         tree = cKDTree(np.concatenate([k.points for k in known]))
@@ -210,14 +278,16 @@ def associate(segments: list[Segment], classes: list[int], scan_xyz: np.ndarray,
         for i, s in enumerate(segments):
             dist, idx = tree.query(scan_xyz[s.points], distance_upper_bound=cfg.overlap_distance)
             hit = owner[idx[np.isfinite(dist)]]
-            counts = np.bincount(hit, minlength=m)
-            overlap[i] = np.maximum(counts / len(s.points), counts / sizes)
+            hits[i] = np.bincount(hit, minlength=m)
+            overlap[i] = np.maximum(hits[i] / len(s.points), hits[i] / sizes)
     column = {k.id: j for j, k in enumerate(known)}
     cost = np.where(overlap >= cfg.min_overlap, 1.0 - overlap, BIG)
     if proposed is not None:
-        matched = {i: kid for i, kid in proposed.items()
-                   if _plausible(segments[i], known[column[kid]], overlap[i, column[kid]],
-                                 seen_now, cfg)}
+        matched = _in_place_first({i: kid for i, kid in proposed.items()
+                                   if _plausible(segments[i], known[column[kid]],
+                                                 overlap[i, column[kid]], seen_now, cfg,
+                                                 kid in removed)},
+                                  overlap, hits, segments, known, cfg)
         taken = [column[kid] for kid in matched.values()]
         cost[list(matched)] = BIG            # proposed segments and objects are settled
         cost[:, taken] = BIG

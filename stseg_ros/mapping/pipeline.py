@@ -1,7 +1,9 @@
 """The long-term mapper: one revisit's scan in, the map's new state out.
 
 Per revisit: level the scan (z up, ``gravity.py``), register it to the map
-(the first revisit defines the map frame), bend its fragments onto the map to
+(the first revisit defines the map frame; later ones register to the static
+structure of all registered revisits so far, so a first revisit that saw half
+the room does not limit every later one), bend its fragments onto the map to
 undo odometry drift, segment it, give segments persistent identities, detect
 changes, and commit everything to the object memory in one transaction. A
 revisit that cannot be registered is recorded as such with its scan
@@ -26,7 +28,9 @@ from stseg_ros.mapping.association import (
     EmptyPlaces,
     Known,
     associate,
+    keeps_view,
 )
+from stseg_ros.mapping.confidence import ConfidenceModel
 from stseg_ros.mapping.drift import DriftConfig, FusedScan, bend_onto_map, corrected, place
 from stseg_ros.mapping.geometric import GeometricConfig, describe, estimate_normals
 from stseg_ros.mapping.gravity import LevellingConfig, level_scan
@@ -42,6 +46,9 @@ from stseg_ros.memory import EpochEntry, EpochPoints, ObjectMemory
 
 log = logging.getLogger(__name__)
 SEEN_VOXEL = 0.02      # m; cells of the union of what earlier revisits saw
+# m; cells of the map's static structure, the finest registration level
+# (registration.voxel / 2 by default)
+STRUCTURE_VOXEL = 0.025
 
 @dataclass
 class EpochOutcome:
@@ -78,47 +85,72 @@ class Mapper:
         self.reg_cfg = registration or RegistrationConfig()
         self.drift_cfg = drift or DriftConfig()
         self.assoc_cfg = association or AssociationConfig()
+        # read once: a bad model file fails here, not per revisit
+        self.confidence = ConfidenceModel.load(self.assoc_cfg.change_confidence)
         self._known: dict[int, Known] | None = None
         # what earlier registered revisits saw, one point per SEEN_VOXEL cell, and
         # the epochs already in it: bounded by the room, not by the revisits
         self._seen = np.zeros((0, 3), np.float32)
         self._seen_epochs: set[int] = set()
+        # likewise the structure (points of no object) of the registered revisits
+        self._structure = np.zeros((0, 3), np.float32)
+        self._structure_epochs: set[int] = set()
 
     # --- what the map knows ---------------------------------------------------------
 
     def _reference(self) -> np.ndarray | None:
-        """Map points to register against: the first registered epoch's cloud."""
-        first = self.memory.point_epochs(registered=True)[:1]
-        return self.memory.points(first[0]).xyz if first else None
+        """Map points to register against, None before the first revisit: the
+        static structure of every registered revisit (walls, floor, anything
+        not an object; one point per ``STRUCTURE_VOXEL`` cell, so it grows with
+        the area seen, not with the revisits) and each present object's points
+        where it was last seen. Objects that moved are where they are now, and
+        removed ones are gone, so the reference holds no stale furniture."""
+        for epoch in self.memory.point_epochs(registered=True):
+            if epoch not in self._structure_epochs:
+                points = self.memory.points(epoch)
+                self._structure_epochs.add(epoch)
+                union = np.concatenate([self._structure, points.xyz[points.instance_id == 0]])
+                self._structure = union[voxel_downsample(union, STRUCTURE_VOXEL)]
+        if not self._structure_epochs:
+            return None
+        present = {o.id for o in self.memory.objects() if o.state == ObjectState.PRESENT}
+        objects = [k.points for oid, k in self.known().items() if oid in present]
+        return np.concatenate([self._structure, *objects]).astype(np.float32)
 
     def known(self) -> dict[int, Known]:
-        """Each object's last seen segment, rebuilt from stored epoch points on start.
-        Only the epochs objects were last seen in are read (an object's points
-        are in the epoch it was last seen in); an object not found there is
-        looked for in the earlier epochs, newest first."""
+        """Each object's view (``association.keeps_view``: its last sighting,
+        unless that was a fragment of an earlier one), rebuilt on start from the
+        stored observations and epoch points by the rule the mapper applies as
+        it goes. Only the epochs holding a view are read."""
         if self._known is None:
             self._known = {}
             objects = {o.id: o for o in self.memory.objects()}
-            stored = self.memory.point_epochs(registered=None)
-            last_seen = {o.epoch_last_seen for o in objects.values()}
-            order = sorted(last_seen.intersection(stored), reverse=True)
-            order += sorted(set(stored) - last_seen, reverse=True)
-            missing = set(objects)
-            for epoch in order:
-                if not missing:
-                    break
+            view: dict[int, tuple[int, ObjectRecord]] = {}    # object -> (epoch, record)
+            for epoch in self.memory.epoch_indices():
+                for o in self.memory.observations(epoch):
+                    kept = view.get(o.id)
+                    if kept is None or not keeps_view(
+                            kept[1].pose.position, kept[1].extents, kept[1].pose.yaw,
+                            kept[1].num_points, o.pose.position, o.num_points):
+                        view[o.id] = (epoch, o)
+            by_epoch: dict[int, list[int]] = {}
+            for oid, (epoch, _) in view.items():
+                if oid in objects:
+                    by_epoch.setdefault(epoch, []).append(oid)
+            stored = set(self.memory.point_epochs(registered=None))
+            for epoch in sorted(set(by_epoch) & stored):
                 points = self.memory.points(epoch)
-                ids = np.unique(points.instance_id[points.instance_id > 0])
-                found = [int(oid) for oid in ids if int(oid) in missing]
-                if not found:
-                    continue
-                normals = estimate_normals(points.xyz, GeometricConfig().normal_radius)
-                for oid in found:
+                normals = None
+                for oid in by_epoch[epoch]:
                     members = np.flatnonzero(points.instance_id == oid)
+                    if not len(members):
+                        continue
+                    if normals is None:
+                        normals = estimate_normals(points.xyz, GeometricConfig().normal_radius)
                     self._known[oid] = Known(
                         oid, describe(points.xyz, points.rgb, normals, members),
-                        objects[oid].class_id, points.xyz[members])
-                    missing.discard(oid)
+                        objects[oid].class_id, points.xyz[members],
+                        objects[oid].epoch_first_seen)
         return self._known
 
     # --- one revisit -----------------------------------------------------------------
@@ -239,13 +271,13 @@ class Mapper:
         stored = {o.id: o for o in self.memory.objects()}
         active = [k for k in known.values()
                   if stored.get(k.id) and stored[k.id].state != ObjectState.REMOVED]
-        proposed = None
+        proposed, back = None, frozenset()
         if seg.identities is not None:        # the segmenter tracked them (4D model)
             proposed = {i: oid for i, oid in enumerate(seg.identities) if oid in known}
-            back = set(proposed.values()) - {k.id for k in active}    # seen again
+            back = frozenset(proposed.values()) - {k.id for k in active}   # removed before
             active += [known[oid] for oid in sorted(back)]
         assoc = associate(seg.segments, seg.class_ids, xyz, active, self.assoc_cfg,
-                          EmptyPlaces(xyz), proposed)
+                          EmptyPlaces(xyz), proposed, removed=back)
         earlier = self._seen_before() if assoc.new else None   # only new segments ask
         seen_before = EmptyPlaces(earlier) if earlier is not None else None
         next_id = max([*stored, 0]) + 1
@@ -254,48 +286,68 @@ class Mapper:
         names = class_names(seg)
         for i, (segment, cid, name, score) in enumerate(zip(seg.segments, seg.class_ids, names,
                                                             seg.scores, strict=True)):
+            oid, first = assoc.matched.get(i), epoch
+            if oid is None:
+                oid, next_id = next_id, next_id + 1
+            else:
+                first = stored[oid].epoch_first_seen
+            record = ObjectRecord(oid, cid, name, score, _pose(segment),
+                                  tuple(float(e) for e in segment.extents),
+                                  len(segment.points), first, epoch,
+                                  objectness=None if seg.objectness is None
+                                  else seg.objectness[i])
             if i in assoc.matched:
-                oid = assoc.matched[i]
                 before = stored[oid]
-                first = before.epoch_first_seen
                 if oid in assoc.moved and not is_fixture(before.class_id):
-                    changes.append(ChangeRecord(ChangeKind.MOVED, oid, cid, name, epoch,
-                                                before.pose, _pose(segment), confidence=score))
+                    self._report(changes, ChangeRecord(ChangeKind.MOVED, oid, cid, name, epoch,
+                                                       before.pose, record.pose), record)
                 relabel = (cid, name) != (before.class_id, before.class_name)
                 if relabel and seg.confidence(i) < 0.6:
-                    cid, name = before.class_id, before.class_name   # not sure enough
+                    record = replace(record, class_id=before.class_id,   # not sure enough
+                                     class_name=before.class_name)
                 elif relabel:
                     changes.append(ChangeRecord(ChangeKind.RELABELLED, oid, cid, name,
-                                                epoch, before.pose, _pose(segment),
+                                                epoch, before.pose, record.pose,
                                                 before.class_id, score))
-            else:
-                oid, first = next_id, epoch
-                next_id += 1
-                # an addition only where an earlier revisit saw the place empty; elsewhere
-                # the object is seen for the first time (or was missed before)
-                if seen_before is None or seen_before.empty(segment, self.assoc_cfg):
-                    changes.append(ChangeRecord(ChangeKind.ADDED, oid, cid, name,
-                                                epoch, current_pose=_pose(segment),
-                                                confidence=score))
+            # an addition only where an earlier revisit saw the place empty; elsewhere
+            # the object is seen for the first time (or was missed before)
+            elif seen_before is None or seen_before.empty(segment, self.assoc_cfg):
+                self._report(changes, ChangeRecord(ChangeKind.ADDED, oid, cid, name, epoch,
+                                                   current_pose=record.pose), record)
             ids.append(oid)
-            objects.append(ObjectRecord(oid, cid, name, score, _pose(segment),
-                                        tuple(float(e) for e in segment.extents),
-                                        len(segment.points), first, epoch,
-                                        objectness=None if seg.objectness is None
-                                        else seg.objectness[i]))
-            known[oid] = Known(oid, segment, cid, xyz[segment.points])
+            objects.append(record)
+            kept = known.get(oid)
+            if kept is not None and keeps_view(kept.segment.centroid, kept.segment.extents,
+                                               kept.segment.yaw, len(kept.points),
+                                               segment.centroid, len(segment.points)):
+                known[oid] = replace(kept, class_id=record.class_id)   # a fragment of it
+            else:
+                known[oid] = Known(oid, segment, record.class_id, xyz[segment.points], first)
         for oid in assoc.missing:
             before = stored[oid]
             if before.state == ObjectState.REMOVED:     # proposed back, but not taken
                 continue
-            if oid in assoc.vacated:             # its place was seen empty: gone
+            state = ObjectState.UNOBSERVED
+            # its place was seen empty: gone, if its evidence makes that likely
+            if oid in assoc.vacated and self._report(
+                    changes, ChangeRecord(ChangeKind.REMOVED, oid, before.class_id,
+                                          before.class_name, epoch, before.pose), before):
                 state = ObjectState.REMOVED
-                changes.append(ChangeRecord(ChangeKind.REMOVED, oid, before.class_id,
-                                            before.class_name, epoch, before.pose))
-            else:
-                state = ObjectState.UNOBSERVED
             objects.append(replace(before, state=state))
         return objects, changes, ids
+
+
+    def _report(self, changes: list[ChangeRecord], change: ChangeRecord,
+                evidence: ObjectRecord) -> bool:
+        """Add ``change`` with the confidence its object's evidence gives it (the
+        segment, or the object as last seen, and the earlier epochs that saw
+        it), if that reaches ``association.min_change_confidence``; whether it did."""
+        sightings = len(self.memory.history(change.object_id)[0])  # this epoch is not in
+        confidence = self.confidence.confidence(change.kind.name.lower(), evidence, sightings)
+        if confidence < self.assoc_cfg.min_change_confidence:
+            return False
+        changes.append(replace(change, confidence=confidence))
+        return True
 
 
 def _point_labels(seg, ids: list[int]) -> tuple[np.ndarray, np.ndarray]:
