@@ -109,6 +109,37 @@ def test_a_moved_object_is_linked_by_embedding_only_where_its_old_place_was_seen
     assert (link_moved(track, epoch, emb, np.array([5, 5, 7]), 1, coords)[80:120] == 2).all()
 
 
+def test_a_move_is_linked_to_the_look_alike_of_the_right_size_and_colour():
+    """Two boxes left their places and one box appeared: the embedding finds the
+    small one a little more alike, but the new box has the big one's size and
+    colour, and takes its id."""
+    def box(x, y, sx, sy, sz):
+        g = np.stack(np.meshgrid(range(sx), range(sy), range(sz), indexing="ij"), -1)
+        return g.reshape(-1, 3) + np.array([x, y, 0])
+
+    small, big, new = box(0, 0, 3, 3, 3), box(20, 0, 8, 5, 6), box(10, 30, 5, 8, 6)  # turned
+    floor = np.array([(x, y, -1) for x in range(-2, 30) for y in range(-2, 8)])
+    coords = np.concatenate([small, big, new, floor])
+    n_old = len(small) + len(big)
+    epoch = np.r_[np.zeros(n_old), np.ones(len(new) + len(floor))].astype(np.int64)
+    track = np.r_[np.zeros(len(small)), np.ones(len(big)), np.full(len(new), 2),
+                  np.full(len(floor), -1)].astype(np.int64)
+    emb = np.zeros((len(coords), 4))
+    emb[:len(small), 0] = 1.0                        # the small box: as alike as can be
+    emb[len(small):n_old, :2] = (0.9, 0.436)        # the big one: cosine 0.9
+    emb[n_old:n_old + len(new), 0] = 1.0
+    colour = np.zeros((len(coords), 3))
+    colour[:len(small)] = 0.4                       # a different colour, too
+    cls = np.array([29, 29, 29])
+    rows = slice(n_old, n_old + len(new))
+    assert (link_moved(track, epoch, emb, cls, 1, coords)[rows] == 0).all()   # embedding only
+    linked = link_moved(track, epoch, emb, cls, 1, coords, colour=colour)
+    assert (linked[rows] == 1).all()
+    # nothing of its size and colour left: the new box stays new
+    alone = np.where(track == 1, -1, track)
+    assert (link_moved(alone, epoch, emb, cls, 1, coords, colour=colour)[rows] == 2).all()
+
+
 def test_reconcile_gives_each_persistent_id_to_one_track():
     track = np.array([0, 0, 0, 1, 1, 1, 2, 2, -1])
     stored = np.array([5, 5, 6, 5, 5, 0, 0, 0, 9])

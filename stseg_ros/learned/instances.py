@@ -24,9 +24,10 @@
    Components are chained across epochs by nearest centroid (Hungarian);
    each chain is a *track*, the 4D instance.
 3. Objects that moved are in different clusters before and after. Tracks seen
-   only in the newest epoch are linked to tracks not seen in it by their
-   mean embeddings (what the cross-time contrastive loss trains): same
-   class, cosine similarity above ``link_similarity``, Hungarian.
+   only in the newest epoch are linked to tracks not seen in it whose place
+   the newest epoch saw: by their mean embeddings (what the cross-time
+   contrastive loss trains), sizes and colours; same class, cosine similarity
+   above ``link_similarity``, shape difference under ``link_shape``, Hungarian.
 4. ``reconcile`` gives tracks the persistent ids of the object memory: a track
    takes the id most of its points carried in the stored past epochs, each id
    going to at most one track.
@@ -64,6 +65,8 @@ class InstanceConfig:
     split_share: float = 0.4        # a component this share of the largest is an object
     fragment_share: float = 0.4     # a cluster under this share of a component's largest
     link_similarity: float = 0.8    # cosine similarity of mean embeddings to link a move
+    link_shape: float = 0.3         # and at most this shape difference (size and colour,
+                                    # as association.moved_shape)
     fill_reach: float = 2.5         # voxel units, unclustered object voxels join within
     min_votes: float = 0.2          # share of a track's past points an id must hold
     score_voxels: float = GeometricConfig.score_voxels   # coverage 0.63 at this many voxels
@@ -212,14 +215,38 @@ def place_seen(coords: np.ndarray, epoch: np.ndarray, rows: np.ndarray, newest: 
     return len(columns & now) >= share * len(columns)
 
 
+def _box_and_colour(coords: np.ndarray, colour: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """A track's footprint sides (long, short: along its principal axes, so a
+    turn does not change them), height, and mean colour, from its voxels."""
+    xy = coords[rows, :2].astype(float)
+    xy -= xy.mean(axis=0)
+    _, vectors = np.linalg.eigh(xy.T @ xy + np.eye(2) * 1e-9)
+    sides = np.sort(np.ptp(xy @ vectors, axis=0) + 1.0)[::-1]
+    height = float(np.ptp(coords[rows, 2]) + 1.0)
+    return np.concatenate([sides, [height], colour[rows].mean(axis=0)])
+
+
+def shape_difference(a: np.ndarray, b: np.ndarray) -> float:
+    """``_box_and_colour`` descriptors compared as the geometric association
+    compares segments (``mapping.association.shape_distance``): the mean
+    relative difference of the three sizes plus twice the colour difference."""
+    size = np.abs(a[:3] - b[:3]) / np.maximum(np.maximum(a[:3], b[:3]), 1.0)
+    return float(size.mean() + np.abs(a[3:] - b[3:]).mean() * 2.0)
+
+
 def link_moved(track: np.ndarray, epoch: np.ndarray, emb: np.ndarray, cls: np.ndarray,
                newest: int, coords: np.ndarray,
-               cfg: InstanceConfig = InstanceConfig()) -> np.ndarray:
+               cfg: InstanceConfig = InstanceConfig(),
+               colour: np.ndarray | None = None) -> np.ndarray:
     """Join tracks seen only in epoch ``newest`` to tracks not seen in it whose
-    place that epoch saw (so they left it: moved) when their mean embeddings
-    agree: same class (``cls`` per track), cosine similarity at least
-    ``link_similarity``, one-to-one (Hungarian). A track whose place was not
-    seen may simply be out of view, and is not a candidate."""
+    place that epoch saw (so they left it: moved) when they agree: same class
+    (``cls`` per track), cosine similarity of mean embeddings at least
+    ``link_similarity``, and, given ``colour`` per voxel, box sizes and colours
+    within ``link_shape`` of each other (as last seen). The pairs are chosen
+    one-to-one (Hungarian) by embedding dissimilarity plus shape difference,
+    so two boxes that look alike to the embedding go to the one of the right
+    size and colour. A track whose place was not seen may simply be out of
+    view, and is not a candidate."""
     ids = np.unique(track[track >= 0])
     if len(ids) < 2:
         return track
@@ -235,10 +262,20 @@ def link_moved(track: np.ndarray, epoch: np.ndarray, emb: np.ndarray, cls: np.nd
     np.add.at(mean, track[keep], emb[keep])
     mean /= np.maximum(np.linalg.norm(mean, axis=1, keepdims=True), 1e-9)
     sim = mean[fresh] @ mean[gone].T
-    sim[cls[fresh][:, None] != cls[gone][None, :]] = -1.0
+    allowed = (cls[fresh][:, None] == cls[gone][None, :]) & (sim >= cfg.link_similarity)
+    shape = np.zeros_like(sim)
+    if colour is not None:
+        def last_seen(t: int) -> np.ndarray:
+            rows = np.flatnonzero(track == t)
+            return _box_and_colour(coords, colour, rows[epoch[rows] == epoch[rows].max()])
+
+        now, before = [last_seen(t) for t in fresh], [last_seen(t) for t in gone]
+        shape = np.array([[shape_difference(a, b) for b in before] for a in now])
+        allowed &= shape <= cfg.link_shape
+    cost = np.where(allowed, (1.0 - sim) + shape, 1e6)
     out = track.copy()
-    for a, b in zip(*linear_sum_assignment(-sim), strict=True):
-        if sim[a, b] >= cfg.link_similarity:
+    for a, b in zip(*linear_sum_assignment(cost), strict=True):
+        if allowed[a, b]:
             out[track == fresh[a]] = gone[b]
     return out
 

@@ -216,7 +216,7 @@ class LearnedSegmenter:
         named = self._classes(out, track)
         if self.joint and len(out.epochs) > 1:
             track = link_moved(track, out.epoch, out.emb, named[0], len(out.epochs) - 1, coords,
-                               self.cfg)
+                               self.cfg, colour=out.vox.feats[:, :3])
             named = self._classes(out, track)
         return track, named
 
