@@ -12,6 +12,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     import json
 
     soak = args.what == "soak"        # the options it shares have defaults of its own
+    if args.what == "history" and args.revisits is None:
+        args.revisits = 30
     for name, default, soak_default in (("rate", 30.0, 10.0), ("seconds", 20.0, 4.0),
                                         ("revisits", 3, 20), ("hogs", 0, 2)):
         if getattr(args, name) is None:
@@ -25,6 +27,12 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         result = bench_segmentation(args.revisits, args.points, device=args.device,
                                     backend=args.sparse_backend, weights=args.weights)
         print(format_segmentation(result))
+    elif args.what == "history":
+        from stseg_ros.bench.history import bench_history, format_history
+
+        result = bench_history(args.revisits, args.seed, args.segmenter or "learned",
+                               progress=not args.quiet)
+        print(format_history(result))
     elif args.what == "memory":
         from stseg_ros.bench.memory import bench_memory, format_memory
 
@@ -83,13 +91,16 @@ def add_verbs(verbs) -> None:
                                      "on --revisits epochs of --points points and report "
                                      "peak memory. memory: time object-memory queries on "
                                      "10000 objects and the start-up of a 50-epoch memory. "
+                                     "history: map one fast-mode room of --revisits "
+                                     "revisits (default 30) and report seconds per stage and "
+                                     "memory at revisits 3, 10 and 30. "
                                      "soak: --revisits revisits through the "
                                      "nodes, SIGKILLing one of them at random in some "
                                      "(--kill-probability) with --hogs busy loops beside; "
                                      "exits 1 unless nothing was lost.")
     p.add_argument("what", nargs="?",
                    choices=("generation", "registration", "ingest", "segmentation", "memory",
-                            "soak"),
+                            "soak", "history"),
                    default="generation")
     p.add_argument("--rate", type=float, default=None,
                    help="ingest, soak: camera frame rate in Hz (default 30; soak 10)")
@@ -105,7 +116,9 @@ def add_verbs(verbs) -> None:
                    help="soak: chance per revisit that a node is killed (default 0.5)")
     p.add_argument("--hogs", type=int, default=None,
                    help="ingest, soak: busy loops beside the nodes (default 0; soak 2)")
-    p.add_argument("--seed", type=int, default=0, help="soak: random kills of this seed")
+    p.add_argument("--seed", type=int, default=0,
+                   help="soak: random kills of this seed; history: the room's seed")
+    p.add_argument("--segmenter", default="", help="history: segmenter (default learned)")
     p.add_argument("--seeds", type=int, default=10, help="registration: seeds 0..N-1 (10)")
     p.add_argument("--real", action="append", default=[], type=Path, metavar="DATASET",
                    help="registration: also a dataset of real rescans (stseg import); "
@@ -117,7 +130,7 @@ def add_verbs(verbs) -> None:
                    help="segmentation: sparse convolution backend")
     p.add_argument("--weights", help="segmentation: weights (default: the shipped ones)")
     p.add_argument("--frames", type=int, default=300, help="frames per revisit (default 300)")
-    p.add_argument("--revisits", type=int, default=None, help="revisits (default 3; soak 20)")
+    p.add_argument("--revisits", type=int, default=None, help="revisits (default 3; soak 20; history 30)")
     p.add_argument("--fast-scenes", type=int, default=5, help="fast-mode scenes (default 5)")
     p.add_argument("--workers", type=int, default=2, help="rendering processes (default 2)")
     p.add_argument("--json", help="also write the figures to this JSON file")
