@@ -3,10 +3,10 @@
 One generated room (fast mode) is mapped revisit after revisit with the
 default settings, as ``stseg run`` maps it. Per revisit: the seconds of each
 mapper stage, the process's resident memory after it, and the object
-memory's file size (with its write-ahead log). The segmenter reads a fixed window of stored epochs and
-the map's reference grows with the area seen, not the revisits, so the time
-of a revisit should stop growing once the window is full; this bench shows
-whether it does.
+memory's file size (with its write-ahead log). The segmenter reads a fixed
+window of stored epochs and the map's reference grows with the area seen,
+not the revisits, so the time of a revisit should stop growing once the
+window is full; this bench shows whether it does.
 """
 
 from __future__ import annotations

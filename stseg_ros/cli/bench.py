@@ -130,7 +130,8 @@ def add_verbs(verbs) -> None:
                    help="segmentation: sparse convolution backend")
     p.add_argument("--weights", help="segmentation: weights (default: the shipped ones)")
     p.add_argument("--frames", type=int, default=300, help="frames per revisit (default 300)")
-    p.add_argument("--revisits", type=int, default=None, help="revisits (default 3; soak 20; history 30)")
+    p.add_argument("--revisits", type=int, default=None,
+                   help="revisits (default 3; soak 20; history 30)")
     p.add_argument("--fast-scenes", type=int, default=5, help="fast-mode scenes (default 5)")
     p.add_argument("--workers", type=int, default=2, help="rendering processes (default 2)")
     p.add_argument("--json", help="also write the figures to this JSON file")

@@ -8,11 +8,12 @@ unsure they are whole objects, so an event's confidence is a logistic model,
 one per kind of event, of the object's size (the volume of its box, which
 unlike a point count does not depend on how densely a scan samples it),
 objectness, class score, and how many earlier revisits saw it (an object
-seen once and gone is mostly a fragment): the segment that appeared or moved, or for ``removed`` the object as
-last seen. The models are fitted (``fit``) on the events of generated rooms
-scored by ``stseg eval`` and ship as package data, with the rooms they came
-from; ``stseg calibrate-changes`` refits them. A confidence of 0.8 means that
-about 8 in 10 such events were real on those rooms.
+seen once and gone is mostly a fragment): the segment that appeared or
+moved, or for ``removed`` the object as last seen. The models are fitted
+(``fit``) on the events of generated rooms scored by ``stseg eval`` and ship
+as package data, with the rooms they came from; ``stseg calibrate-changes``
+refits them. A confidence of 0.8 means that about 8 in 10 such events were
+real on those rooms.
 """
 
 from __future__ import annotations
