@@ -90,13 +90,12 @@ def tilt_and_lift(transform: np.ndarray) -> tuple[float, float]:
     return math.degrees(math.acos(cos)), abs(float(transform[2, 3]))
 
 
-def _turned(transform: np.ndarray, quarter_turns: int, centre: np.ndarray) -> np.ndarray:
-    """``transform`` followed by a turn about the vertical through the moved ``centre``."""
+def _turned(transform: np.ndarray, quarter_turns: int, pivot: np.ndarray) -> np.ndarray:
+    """``transform`` followed by a turn about the vertical through ``pivot`` (map frame)."""
     if quarter_turns == 0:
         return np.asarray(transform)
-    moved = centre @ transform[:3, :3].T + transform[:3, 3]
     turn = planar_pose(0.0, 0.0, quarter_turns * math.pi / 2)
-    turn[:2, 3] = moved[:2] - turn[:2, :2] @ moved[:2]
+    turn[:2, 3] = pivot[:2] - turn[:2, :2] @ pivot[:2]
     return turn @ transform
 
 
@@ -106,6 +105,10 @@ class _Pyramid:
     def __init__(self, xyz: np.ndarray, cfg: RegistrationConfig) -> None:
         self.coarse = _cloud(xyz, cfg.coarse_voxel)
         self.levels = [(v, _cloud(xyz, v)) for v in (cfg.voxel * 2, cfg.voxel, cfg.voxel / 2)]
+
+    @functools.cached_property
+    def coarse_tree(self) -> cKDTree:
+        return cKDTree(np.asarray(self.coarse.points))
 
     @functools.cached_property
     def trees(self) -> list[tuple[float, o3d.geometry.PointCloud, cKDTree]]:
@@ -167,6 +170,14 @@ def _icp_floor(source: o3d.geometry.PointCloud, target: o3d.geometry.PointCloud,
                 float(np.sqrt(np.mean(inliers ** 2))) if len(inliers) else 0.0)
 
 
+def _pull(scan: _Pyramid, target: _Pyramid, transform: np.ndarray) -> np.ndarray:
+    """A coarse fit drawn into its basin from up to half a metre away (floor-plane
+    ICP on the coarse clouds with a 0.5 m reach): a turned fit's pivot is only
+    roughly the room's centre."""
+    return _icp_floor(scan.coarse, target.coarse, target.coarse_tree, 0.25, transform,
+                      iterations=15).transformation
+
+
 def _icp(scan: _Pyramid, target: _Pyramid, transform: np.ndarray, levels: slice) -> _Fit:
     """Floor-plane ICP over some pyramid levels, coarse to fine."""
     result = _Fit(transform, 0.0, 0.0)
@@ -198,6 +209,7 @@ def register_scan(scan_xyz: np.ndarray, map_xyz: np.ndarray,
     scan, target = _Pyramid(scan_xyz, cfg), _Pyramid(map_xyz, cfg)
     features = (_fpfh(scan.coarse, cfg.coarse_voxel), _fpfh(target.coarse, cfg.coarse_voxel))
     centre = np.asarray(scan.coarse.get_center())
+    map_centre = np.asarray(target.coarse.get_center())
     candidates = []   # each RANSAC result and its quarter turns, after coarse ICP
     for attempt in range(cfg.ransac_attempts):
         o3d.utility.random.seed(cfg.seed + attempt)
@@ -209,15 +221,17 @@ def register_scan(scan_xyz: np.ndarray, map_xyz: np.ndarray,
                 [reg.CorrespondenceCheckerBasedOnEdgeLength(0.9),
                  reg.CorrespondenceCheckerBasedOnDistance(cfg.coarse_voxel * 1.5)],
                 reg.RANSACConvergenceCriteria(cfg.ransac_iterations, cfg.ransac_confidence))
-        candidates += [_icp(scan, target, _turned(coarse.transformation, turn, centre),
-                            slice(0, 1)) for turn in range(4)]
+        # a symmetric room's wrong fit is the right one turned about the room's
+        # centre, which the map's centre is nearer to than a partial scan's is
+        moved = centre @ coarse.transformation[:3, :3].T + coarse.transformation[:3, 3]
+        candidates += [_icp(scan, target, _pull(scan, target, _turned(
+                                coarse.transformation, turn, pivot)), slice(0, 1))
+                       for turn, pivot in [(0, moved)] + [(t, c) for t in (1, 2, 3)
+                                                          for c in (moved, map_centre)]]
         best, margin = _best(candidates)
         if best.fitness >= 0.6 and margin >= 0.15:     # clear winner: no more attempts
             break
-    best, margin = _best(candidates)
-    transform = _icp(scan, target, best.transformation, slice(1, 2)).transformation
-    transform = _icp_full(scan, target, transform)
-    verdict = _judge(scan, target, transform, cfg)
+    transform, verdict, margin = _finals(scan, target, candidates, cfg)
     reason = verdict.reason
     if reason == "ok" and margin < cfg.min_margin:
         reason = (f"ambiguous: a different fit scores within {margin:.2f} of the best "
@@ -295,12 +309,47 @@ def assess_alignment(scan_xyz: np.ndarray, map_xyz: np.ndarray, map_from_scan: n
     return _judge(_Pyramid(scan_xyz, cfg), _Pyramid(map_xyz, cfg), map_from_scan, cfg)
 
 
+FINALISTS = 3          # clearly different coarse fits refined to the end...
+FINAL_REACH = 0.15     # ...if their coarse fitness is within this of the best
+
+
+def _finals(scan: _Pyramid, target: _Pyramid, candidates: list[_Fit],
+            cfg: RegistrationConfig) -> tuple[np.ndarray, Verdict, float]:
+    """Refine the best few clearly different coarse fits at the fine levels and
+    keep the one whose vertical surfaces fit best (fitness x overlap, as
+    ``_judge`` measures them); the margin is its lead over the next. At the
+    coarse level a symmetric room's fit turned by 180 degrees can score above
+    the right one, and only the fine levels tell them apart; a room that is
+    symmetric at every level stays ambiguous."""
+    ranked = sorted(candidates, key=lambda f: (f.fitness, -f.inlier_rmse), reverse=True)
+    finalists: list[_Fit] = []
+    for c in ranked:
+        if c.fitness < ranked[0].fitness - FINAL_REACH or len(finalists) == FINALISTS:
+            break
+        if all(_different(c, f) for f in finalists):
+            finalists.append(c)
+    refined = []
+    for f in finalists:
+        transform = _icp(scan, target, f.transformation, slice(1, 2)).transformation
+        transform = _icp_full(scan, target, transform)
+        verdict = _judge(scan, target, transform, cfg)
+        refined.append((verdict.fitness * verdict.overlap, transform, verdict))
+    refined.sort(key=lambda r: r[0], reverse=True)
+    _, transform, verdict = refined[0]
+    if len(refined) > 1:
+        return transform, verdict, float(refined[0][0] - refined[1][0])
+    return transform, verdict, _best(candidates)[1]
+
+
+def _different(a: _Fit, b: _Fit) -> bool:
+    return (rotation_angle_deg(a.transformation, b.transformation) > 10.0
+            or np.linalg.norm(a.transformation[:3, 3] - b.transformation[:3, 3]) > 0.5)
+
+
 def _best(candidates) -> tuple:
     """The best-fitting candidate and its fitness lead over any clearly different one."""
     ranked = sorted(candidates, key=lambda f: (f.fitness, -f.inlier_rmse), reverse=True)
     best = ranked[0]
-    rivals = [c.fitness for c in ranked[1:]
-              if rotation_angle_deg(c.transformation, best.transformation) > 10.0
-              or np.linalg.norm(c.transformation[:3, 3] - best.transformation[:3, 3]) > 0.5]
+    rivals = [c.fitness for c in ranked[1:] if _different(c, best)]
     return best, best.fitness - max(rivals, default=0.0)
 
