@@ -91,10 +91,9 @@ class Mapper:
         # what earlier registered revisits saw, one point per SEEN_VOXEL cell, and
         # the epochs already in it: bounded by the room, not by the revisits
         self._seen = np.zeros((0, 3), np.float32)
-        self._seen_epochs: set[int] = set()
         # likewise the structure (points of no object) of the registered revisits
         self._structure = np.zeros((0, 3), np.float32)
-        self._structure_epochs: set[int] = set()
+        self._merged: set[int] = set()      # the epochs in both
 
     # --- what the map knows ---------------------------------------------------------
 
@@ -105,13 +104,7 @@ class Mapper:
         the area seen, not with the revisits) and each present object's points
         where it was last seen. Objects that moved are where they are now, and
         removed ones are gone, so the reference holds no stale furniture."""
-        for epoch in self.memory.point_epochs(registered=True):
-            if epoch not in self._structure_epochs:
-                points = self.memory.points(epoch)
-                self._structure_epochs.add(epoch)
-                union = np.concatenate([self._structure, points.xyz[points.instance_id == 0]])
-                self._structure = union[voxel_downsample(union, STRUCTURE_VOXEL)]
-        if not self._structure_epochs:
+        if not self._merge_registered():
             return None
         present = {o.id for o in self.memory.objects() if o.state == ObjectState.PRESENT}
         objects = [k.points for oid, k in self.known().items() if oid in present]
@@ -245,14 +238,26 @@ class Mapper:
         history = []
         for epoch in self.memory.point_epochs(registered=True, last=self.segmenter.window):
             history.append(self.memory.points(epoch))
-            self._add_seen(epoch, history[-1].xyz)
+            self._merge(epoch, history[-1])
         return history
 
-    def _add_seen(self, epoch: int, xyz: np.ndarray) -> None:
-        if epoch not in self._seen_epochs:
-            self._seen_epochs.add(epoch)
-            union = np.concatenate([self._seen, xyz.astype(np.float32)])
-            self._seen = union[voxel_downsample(union, SEEN_VOXEL)]
+    def _merge(self, epoch: int, points: EpochPoints) -> None:
+        """Merge a registered epoch into what revisits saw and into the map's
+        structure, once."""
+        if epoch not in self._merged:
+            self._merged.add(epoch)
+            self._seen = _voxel_union(self._seen, points.xyz, SEEN_VOXEL)
+            self._structure = _voxel_union(self._structure,
+                                           points.xyz[points.instance_id == 0],
+                                           STRUCTURE_VOXEL)
+
+    def _merge_registered(self) -> bool:
+        """Merge every registered epoch not merged yet (each is read once);
+        whether any is merged."""
+        for epoch in self.memory.point_epochs(registered=True):
+            if epoch not in self._merged:
+                self._merge(epoch, self.memory.points(epoch))
+        return bool(self._merged)
 
     def _seen_before(self) -> np.ndarray | None:
         """Where earlier registered revisits saw anything (map frame; one point
@@ -260,10 +265,7 @@ class Mapper:
         None at the start. Each epoch is read once and merged in, so a revisit
         reads only the epoch it has not seen yet, and the union stays the size of
         the room however many revisits there were."""
-        for epoch in self.memory.point_epochs(registered=True):
-            if epoch not in self._seen_epochs:
-                self._add_seen(epoch, self.memory.points(epoch).xyz)
-        return self._seen if self._seen_epochs else None
+        return self._seen if self._merge_registered() else None
 
     def _update(self, epoch: int, xyz: np.ndarray, seg):
         """New object states, change events, and the persistent id of each segment."""
@@ -348,6 +350,12 @@ class Mapper:
             return False
         changes.append(replace(change, confidence=confidence))
         return True
+
+
+def _voxel_union(union: np.ndarray, xyz: np.ndarray, voxel: float) -> np.ndarray:
+    """``union`` with ``xyz`` added, one point per ``voxel`` cell (the first kept)."""
+    merged = np.concatenate([union, xyz.astype(np.float32)])
+    return merged[voxel_downsample(merged, voxel)]
 
 
 def _point_labels(seg, ids: list[int]) -> tuple[np.ndarray, np.ndarray]:
