@@ -2,8 +2,8 @@
 
 Per revisit: level the scan (z up, ``gravity.py``), register it to the map
 (the first revisit defines the map frame; later ones register to the static
-structure of all registered revisits so far, so a first revisit that saw half
-the room does not limit every later one), bend its fragments onto the map to
+structure the registered revisits agree on, ``structure.py``, so a first
+revisit that saw half the room does not limit every later one), bend its fragments onto the map to
 undo odometry drift, segment it, give segments persistent identities, detect
 changes, and commit everything to the object memory in one transaction. A
 revisit that cannot be registered is recorded as such with its scan
@@ -20,7 +20,6 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from stseg_ros.core.classes import is_fixture
-from stseg_ros.core.pointcloud import voxel_downsample
 from stseg_ros.core.records import ChangeKind, ChangeRecord, ObjectRecord, ObjectState, Pose
 from stseg_ros.core.segmentation import Segment, Segmenter
 from stseg_ros.mapping.association import (
@@ -42,6 +41,7 @@ from stseg_ros.mapping.labels import (
     unknown_labels,
 )
 from stseg_ros.mapping.registration import RegistrationConfig, register_scan
+from stseg_ros.mapping.structure import CellTally, StaticStructure
 from stseg_ros.memory import EpochEntry, EpochPoints, ObjectMemory
 
 log = logging.getLogger(__name__)
@@ -90,25 +90,26 @@ class Mapper:
         self._known: dict[int, Known] | None = None
         # what earlier registered revisits saw, one point per SEEN_VOXEL cell, and
         # the epochs already in it: bounded by the room, not by the revisits
-        self._seen = np.zeros((0, 3), np.float32)
-        # likewise the structure (points of no object) of the registered revisits
-        self._structure = np.zeros((0, 3), np.float32)
+        self._seen = CellTally(SEEN_VOXEL)
+        # likewise the structure (points of no object) the registered revisits agree on
+        self._structure = StaticStructure(STRUCTURE_VOXEL)
         self._merged: set[int] = set()      # the epochs in both
 
     # --- what the map knows ---------------------------------------------------------
 
     def _reference(self) -> np.ndarray | None:
         """Map points to register against, None before the first revisit: the
-        static structure of every registered revisit (walls, floor, anything
-        not an object; one point per ``STRUCTURE_VOXEL`` cell, so it grows with
-        the area seen, not with the revisits) and each present object's points
-        where it was last seen. Objects that moved are where they are now, and
-        removed ones are gone, so the reference holds no stale furniture."""
+        static structure the registered revisits agree on (walls, floor, anything
+        not an object; one point per ``STRUCTURE_VOXEL`` cell, bounded by the
+        room, not growing with the revisits: ``structure.py``) and each present
+        object's points where it was last seen. Objects that moved are where
+        they are now, and removed ones are gone, so the reference holds no
+        stale furniture."""
         if not self._merge_registered():
             return None
         present = {o.id for o in self.memory.objects() if o.state == ObjectState.PRESENT}
         objects = [k.points for oid, k in self.known().items() if oid in present]
-        return np.concatenate([self._structure, *objects]).astype(np.float32)
+        return np.concatenate([self._structure.points(), *objects]).astype(np.float32)
 
     def known(self) -> dict[int, Known]:
         """Each object's view (``association.keeps_view``: its last sighting,
@@ -246,10 +247,8 @@ class Mapper:
         structure, once."""
         if epoch not in self._merged:
             self._merged.add(epoch)
-            self._seen = _voxel_union(self._seen, points.xyz, SEEN_VOXEL)
-            self._structure = _voxel_union(self._structure,
-                                           points.xyz[points.instance_id == 0],
-                                           STRUCTURE_VOXEL)
+            self._seen.add(points.xyz)
+            self._structure.add(points.xyz[points.instance_id == 0], points.xyz)
 
     def _merge_registered(self) -> bool:
         """Merge every registered epoch not merged yet (each is read once);
@@ -265,7 +264,7 @@ class Mapper:
         None at the start. Each epoch is read once and merged in, so a revisit
         reads only the epoch it has not seen yet, and the union stays the size of
         the room however many revisits there were."""
-        return self._seen if self._merge_registered() else None
+        return self._seen.points if self._merge_registered() else None
 
     def _update(self, epoch: int, xyz: np.ndarray, seg):
         """New object states, change events, and the persistent id of each segment."""
@@ -350,12 +349,6 @@ class Mapper:
             return False
         changes.append(replace(change, confidence=confidence))
         return True
-
-
-def _voxel_union(union: np.ndarray, xyz: np.ndarray, voxel: float) -> np.ndarray:
-    """``union`` with ``xyz`` added, one point per ``voxel`` cell (the first kept)."""
-    merged = np.concatenate([union, xyz.astype(np.float32)])
-    return merged[voxel_downsample(merged, voxel)]
 
 
 def _point_labels(seg, ids: list[int]) -> tuple[np.ndarray, np.ndarray]:
