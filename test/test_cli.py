@@ -73,6 +73,9 @@ def test_bench_history_reports_each_revisit_s_stages_and_memory(tmp_path, capsys
     assert {"registration", "segmentation", "association", "memory"} <= set(rows[0]["seconds"])
     assert rows[-1]["memory_file_mib"] > rows[0]["memory_file_mib"] > 0
     assert all(r["resident_mib"] > 0 for r in rows) and rows[-1]["objects_known"] > 0
+    # the first revisit defines the map; the later ones were compared with it
+    assert rows[0]["reference_points"] == 0 and rows[0]["matched_against"] == 0
+    assert all(r["reference_points"] > 1000 and r["matched_against"] > 0 for r in rows[1:])
     printed = capsys.readouterr().out
     assert "seconds per stage" in printed and "\n      3 " in printed
 

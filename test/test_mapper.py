@@ -275,9 +275,9 @@ def test_proposals_yield_in_place_to_the_older_identity_and_the_fuller_segment()
     xyz2, rgb2, members2 = _scene([((1.0, 3.5), *CHAIR)], rng)
     elsewhere = _segments(xyz2, rgb2, members2)[0]
     assert not associate([elsewhere], [5], xyz2, old, proposed={0: 2},
-                         removed=frozenset({2})).matched
+                         in_place_only=frozenset({2})).matched
     assert associate([chair], [5], xyz, old, proposed={0: 2},
-                     removed=frozenset({2})).matched == {0: 2}
+                     in_place_only=frozenset({2})).matched == {0: 2}
     # a fragment of the chair is proposed its id; the whole chair, unproposed, takes it
     fragment = _segments(xyz, rgb, [members[1][:150]])[0]
     assoc = associate([fragment, chair], [5, 5], xyz, old, proposed={0: 2})
@@ -329,6 +329,27 @@ def test_a_swinging_door_is_not_reported_moved_but_a_moved_chair_is(tmp_path):
         assert ids[0] == ids[1]                         # both kept their identity
         moved = {c.object_id for c in memory.changes(1) if c.kind == ChangeKind.MOVED}
         assert moved == {ids[1][1]}                     # the chair, not the door
+
+
+def test_a_door_swung_open_keeps_its_id_though_the_segmenter_did_not_link_it():
+    """A 4D segmenter that proposes nothing for a door opened by 90 degrees:
+    none of its points lie where the closed door's did, yet it is the same
+    door (fixtures do not move). A door across the room is not it."""
+    from stseg_ros.core.classes import class_id
+
+    door = class_id("door")
+    rng = np.random.default_rng(9)
+    leaf = ((1.5, 3.0), (0.9, 0.05, 2.0), (120, 80, 40))
+    xyz, rgb, members = _scene([leaf, ((4.2, 0.5), (0.05, 0.9, 2.0), (120, 80, 40))], rng)
+    closed, other = _segments(xyz, rgb, members)
+    known = [Known(1, closed, door, xyz[members[0]]), Known(2, other, door, xyz[members[1]])]
+    xyz1, rgb1, m1 = _scene([leaf], rng)
+    xyz1[m1[0]] = _turned(xyz1[m1[0]], np.array([1.05, 3.0]), 90.0)
+    opened = _segments(xyz1, rgb1, m1)[0]
+    assoc = associate([opened], [door], xyz1, known, proposed={})
+    assert assoc.matched == {0: 1} and assoc.missing == [2]
+    far = associate([opened], [door], xyz1, known[1:], proposed={})
+    assert not far.matched
 
 
 @pytest.mark.parametrize("score, reported", [(0.95, True), (0.05, False)])
@@ -543,3 +564,47 @@ def test_revisits_register_to_the_structure_of_all_earlier_ones_not_the_first_al
     alone = register_scan(scans[2], stored.xyz)
     error = alone.map_from_scan @ poses[2]
     assert not alone.success or np.linalg.norm(error[:3, 3]) > 0.5
+
+
+@pytest.mark.parametrize("forget_after, back_at", [(3, (3.0, 1.0)), (0, (3.0, 1.0)),
+                                                   (3, (1.5, 1.5))])
+def test_an_object_seen_once_and_missed_since_keeps_its_id_only_in_place(tmp_path,
+                                                                        forget_after, back_at):
+    """A box segmented in one revisit only (a fragment, most often) and missed
+    in the four after it. When its place is then bare and a box like it stands
+    elsewhere, that box is a new object, not the old one moved, and the old one
+    is not reported removed; with forgetting off (0) it is taken as a move.
+    Seen again where it stood, it keeps its id."""
+    from stseg_ros.core.classes import class_id
+    from stseg_ros.core.records import ChangeKind, ObjectState
+    from stseg_ros.mapping.association import AssociationConfig
+
+    rng = np.random.default_rng(21)
+    walls = [((0.0, 2.5), (0.1, 5.0, 2.2), (200, 200, 190)),
+             ((2.5, 0.0), (5.0, 0.1, 2.2), (180, 190, 200)), ((4.0, 4.0), *TABLE)]
+    box = ((0.5, 0.4, 0.5), (40, 160, 40))
+    seg = _ScriptedSegmenter()
+    cfg = AssociationConfig(forget_after=forget_after, min_change_confidence=0.0)
+    with ObjectMemory(tmp_path / "m.db") as memory:
+        mapper = Mapper(memory, seg, association=cfg)
+        for revisit in range(6):
+            where = (1.5, 1.5) if revisit < 5 else back_at
+            xyz, rgb, members = _scene([*walls, (where, *box)], rng)
+            seg.script = [(members[2], class_id("table"))]
+            if revisit in (0, 5):
+                seg.script.append((members[3], class_id("box")))
+            outcome = mapper.process(FusedScan.single(xyz, rgb))
+            assert outcome.registered, outcome.reason
+        first = int(memory.points(0).instance_id[members[3]].max())
+        last = int(outcome.instance_id[members[3]].max())
+        events = {(c.kind, c.object_id) for c in memory.changes(5)}
+        old = next(o for o in memory.objects() if o.id == first)
+        if back_at == (1.5, 1.5):
+            assert last == first and old.state == ObjectState.PRESENT and not events
+        elif forget_after:
+            assert last != first
+            assert (ChangeKind.MOVED, first) not in events
+            assert (ChangeKind.REMOVED, first) not in events
+            assert old.state == ObjectState.UNOBSERVED
+        else:
+            assert last == first and (ChangeKind.MOVED, first) in events

@@ -38,7 +38,9 @@ def _resident_mib() -> float:
 
 def bench_history(revisits: int = 30, seed: int = 7, segmenter: str = "learned",
                   progress: bool = True) -> dict:
-    """Per revisit: stage seconds, resident MiB, memory file MiB, objects known."""
+    """Per revisit: stage seconds, resident MiB, memory file MiB, objects known,
+    the map points it was registered to and the objects it was matched against
+    (the two things that could grow with the revisits)."""
     rows = []
     with tempfile.TemporaryDirectory(prefix="stseg-bench-") as tmp:
         data = Path(tmp) / "room"
@@ -60,7 +62,9 @@ def bench_history(revisits: int = 30, seed: int = 7, segmenter: str = "learned",
                              "memory_file_mib": round(sum(
                                  f.stat().st_size for f in Path(tmp).glob("memory.db*")) / 2**20,
                                  2),
-                             "objects_known": len(memory.objects())})
+                             "objects_known": len(memory.objects()),
+                             "reference_points": outcome.reference_points,
+                             "matched_against": outcome.candidates})
     return {"revisits": revisits, "seed": seed, "segmenter": segmenter,
             "window": mapper.segmenter.window, "per_revisit": rows,
             "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
@@ -73,11 +77,13 @@ def format_history(result: dict, at: tuple[int, ...] = (3, 10, 30)) -> str:
     lines = [f"{result['segmenter']} segmenter (window {result['window']} stored epochs), "
              f"one fast-mode room of seed {result['seed']}; seconds per stage",
              f"{'revisit':>7} " + " ".join(f"{s:>12}" for s in stages)
-             + f" {'resident MiB':>12} {'memory MiB':>10} {'objects':>7}"]
+             + f" {'resident MiB':>12} {'memory MiB':>10} {'objects':>7}"
+               f" {'reference':>9} {'matched against':>15}"]
     for t in [t for t in at if t in rows] or sorted(rows)[-1:]:
         r = rows[t]
         lines.append(f"{t:>7} " + " ".join(f"{r['seconds'].get(s, 0.0):>12.2f}" for s in stages)
                      + f" {r['resident_mib']:>12.0f} {r['memory_file_mib']:>10.1f} "
-                       f"{r['objects_known']:>7}")
+                       f"{r['objects_known']:>7} {r['reference_points']:>9} "
+                       f"{r['matched_against']:>15}")
     lines.append(f"peak resident memory {result['peak_rss_mib']:.0f} MiB")
     return "\n".join(lines)

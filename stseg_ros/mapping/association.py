@@ -1,8 +1,9 @@
 """Persistent identities across epochs and the changes between them.
 
-Segments of the new epoch are matched to the objects the map knows in three
+Segments of the new epoch are matched to the objects the map knows in
 Hungarian rounds: first in place, by how many of the segment's points lie on
-the object's stored points (within ``overlap_distance``), then, among what is
+the object's stored points (within ``overlap_distance``), then doors and
+windows within their reach (a door swings), then, among what is
 left, by shape and colour anywhere in the room (objects that moved), and
 last, more loosely, for objects whose place the scan saw empty. What
 matches keeps its id. How far it travelled comes from aligning its stored
@@ -27,7 +28,9 @@ import open3d as o3d
 from scipy.optimize import linear_sum_assignment
 from scipy.spatial import cKDTree
 
+from stseg_ros.core.classes import is_fixture
 from stseg_ros.core.fields import setting
+from stseg_ros.core.records import ObjectRecord, ObjectState
 from stseg_ros.core.segmentation import Segment
 
 BIG = 1e6
@@ -61,6 +64,9 @@ class AssociationConfig:
         0.3, low=0, high=1)            # not reported (README, "Change events")
     change_confidence: str = setting(  # change-confidence model file (stseg
         "")                            # calibrate-changes); empty: the shipped one
+    forget_after: int = setting(       # revisits; an object seen in one revisit only and
+        3, low=0)                      # missed in more since is matched only in place
+                                       # and never reported removed (0: never)
 
 
 @dataclass
@@ -72,6 +78,18 @@ class Known:
     class_id: int
     points: np.ndarray                 # (K, 3) its points in that view, map frame
     first_seen: int = 0                # epoch
+
+
+def forgotten(obj: ObjectRecord, epoch: int, cfg: AssociationConfig) -> bool:
+    """Whether association offers ``obj`` to the segments of ``epoch`` only in
+    place: it was seen in one revisit only (most such objects are fragments of
+    one bad segmentation) and has been missed for more than ``forget_after``
+    revisits since. It keeps its id and record, but no longer takes the id of
+    an object elsewhere, and is never reported removed. Read off the stored
+    record alone, so that a restart forgets the same."""
+    return (cfg.forget_after > 0 and obj.state == ObjectState.UNOBSERVED
+            and obj.epoch_first_seen == obj.epoch_last_seen
+            and epoch - obj.epoch_last_seen > cfg.forget_after)
 
 
 FRAGMENT_SHARE = 0.5   # a view with fewer points than this share of the kept one...
@@ -183,6 +201,30 @@ def _match_by_shape(matched: dict[int, int], shape: np.ndarray, classes: list[in
         matched[free_s[a]] = known[free_k[b]].id
 
 
+def _match_fixtures(matched: dict[int, int], segments: list[Segment], classes: list[int],
+                    known: list[Known], candidates) -> None:
+    """Add matches between unmatched door and window segments and the unmatched
+    ``candidates`` (indices into ``known``) of their class within reach: the
+    larger footprint side of the two, nearest first. Fixtures do not move,
+    but a door swings about its hinge, so its points leave the place they had
+    (no overlap) without leaving the door's reach; with the 4D segmenter no
+    shape round catches it, and on generated histories a door took a new id
+    each time it opened or closed."""
+    used = set(matched.values())
+    free_s = [i for i in range(len(segments)) if i not in matched and is_fixture(classes[i])]
+    free_k = [j for j in candidates if known[j].id not in used
+              and is_fixture(known[j].class_id)]
+    cost = np.full((len(free_s), len(free_k)), BIG)
+    for a, i in enumerate(free_s):
+        for b, j in enumerate(free_k):
+            s, k = segments[i], known[j].segment
+            gap = float(np.hypot(*(np.asarray(s.centroid[:2]) - k.centroid[:2])))
+            if classes[i] == known[j].class_id and gap <= max(*s.extents[:2], *k.extents[:2]):
+                cost[a, b] = gap
+    for a, b in _hungarian(cost):
+        matched[free_s[a]] = known[free_k[b]].id
+
+
 def _plausible(segment: Segment, known: Known, overlap: float,
                seen_now: EmptyPlaces | None, cfg: AssociationConfig,
                returning: bool = False) -> bool:
@@ -252,10 +294,11 @@ def associate(segments: list[Segment], classes: list[int], scan_xyz: np.ndarray,
               known: list[Known], cfg: AssociationConfig = AssociationConfig(),
               seen_now: EmptyPlaces | None = None,
               proposed: dict[int, int] | None = None,
-              removed: frozenset[int] = frozenset()) -> Association:
+              in_place_only: frozenset[int] = frozenset()) -> Association:
     """Match this epoch's segments to known objects.
 
-    Three Hungarian rounds: in place by point overlap; elsewhere by shape and
+    Hungarian rounds: in place by point overlap; doors and windows within
+    reach (``_match_fixtures``); elsewhere by shape and
     colour; and, when ``seen_now`` tells which places this scan saw empty, an
     object whose place is empty is matched more loosely to a segment of its
     class elsewhere (it was moved, not removed and another one added, and a
@@ -264,10 +307,12 @@ def associate(segments: list[Segment], classes: list[int], scan_xyz: np.ndarray,
     ``proposed`` (segment index -> known id, from a segmenter that tracks
     identities) replaces the shape rounds. A proposal is taken where the
     segment lies on the object, or, elsewhere, where their shapes agree
-    (``_plausible``; objects already ``removed`` only in place), then
+    (``_plausible``), then
     corrected in place (``_in_place_first``); segments without a kept
     proposal may still match a remaining object in place. What
     moved, and which unmatched objects' places are empty, is measured here.
+    Objects ``in_place_only`` (ids: removed before, or ``forgotten``) are
+    matched only in place and never found vacated.
     """
     n, m = len(segments), len(known)
     overlap, hits = np.zeros((n, m)), np.zeros((n, m))
@@ -286,7 +331,7 @@ def associate(segments: list[Segment], classes: list[int], scan_xyz: np.ndarray,
         matched = _in_place_first({i: kid for i, kid in proposed.items()
                                    if _plausible(segments[i], known[column[kid]],
                                                  overlap[i, column[kid]], seen_now, cfg,
-                                                 kid in removed)},
+                                                 kid in in_place_only)},
                                   overlap, hits, segments, known, cfg)
         taken = [column[kid] for kid in matched.values()]
         cost[list(matched)] = BIG            # proposed segments and objects are settled
@@ -295,14 +340,16 @@ def associate(segments: list[Segment], classes: list[int], scan_xyz: np.ndarray,
         matched = {}
     matched.update({r: known[c].id for r, c in _hungarian(cost)})
     in_place = {i for i, kid in matched.items() if overlap[i, column[kid]] >= cfg.min_overlap}
+    anywhere = [j for j in range(m) if known[j].id not in in_place_only]
+    _match_fixtures(matched, segments, classes, known, anywhere)
     if proposed is None:
         shape = np.array([[shape_distance(s, k.segment) for k in known] for s in segments]
                          ).reshape(n, m)
-        _match_by_shape(matched, shape, classes, known, range(m), cfg.moved_shape)
+        _match_by_shape(matched, shape, classes, known, anywhere, cfg.moved_shape)
     vacated: list[int] = []
     if seen_now is not None:
         used = set(matched.values())
-        vacated = [j for j in range(m) if known[j].id not in used
+        vacated = [j for j in anywhere if known[j].id not in used
                    and seen_now.empty(known[j].segment, cfg)]
         if proposed is None:
             _match_by_shape(matched, shape, classes, known, vacated, cfg.vacated_shape)

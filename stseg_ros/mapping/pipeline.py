@@ -27,6 +27,7 @@ from stseg_ros.mapping.association import (
     EmptyPlaces,
     Known,
     associate,
+    forgotten,
     keeps_view,
 )
 from stseg_ros.mapping.confidence import ConfidenceModel
@@ -65,6 +66,10 @@ class EpochOutcome:
     changes: list[ChangeRecord] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     levelling: str = ""
+    # what the revisit was compared with: the map's points it was registered
+    # to, and the known objects its segments were matched against
+    reference_points: int = 0
+    candidates: int = 0
 
 
 class Mapper:
@@ -193,7 +198,7 @@ class Mapper:
         timings["segmentation"] = time.perf_counter() - start
 
         start = time.perf_counter()
-        objects, changes, ids = self._update(epoch, xyz, seg)
+        objects, changes, ids, candidates = self._update(epoch, xyz, seg)
         instance_id, class_id = _point_labels(seg, ids)
         timings["association"] = time.perf_counter() - start
 
@@ -202,7 +207,8 @@ class Mapper:
                                  EpochPoints(xyz, rgb, instance_id, class_id))
         timings["memory"] = time.perf_counter() - start
         return EpochOutcome(epoch, True, transform, reason, instance_id, class_id,
-                            objects, changes, timings, level.note)
+                            objects, changes, timings, level.note,
+                            0 if reference is None else len(reference), candidates)
 
     def _unregistered(self, scan: FusedScan, entry: EpochEntry, reason: str,
                       timings: dict[str, float], levelling: str) -> EpochOutcome:
@@ -267,18 +273,22 @@ class Mapper:
         return self._seen.points if self._merge_registered() else None
 
     def _update(self, epoch: int, xyz: np.ndarray, seg):
-        """New object states, change events, and the persistent id of each segment."""
+        """New object states, change events, the persistent id of each segment,
+        and how many known objects they were matched against."""
         known = self.known()
         stored = {o.id: o for o in self.memory.objects()}
         active = [k for k in known.values()
                   if stored.get(k.id) and stored[k.id].state != ObjectState.REMOVED]
+        # seen once and missed since: matched again only where it stood
+        settled = frozenset(k.id for k in active
+                            if forgotten(stored[k.id], epoch, self.assoc_cfg))
         proposed, back = None, frozenset()
         if seg.identities is not None:        # the segmenter tracked them (4D model)
             proposed = {i: oid for i, oid in enumerate(seg.identities) if oid in known}
             back = frozenset(proposed.values()) - {k.id for k in active}   # removed before
             active += [known[oid] for oid in sorted(back)]
         assoc = associate(seg.segments, seg.class_ids, xyz, active, self.assoc_cfg,
-                          EmptyPlaces(xyz), proposed, removed=back)
+                          EmptyPlaces(xyz), proposed, in_place_only=back | settled)
         earlier = self._seen_before() if assoc.new else None   # only new segments ask
         seen_before = EmptyPlaces(earlier) if earlier is not None else None
         next_id = max([*stored, 0]) + 1
@@ -335,7 +345,7 @@ class Mapper:
                                           before.class_name, epoch, before.pose), before):
                 state = ObjectState.REMOVED
             objects.append(replace(before, state=state))
-        return objects, changes, ids
+        return objects, changes, ids, len(active)
 
 
     def _report(self, changes: list[ChangeRecord], change: ChangeRecord,
