@@ -350,6 +350,15 @@ def test_a_door_swung_open_keeps_its_id_though_the_segmenter_did_not_link_it():
     assert assoc.matched == {0: 1} and assoc.missing == [2]
     far = associate([opened], [door], xyz1, known[1:], proposed={})
     assert not far.matched
+    # proposed the id of a piece of it once called something else: the door's id
+    piece = m1[0][: len(m1[0]) // 3]
+    fragment = Known(3, _segments(xyz1, rgb1, [piece])[0], class_id("otherprop"), xyz1[piece])
+    assoc = associate([opened], [door], xyz1, [*known, fragment], proposed={0: 3})
+    assert assoc.matched == {0: 1} and 3 in assoc.missing
+    # a door's footprint is bare whenever it stands open: that is no removal
+    bare, _, _ = _scene([], rng)
+    assoc = associate([], [], bare, known[:1], seen_now=EmptyPlaces(bare))
+    assert assoc.missing == [1] and not assoc.vacated
 
 
 @pytest.mark.parametrize("score, reported", [(0.95, True), (0.05, False)])

@@ -203,15 +203,19 @@ def _match_by_shape(matched: dict[int, int], shape: np.ndarray, classes: list[in
 
 def _match_fixtures(matched: dict[int, int], segments: list[Segment], classes: list[int],
                     known: list[Known], candidates) -> None:
-    """Add matches between unmatched door and window segments and the unmatched
-    ``candidates`` (indices into ``known``) of their class within reach: the
-    larger footprint side of the two, nearest first. Fixtures do not move,
-    but a door swings about its hinge, so its points leave the place they had
-    (no overlap) without leaving the door's reach; with the 4D segmenter no
-    shape round catches it, and on generated histories a door took a new id
-    each time it opened or closed."""
+    """Give door and window segments the id of a known fixture of their class
+    within reach (the longer footprint side of the two), nearest first, among
+    the ``candidates`` (indices into ``known``) no other segment took: where
+    the segment is unmatched, or was matched to an object of another class (a
+    fragment the segmenter once called something else). Fixtures do not
+    move, but a door swings about its hinge, so its points leave the place
+    they had (no overlap) without leaving the door's reach; with the 4D
+    segmenter no shape round catches it, and on generated histories a door
+    took a new id each time it opened or closed."""
+    by_id = {k.id: k for k in known}
     used = set(matched.values())
-    free_s = [i for i in range(len(segments)) if i not in matched and is_fixture(classes[i])]
+    free_s = [i for i in range(len(segments)) if is_fixture(classes[i]) and (
+        i not in matched or by_id[matched[i]].class_id != classes[i])]
     free_k = [j for j in candidates if known[j].id not in used
               and is_fixture(known[j].class_id)]
     cost = np.full((len(free_s), len(free_k)), BIG)
@@ -349,7 +353,10 @@ def associate(segments: list[Segment], classes: list[int], scan_xyz: np.ndarray,
     vacated: list[int] = []
     if seen_now is not None:
         used = set(matched.values())
+        # a door's footprint is bare whenever it stands open: fixtures are not
+        # removed for it
         vacated = [j for j in anywhere if known[j].id not in used
+                   and not is_fixture(known[j].class_id)
                    and seen_now.empty(known[j].segment, cfg)]
         if proposed is None:
             _match_by_shape(matched, shape, classes, known, vacated, cfg.vacated_shape)
