@@ -350,6 +350,10 @@ def test_a_door_swung_open_keeps_its_id_though_the_segmenter_did_not_link_it():
     assert assoc.matched == {0: 1} and assoc.missing == [2]
     far = associate([opened], [door], xyz1, known[1:], proposed={})
     assert not far.matched
+    # a wall piece called a door, 3.8 m wide, reaches no farther than a door
+    xyz2, rgb2, m2 = _scene([((3.2, 2.0), (3.8, 0.05, 2.0), (120, 80, 40))], rng)
+    wide = _segments(xyz2, rgb2, m2)[0]
+    assert not associate([wide], [door], xyz2, known[:1], proposed={}).matched
     # proposed the id of a piece of it once called something else: the door's id
     piece = m1[0][: len(m1[0]) // 3]
     fragment = Known(3, _segments(xyz1, rgb1, [piece])[0], class_id("otherprop"), xyz1[piece])
