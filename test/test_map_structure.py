@@ -34,6 +34,7 @@ def test_clutter_seen_once_leaves_and_a_place_one_revisit_saw_stays():
     and the corridor stay."""
     rng = np.random.default_rng(3)
     structure = StaticStructure(0.025)
+    union = StaticStructure(0.025, agree=0.0)        # registration.structure_agreement 0
     for revisit in range(5):
         parts = [_plane(rng, (0, 0), (4, 4), 60_000), _wall(rng, 0.0, 0.0, 4.0, 30_000)]
         if revisit == 0:
@@ -42,6 +43,8 @@ def test_clutter_seen_once_leaves_and_a_place_one_revisit_saw_stays():
                       np.c_[rng.uniform(2.0, 2.4, (6_000, 2)), rng.uniform(0.1, 0.6, 6_000)]]
         xyz = np.concatenate(parts).astype(np.float32)
         structure.add(xyz, xyz)
+        union.add(xyz, xyz)
+    assert len(union.points()) == len(union)          # every cell any revisit saw
     kept = structure.points()
     boxes = (np.abs(kept[:, :2] - 2.2).max(axis=1) < 0.2) & (kept[:, 2] > 0.1)
     assert not boxes.any()

@@ -97,7 +97,8 @@ class Mapper:
         # the epochs already in it: bounded by the room, not by the revisits
         self._seen = CellTally(SEEN_VOXEL)
         # likewise the structure (points of no object) the registered revisits agree on
-        self._structure = StaticStructure(STRUCTURE_VOXEL)
+        self._structure = StaticStructure(STRUCTURE_VOXEL,
+                                          agree=self.reg_cfg.structure_agreement)
         self._merged: set[int] = set()      # the epochs in both
 
     # --- what the map knows ---------------------------------------------------------

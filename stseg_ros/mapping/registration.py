@@ -55,6 +55,10 @@ class RegistrationConfig:
     max_tilt_deg: float = setting(3.0, low=0)  # deg, roll/pitch a floor-bound robot cannot have
     max_lift: float = setting(0.15, low=0)  # m, vertical offset likewise
     seed: int = setting(0, low=0)         # RANSAC random seed (attempt k uses seed + k)
+    structure_agreement: float = setting(  # share of the revisits that looked at a place
+        0.3, low=0, high=1)               # that must have seen a structure cell there for
+                                          # revisits to register to it (and two); 0: every
+                                          # cell any registered revisit saw
 
 
 @dataclass

@@ -62,7 +62,8 @@ class CellTally:
 
 class StaticStructure:
     """The structure of the registered revisits, as ``points()`` gives it to
-    registration (see the module's account)."""
+    registration (see the module's account); ``agree`` 0 gives every cell any
+    revisit saw."""
 
     def __init__(self, voxel: float, column: float = 0.25, agree: float = 0.3) -> None:
         self.cells = CellTally(voxel)
@@ -76,6 +77,8 @@ class StaticStructure:
 
     def points(self) -> np.ndarray:
         """The cells enough of the revisits that looked there agree on."""
+        if self.agree <= 0:
+            return self.cells.points
         looked = self.columns.count(_flat(self.cells.points))
         need = np.where(looked <= 1, 1,
                         np.maximum(2, np.ceil(self.agree * looked - 1e-9))).astype(np.int32)
