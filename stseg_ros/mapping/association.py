@@ -351,9 +351,10 @@ def associate(segments: list[Segment], classes: list[int], scan_xyz: np.ndarray,
     else:
         matched = {}
     matched.update({r: known[c].id for r, c in _hungarian(cost)})
-    in_place = {i for i, kid in matched.items() if overlap[i, column[kid]] >= cfg.min_overlap}
     anywhere = [j for j in range(m) if known[j].id not in in_place_only]
     _match_fixtures(matched, segments, classes, known, anywhere)
+    # after the fixtures, which may give a segment another object
+    in_place = {i for i, kid in matched.items() if overlap[i, column[kid]] >= cfg.min_overlap}
     if proposed is None:
         shape = np.array([[shape_distance(s, k.segment) for k in known] for s in segments]
                          ).reshape(n, m)

@@ -3,12 +3,12 @@
 Per revisit: level the scan (z up, ``gravity.py``), register it to the map
 (the first revisit defines the map frame; later ones register to the static
 structure the registered revisits agree on, ``structure.py``, so a first
-revisit that saw half the room does not limit every later one), bend its fragments onto the map to
-undo odometry drift, segment it, give segments persistent identities, detect
-changes, and commit everything to the object memory in one transaction. A
-revisit that cannot be registered is recorded as such with its scan
-segmented in its own (levelled) frame, for the user to inspect, and changes
-nothing else. The ROS mapper node and ``stseg run`` both drive this class.
+revisit that saw half the room does not limit every later one), bend its
+fragments onto the map to undo odometry drift, segment it, give segments
+persistent identities, detect changes, and commit everything to the object
+memory in one transaction. A revisit that cannot be registered is recorded
+as such with its scan segmented in its own (levelled) frame, for the user to
+inspect, and changes nothing else. The ROS mapper node and ``stseg run`` both drive this class.
 """
 
 from __future__ import annotations
