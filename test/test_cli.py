@@ -211,6 +211,13 @@ BAD_INPUTS = [
     (["train", "{missing}", "--out", "{new}"], "missing"),
     (["train", "{empty}", "--out", "{notes.txt}"], "notes.txt"),
     (["train", "{empty}", "--out", "{new}", "--revisits", "{foreign.json}"], "foreign.json"),
+    (["train", "{empty}", "--out", "{new}", "--fused", "{missing}", "{new}"], "missing"),
+    (["train", "{empty}", "--out", "{new}", "--init", "{weights.pt}"], "weights.pt"),
+    (["train", "{empty}", "--out", "{new}", "--init", "{missing}.pt"], "missing"),
+    (["train", "{empty}", "--out", "{new}", "--epoch-counts", "1,two"], "1,two"),
+    (["train", "{empty}", "--out", "{new}", "--epoch-counts", "0,3", "--epoch-weights", "1,1"],
+     "whole numbers of 1 or more"),
+    (["train", "{empty}", "--out", "{new}", "--epoch-weights", "1"], "--epoch-weights"),
     (["train-classifier", "--out", "{missing}/model.npz"], "missing"),
     (["train-classifier", "--out", "{new}.npz", "--labelled", "{empty}"], "empty"),
 ]

@@ -533,3 +533,79 @@ def test_training_learns_from_unlabelled_revisits_and_says_so(tiny_dataset, tmp_
     with pytest.raises(ValueError, match="no room with two registered epochs"):
         train([tiny_dataset], tmp_path / "run2", cfg, SMALL, progress=False,
               log=lambda _: None, revisits=[one_registered])
+
+
+@pytest.fixture(scope="module")
+def fused_run(tmp_path_factory):
+    """A room generated with bags (two revisits, drifting odometry), mapped as
+    stseg run maps it: the scans in its memory are fused, not the truth clouds."""
+    from stseg_ros.benchmark.generate import GenerateConfig, generate_dataset
+    from stseg_ros.mapping.config import load_config
+    from stseg_ros.offline.runner import run_dataset
+
+    root = tmp_path_factory.mktemp("fused")
+    generate_dataset(root / "ds", GenerateConfig(seed=7, revisits=2, frames=24, workers=0),
+                     progress=False)
+    run_dataset(root / "ds", root / "run", log=lambda _: None,
+                cfg=load_config(sets=["segmentation.segmenter=geometric"]))
+    return root / "ds", root / "run"
+
+
+def test_fused_scans_are_labelled_from_the_truth_and_a_foreign_run_is_refused(
+        fused_run, tiny_dataset, tmp_path):
+    from stseg_ros.core.layout import open_dataset, read_epoch_result
+    from stseg_ros.learned.data import FLOOR
+    from stseg_ros.learned.fused import load_fused
+    from stseg_ros.learned.train import TrainConfig, train
+    from stseg_ros.memory import ObjectMemory
+
+    dataset, run = fused_run
+    classes = ModelConfig().class_ids
+    [scene], coverage = load_fused([(dataset, run)], classes, progress=False)
+    assert coverage.epochs == 2 and coverage.unregistered == 0 and len(scene) == 2
+    assert coverage.share > 0.9          # fused surfaces lie on the truth, drift and all
+    scene_dir = dataset / open_dataset(dataset).scenes[0]
+    with ObjectMemory(run / scene_dir.name / "memory.db") as memory:
+        stored = [memory.points(t) for t in (0, 1)]
+    for t, (ep, points) in enumerate(zip(scene, stored, strict=True)):
+        assert len(ep.xyz) == len(points.xyz)             # every fused point, none added
+        truth = read_epoch_result(scene_dir / f"epoch_0{t}")
+        objects = {i for i, e in truth.instances.items() if e.class_id not in (1, 2, 22)}
+        ids = set(np.unique(ep.instance).tolist()) - {0}
+        assert ids <= set(truth.instances) and len(ids & objects) >= 5   # their true ids
+        floor = ep.semantic == classes.index(FLOOR)
+        assert abs(float(np.median(ep.xyz[floor, 2]))) < 0.01
+        for i in ids & objects:                           # and the class of that object
+            known = classes.index(truth.instances[i].class_id) \
+                if truth.instances[i].class_id in classes else -1
+            assert (ep.semantic[ep.instance == i] == known).mean() > 0.95, i
+    # another room's truth does not fit these scans: told, not trained on
+    cfg = TrainConfig(iterations=1, warmup=1)
+    with pytest.raises(ValueError, match="another dataset|lie on their ground truth"):
+        train([tiny_dataset], tmp_path / "t", cfg, SMALL, progress=False, log=lambda _: None,
+              fused=[(tiny_dataset, run)])
+    with pytest.raises(ValueError, match="map the dataset first"):
+        load_fused([(dataset, tmp_path / "nothing")], classes, progress=False)
+
+
+def test_training_on_fused_scans_with_long_samples_fine_tunes_given_weights(
+        fused_run, tiny_dataset, tmp_path):
+    from stseg_ros.learned.data import SampleConfig
+    from stseg_ros.learned.train import TrainConfig, train
+
+    start = tmp_path / "start.pt"
+    torch.manual_seed(5)
+    save_weights(start, UNet4D(SMALL))
+    lines: list[str] = []
+    cfg = TrainConfig(iterations=2, warmup=1, lr=0.0,   # no step moves it: the start survives
+                      sample=SampleConfig(crop=9.0, epoch_counts=(5,), epoch_weights=(1.0,)))
+    out = load_weights(train([tiny_dataset], tmp_path / "run", cfg, progress=False,
+                             log=lines.append, fused=[fused_run], init=start))
+    assert out.config == SMALL                               # the network of --init
+    start_state = load_weights(start).state
+    for k, _ in UNet4D(SMALL).named_parameters():            # (norm statistics do move)
+        assert torch.equal(out.state[k], start_state[k]), k
+    assert any("fused rooms: 2 of 2 revisits registered" in line for line in lines)
+    assert out.info["fused"] == [[str(p) for p in fused_run]] and out.info["init"] == str(start)
+    with pytest.raises(ValueError, match="same, non-zero length"):
+        SampleConfig(epoch_counts=(1, 5), epoch_weights=(1.0,))

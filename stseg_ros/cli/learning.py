@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from stseg_ros.cli.common import file_out, folder_out
+from stseg_ros.cli.common import UsageError, file_out, folder_out
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -17,14 +17,39 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
         torch.set_num_threads(args.threads)
 
+    counts = _numbers(args.epoch_counts, int, "--epoch-counts")
+    shares = _numbers(args.epoch_weights, float, "--epoch-weights")
+    if len(shares) != len(counts) or sum(shares) <= 0:
+        raise UsageError(f"--epoch-weights needs {len(counts)} non-negative numbers, one per "
+                         "epoch count, not all 0")
+    try:
+        sample = SampleConfig(crop=args.crop, epoch_counts=counts,
+                              epoch_weights=tuple(w / sum(shares) for w in shares))
+    except ValueError as err:
+        raise UsageError(str(err)) from None
     cfg = TrainConfig(iterations=args.iterations, seed=args.seed, lr=args.lr,
-                      class_balance=args.class_balance, contrast_weight=args.contrast_weight,
-                      revisit_every=args.revisit_every, sample=SampleConfig(crop=args.crop))
+                      warmup=args.warmup, class_balance=args.class_balance,
+                      contrast_weight=args.contrast_weight, revisit_every=args.revisit_every,
+                      sample=sample)
+    if args.init is not None and not Path(args.init).is_file():
+        raise UsageError(f"--init {args.init}: no such weights file")
     folder_out(args.out)
     train([Path(d) for d in args.datasets], Path(args.out), cfg, device=args.device,
           progress=not args.quiet, log=lambda line: print(line, flush=True),
-          revisits=[Path(r) for r in args.revisits])
+          revisits=[Path(r) for r in args.revisits],
+          fused=[(Path(d), Path(r)) for d, r in args.fused],
+          init=Path(args.init) if args.init is not None else None)
     return 0
+
+
+def _numbers(text: str, kind: type, option: str) -> tuple:
+    try:
+        values = tuple(kind(v) for v in text.split(","))
+    except ValueError:
+        raise UsageError(f"{option} takes comma-separated numbers, got {text!r}") from None
+    if any(v < 0 for v in values):
+        raise UsageError(f"{option}: negative numbers in {text!r}")
+    return values
 
 
 def _cmd_train_classifier(args: argparse.Namespace) -> int:
@@ -49,7 +74,6 @@ def _cmd_train_classifier(args: argparse.Namespace) -> int:
 def _cmd_calibrate_changes(args: argparse.Namespace) -> int:
     import json
 
-    from stseg_ros.cli.common import UsageError
     from stseg_ros.offline.change_calibration import calibrate
 
     paths = [args.dataset, args.predictions, *args.more]
@@ -67,11 +91,13 @@ def _cmd_calibrate_changes(args: argparse.Namespace) -> int:
 def add_verbs(verbs) -> None:
     p = verbs.add_parser("train", help="train the learned 4D segmenter",
                          description="Train the 4D network on generated datasets (stseg "
-                                     "generate --frames 0): samples of 1-3 epochs of a scene, "
-                                     "semantic, discriminative-embedding and cross-time "
-                                     "contrastive losses. Deterministic for a seed; rerun with "
-                                     "the same --out to resume. Writes OUT/weights.pt, "
-                                     "OUT/checkpoint.pt and OUT/log.jsonl.")
+                                     "generate --frames 0) and, with --fused, on the fused "
+                                     "scans stseg run made of bag-generated ones: samples of "
+                                     "1-3 epochs of a scene (--epoch-counts), semantic, "
+                                     "discriminative-embedding and cross-time contrastive "
+                                     "losses. --init fine-tunes given weights. Deterministic "
+                                     "for a seed; rerun with the same --out to resume. Writes "
+                                     "OUT/weights.pt, OUT/checkpoint.pt and OUT/log.jsonl.")
     p.add_argument("datasets", nargs="+", help="training dataset directories")
     p.add_argument("--out", required=True, help="run directory")
     p.add_argument("--iterations", type=int, default=2000, help="steps (default 2000)")
@@ -88,6 +114,22 @@ def add_verbs(verbs) -> None:
                         "as stseg run and the mapper write them) or folders holding them; "
                         "objects unchanged between registered epochs are contrastive "
                         "positives")
+    p.add_argument("--fused", nargs=2, action="append", default=[],
+                   metavar=("DATASET", "RUN"),
+                   help="a generated dataset with bags (stseg generate --frames N) and its "
+                        "stseg run output: the fused, registered scans the mapper stored "
+                        "join the training scenes, labelled from the dataset's ground truth "
+                        "(repeat for more)")
+    p.add_argument("--init", metavar="WEIGHTS",
+                   help="start from these weights instead of a random network (fine-tuning; "
+                        "their config is the network's)")
+    p.add_argument("--epoch-counts", default="1,2,3",
+                   help="how many epochs of a room a sample holds, comma-separated choices "
+                        "(default 1,2,3); a room with fewer gives all it has")
+    p.add_argument("--epoch-weights", default="0.25,0.35,0.4",
+                   help="how often each of --epoch-counts is drawn (default 0.25,0.35,0.4)")
+    p.add_argument("--warmup", type=int, default=100,
+                   help="steps of linear learning-rate warm-up (default 100)")
     p.add_argument("--revisit-every", type=int, default=4,
                    help="with --revisits: every n-th step is an unlabelled one (default 4)")
     p.add_argument("--seed", type=int, default=0, help="seed (default 0)")

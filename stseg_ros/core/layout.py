@@ -33,6 +33,9 @@ from stseg_ros.core.pointcloud import MAX_COORDINATE, usable_points
 DATASET_FORMAT = "stseg_ros.dataset"
 DATASET_VERSION = 1
 CHANGE_KINDS = ("added", "removed", "moved")
+# m: a labelled point farther than this from the mapped cloud stays unlabelled,
+# whether predictions are read onto evaluation clouds or labels onto fused scans
+LABEL_DISTANCE = 0.05
 
 
 class FormatError(ValueError):

@@ -54,14 +54,22 @@ class SampleConfig:
     lift: float = 0.015                     # m, per-epoch z offset (uniform +-)
     gain: float = 0.3                       # per-epoch colour gain spread
 
+    def __post_init__(self) -> None:
+        counts, weights = self.epoch_counts, self.epoch_weights
+        if not counts or len(counts) != len(weights):
+            raise ValueError(f"epoch counts {list(counts)} and their weights {list(weights)} "
+                             "must be two lists of the same, non-zero length")
+        if any(int(c) != c or c < 1 for c in counts):
+            raise ValueError(f"epoch counts must be whole numbers of 1 or more: {list(counts)}")
+        if any(not math.isfinite(w) or w < 0 for w in weights) or \
+                abs(sum(weights) - 1.0) > 1e-6:
+            raise ValueError(f"epoch weights must be shares adding up to 1: {list(weights)}")
+
 
 def load_scenes(datasets: list[Path], class_ids: tuple[int, ...],
                 progress: bool = True) -> list[list[LabelledEpoch]]:
     """All epochs of all scenes of the datasets, as labelled map-frame points."""
-    if len(class_ids) > 127:
-        raise ValueError(f"{len(class_ids)} classes do not fit the int8 labels")
-    lookup = np.full(256, -1, np.int8)
-    lookup[list(class_ids)] = np.arange(len(class_ids))
+    lookup = class_lookup(class_ids)
     jobs = []
     for root in datasets:
         index = open_dataset(Path(root))
@@ -79,6 +87,15 @@ def load_scenes(datasets: list[Path], class_ids: tuple[int, ...],
                                        truth.instance_id.astype(np.int32)))
         scenes.append(scene)
     return scenes
+
+
+def class_lookup(class_ids: tuple[int, ...]) -> np.ndarray:
+    """NYU40 id (0-255) to the network's class index, -1 for classes it lacks."""
+    if len(class_ids) > 127:
+        raise ValueError(f"{len(class_ids)} classes do not fit the int8 labels")
+    lookup = np.full(256, -1, np.int8)
+    lookup[list(class_ids)] = np.arange(len(class_ids))
+    return lookup
 
 
 def floor_to_zero(xyz: np.ndarray, floor: np.ndarray) -> np.ndarray:

@@ -27,8 +27,16 @@ from tqdm import tqdm
 from stseg_ros.core.classes import class_name
 from stseg_ros.core.weights import WeightsError
 from stseg_ros.learned.data import SampleConfig, class_weights, load_scenes, make_sample
+from stseg_ros.learned.fused import load_fused
 from stseg_ros.learned.losses import cross_time_contrast, discriminative_loss, semantic_loss
-from stseg_ros.learned.model import ModelConfig, UNet4D, check_state, load_plain, save_weights
+from stseg_ros.learned.model import (
+    ModelConfig,
+    UNet4D,
+    check_state,
+    load_plain,
+    load_weights,
+    save_weights,
+)
 from stseg_ros.learned.revisits import load_revisits
 
 # settings a resumed run may change: they do not alter the samples or the loss
@@ -81,16 +89,25 @@ def revisit_losses(model: UNet4D, sample, device: str) -> dict[str, torch.Tensor
 
 def train(datasets: list[Path], out: Path, cfg: TrainConfig = TrainConfig(),
           model_cfg: ModelConfig | None = None, device: str = "cpu", progress: bool = True,
-          log: Callable[[str], None] = print, revisits: list[Path] = ()) -> Path:
+          log: Callable[[str], None] = print, revisits: list[Path] = (),
+          fused: list[tuple[Path, Path]] = (), init: Path | None = None) -> Path:
     """Train (or continue training) into ``out``; returns the weights file.
     ``revisits``: object memories (or folders of them) whose unchanged objects
     between registered epochs add a self-supervised step every
-    ``cfg.revisit_every`` steps."""
+    ``cfg.revisit_every`` steps. ``fused``: (generated dataset, its ``stseg
+    run`` output) pairs whose fused, registered scans join the labelled scenes
+    (``fused.py``). ``init``: weights to start from instead of a random
+    network (fine-tuning); their config is the network's."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    model_cfg = model_cfg or ModelConfig()
+    start_from = load_weights(init) if init is not None else None
+    if start_from is not None and model_cfg is not None and model_cfg != start_from.config:
+        raise ValueError(f"{init} holds another network than the model config asked for")
+    model_cfg = model_cfg or (start_from.config if start_from else ModelConfig())
     torch.manual_seed(cfg.seed)
     model = UNet4D(model_cfg).to(device)
+    if start_from is not None:
+        model.load_state_dict(start_from.state)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     step = 0
     ckpt_path = out / "checkpoint.pt"
@@ -135,7 +152,16 @@ def train(datasets: list[Path], out: Path, cfg: TrainConfig = TrainConfig(),
                         for s in revisit_scenes)
         log(f"{len(revisit_scenes)} unlabelled rooms, {unchanged} unchanged objects; "
             f"every {cfg.revisit_every}th step is one of them")
-    scenes = load_scenes(datasets, model_cfg.class_ids, progress)
+    fused_scenes = []        # before the datasets too: a wrong pairing is told at once
+    if fused:
+        fused_scenes, coverage = load_fused(list(fused), model_cfg.class_ids, progress)
+        if coverage.points and coverage.share < 0.5:
+            raise ValueError(f"only {coverage.share:.0%} of the fused scans lie on their "
+                             "ground truth: are the runs of these datasets?")
+        log(f"{len(fused_scenes)} fused rooms: {coverage.epochs - coverage.unregistered} of "
+            f"{coverage.epochs} revisits registered, {coverage.share:.0%} of their points "
+            "labelled")
+    scenes = load_scenes(datasets, model_cfg.class_ids, progress) + fused_scenes
     if not scenes:
         raise ValueError("the training datasets hold no scenes")
     log(f"{len(scenes)} scenes, {sum(len(s) for s in scenes)} epochs; "
@@ -194,7 +220,9 @@ def train(datasets: list[Path], out: Path, cfg: TrainConfig = TrainConfig(),
     weights = out / "weights.pt"
     save_weights(weights, model, {"iterations": cfg.iterations, "train": _plain(asdict(cfg)),
                                   "datasets": [str(d) for d in datasets],
-                                  "revisits": [str(r) for r in revisits], **info})
+                                  "revisits": [str(r) for r in revisits],
+                                  "fused": [[str(d), str(r)] for d, r in fused],
+                                  "init": str(init) if init is not None else None, **info})
     log(f"wrote {weights}")
     return weights
 

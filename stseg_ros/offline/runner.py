@@ -28,6 +28,7 @@ from scipy.spatial import cKDTree
 from tqdm import tqdm
 
 from stseg_ros.core.layout import (
+    LABEL_DISTANCE,
     ChangeEntry,
     EpochResult,
     InstanceEntry,
@@ -44,8 +45,6 @@ from stseg_ros.mapping.pipeline import EpochOutcome, Mapper
 from stseg_ros.memory import ObjectMemory
 from stseg_ros.sources import RevisitInput, open_inputs
 from stseg_ros.sources.rosbag import RosbagSource
-
-LABEL_DISTANCE = 0.05     # m, evaluation points farther than this from the map stay unlabelled
 
 
 @dataclass
