@@ -595,7 +595,7 @@ def test_training_on_fused_scans_with_long_samples_fine_tunes_given_weights(
 
     start = tmp_path / "start.pt"
     torch.manual_seed(5)
-    save_weights(start, UNet4D(SMALL))
+    save_weights(start, UNet4D(SMALL), {"iterations": 7})
     lines: list[str] = []
     cfg = TrainConfig(iterations=2, warmup=1, lr=0.0,   # no step moves it: the start survives
                       sample=SampleConfig(crop=9.0, epoch_counts=(5,), epoch_weights=(1.0,)))
@@ -607,5 +607,6 @@ def test_training_on_fused_scans_with_long_samples_fine_tunes_given_weights(
         assert torch.equal(out.state[k], start_state[k]), k
     assert any("fused rooms: 2 of 2 revisits registered" in line for line in lines)
     assert out.info["fused"] == [[str(p) for p in fused_run]] and out.info["init"] == str(start)
+    assert out.info["init_info"] == {"iterations": 7}        # how the start was made
     with pytest.raises(ValueError, match="same, non-zero length"):
         SampleConfig(epoch_counts=(1, 5), epoch_weights=(1.0,))

@@ -222,7 +222,9 @@ def train(datasets: list[Path], out: Path, cfg: TrainConfig = TrainConfig(),
                                   "datasets": [str(d) for d in datasets],
                                   "revisits": [str(r) for r in revisits],
                                   "fused": [[str(d), str(r)] for d, r in fused],
-                                  "init": str(init) if init is not None else None, **info})
+                                  "init": str(init) if init is not None else None,
+                                  # how the start was made travels on with the fine-tuned file
+                                  "init_info": start_from.info if start_from else None, **info})
     log(f"wrote {weights}")
     return weights
 
