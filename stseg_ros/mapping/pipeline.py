@@ -8,7 +8,8 @@ fragments onto the map to undo odometry drift, segment it, give segments
 persistent identities, detect changes, and commit everything to the object
 memory in one transaction. A revisit that cannot be registered is recorded
 as such with its scan segmented in its own (levelled) frame, for the user to
-inspect, and changes nothing else. The ROS mapper node and ``stseg run`` both drive this class.
+inspect, and changes nothing else. The ROS mapper node and ``stseg run``
+both drive this class.
 """
 
 from __future__ import annotations
