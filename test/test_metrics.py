@@ -213,6 +213,27 @@ def test_registration_error_is_relative_to_the_first_revisit(dataset, prediction
     assert m["reg_trans_err_m"] == pytest.approx(0.1, abs=1e-3)
 
 
+def test_a_refused_revisit_is_counted_not_scored_as_a_registration_error(dataset, prediction):
+    """A revisit the predictor would not place keeps some transform; its error
+    is not the registration's, and the count of refused revisits says so."""
+    def refuse(r):
+        r.map_from_odom = np.diag([-1.0, -1.0, 1.0, 1.0]) @ r.map_from_odom   # 180 deg off
+        r.registered = False
+    _edit(prediction / "epoch_01", refuse)
+    assert read_epoch_result(prediction / "epoch_01").registered is False
+    m = evaluate(dataset, prediction.parent)
+    assert m["reg_refused"] == 1
+    assert m["reg_rot_err_deg"] == pytest.approx(0, abs=1e-4)
+    rows = {r["epoch"]: r for r in m["details"]["registration"]}
+    assert not rows[1]["registered"] and rows[1]["rot_deg"] == pytest.approx(180, abs=1e-3)
+    assert rows[2]["registered"]
+
+    transform = prediction / "epoch_01" / "transform.json"
+    transform.write_text(json.dumps({**json.loads(transform.read_text()), "registered": "no"}))
+    with pytest.raises(FormatError, match=r"epoch_01.*transform.json.*registered"):
+        evaluate(dataset, prediction.parent)
+
+
 def test_bad_predictions_are_reported_not_scored(dataset, prediction, capsys):
     def shorten(r):
         r.class_id, r.instance_id = r.class_id[:-5], r.instance_id[:-5]

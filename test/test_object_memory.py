@@ -95,6 +95,24 @@ def test_unregistered_revisit_is_recorded_without_touching_objects(tmp_path):
             memory.commit_epoch(EpochEntry(1, True, np.eye(4)))
 
 
+def test_a_prediction_of_an_unregistered_revisit_says_so_and_labels_nothing(tmp_path):
+    """stseg run's prediction files mark a refused revisit, so stseg eval does
+    not score the transform it was left with as a registration error."""
+    from stseg_ros.core.layout import read_epoch_result, write_epoch_result
+    from stseg_ros.offline.runner import prediction_from_memory
+
+    with ObjectMemory(tmp_path / "map.db") as memory:
+        _two_epochs(memory)
+        memory.commit_epoch(EpochEntry(2, False, np.eye(4), "lost"))
+        cloud = memory.points(1).xyz
+        placed, refused = (prediction_from_memory(memory, e, cloud) for e in (1, 2))
+    assert placed.registered and (placed.class_id > 0).any()
+    assert not refused.registered and not refused.class_id.any()
+    write_epoch_result(tmp_path / "epoch_02", refused)
+    assert json.loads((tmp_path / "epoch_02" / "transform.json").read_text())["registered"] is False
+    assert read_epoch_result(tmp_path / "epoch_02").registered is False
+
+
 def _digest(path):
     return hashlib.sha256(path.read_bytes()).hexdigest()
 

@@ -6,7 +6,9 @@ prediction directory::
     DIR/scene_000/epoch_00/labels.npz       class_id, instance_id per cloud point
     DIR/scene_000/epoch_00/instances.json   id, class_id, score per instance
     DIR/scene_000/epoch_00/changes.json     change events since the previous epoch
-    DIR/scene_000/epoch_00/transform.json   4x4 map_from_odom of the revisit
+    DIR/scene_000/epoch_00/transform.json   4x4 map_from_odom of the revisit, and
+                                            "registered": false where a prediction
+                                            could not place it in the map
 
 A dataset adds ``dataset.json``, ``scene.json``, and per epoch the evaluation
 cloud ``cloud.npz`` (xyz in the revisit's odom frame, rgb), ``epoch.json`` and,
@@ -82,6 +84,7 @@ class EpochResult:
     changes: list[ChangeEntry]
     map_from_odom: np.ndarray          # (4, 4)
     extra: dict = field(default_factory=dict)   # file name -> its unknown top-level keys
+    registered: bool = True            # False: the predictor refused to place the revisit
 
 
 def _drop_none(d: dict) -> dict:
@@ -142,7 +145,8 @@ def write_epoch_result(epoch_dir: Path, result: EpochResult) -> None:
         "changes": [_entry_json(c) for c in result.changes]})
     write_json(epoch_dir / "transform.json", {
         **extra.get("transform.json", {}),
-        "map_from_odom": np.asarray(result.map_from_odom, dtype=float).tolist()})
+        "map_from_odom": np.asarray(result.map_from_odom, dtype=float).tolist(),
+        **({} if result.registered else {"registered": False})})
 
 
 def _array(npz, name: str, path: Path, n: int | None) -> np.ndarray:
@@ -186,10 +190,14 @@ def read_epoch_result(epoch_dir: Path, num_points: int | None = None) -> EpochRe
         raise FormatError(f"{tpath}: expected {{'map_from_odom': 4x4}} ({err})") from None
     if pose.shape != (4, 4) or not np.isfinite(pose).all():
         raise FormatError(f"{tpath}: map_from_odom must be a finite 4x4 matrix")
+    registered = transform.get("registered", True)
+    if not isinstance(registered, bool):
+        raise FormatError(f"{tpath}: 'registered' must be true or false, got {registered!r}")
     extra = {"instances.json": instances_extra, "changes.json": changes_extra,
-             "transform.json": {k: v for k, v in transform.items() if k != "map_from_odom"}}
+             "transform.json": {k: v for k, v in transform.items()
+                                if k not in ("map_from_odom", "registered")}}
     return EpochResult(cls, inst, instances, changes, pose,
-                       {name: keys for name, keys in extra.items() if keys})
+                       {name: keys for name, keys in extra.items() if keys}, registered)
 
 
 def load_npz(path: Path, names: tuple[str, ...],

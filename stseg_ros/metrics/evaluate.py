@@ -36,7 +36,7 @@ from stseg_ros.metrics.temporal import id_switches, relabel_identical_groups, te
 
 METRIC_KEYS = ("mAP", "AP50", "AP25", "t_mAP", "t_AP50", "t_AP25", "change_precision",
                "change_recall", "change_f1", "id_switches", "reg_rot_err_deg",
-               "reg_trans_err_m")
+               "reg_trans_err_m", "reg_refused")
 
 
 @dataclass
@@ -129,18 +129,21 @@ def evaluate_sets(pairs: Sequence[tuple[Path, Path]], progress: bool = False,
                                         s.predicted[t].map_from_odom,
                                         s.predicted[0].map_from_odom)
             registration.append({"scene": name, "epoch": t, "rot_deg": round(rot, 4),
-                                 "trans_m": round(trans, 4)})
+                                 "trans_m": round(trans, 4),
+                                 "registered": s.predicted[t].registered})
     classes = sorted({i.class_id for scan in scans + temporal for i in scan.gt + scan.pred}
                      - STRUCTURE_CLASSES - {0})
     per_epoch, per_4d = class_aps(scans, classes), class_aps(temporal, classes)
+    placed = [r for r in registration if r["registered"]]
     flat, flat_t = summarize(per_epoch), summarize(per_4d)
     metrics = {
         "mAP": flat["mAP"], "AP50": flat["AP50"], "AP25": flat["AP25"],
         "t_mAP": flat_t["mAP"], "t_AP50": flat_t["AP50"], "t_AP25": flat_t["AP25"],
         "change_precision": changes.precision, "change_recall": changes.recall,
         "change_f1": changes.f1, "id_switches": switches,
-        "reg_rot_err_deg": max((r["rot_deg"] for r in registration), default=0.0),
-        "reg_trans_err_m": max((r["trans_m"] for r in registration), default=0.0),
+        "reg_rot_err_deg": max((r["rot_deg"] for r in placed), default=0.0),
+        "reg_trans_err_m": max((r["trans_m"] for r in placed), default=0.0),
+        "reg_refused": len(registration) - len(placed),
     }
     per_class = {}
     for c in classes:

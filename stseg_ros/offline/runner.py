@@ -125,7 +125,8 @@ def prediction_from_memory(memory: ObjectMemory, epoch: int,
     changes = [ChangeEntry(c.kind.name.lower(), c.object_id, c.class_id,
                            confidence=round(float(c.confidence), 4))
                for c in memory.changes(epoch)]
-    return EpochResult(class_id, instance_id, instances, changes, entry.map_from_odom)
+    return EpochResult(class_id, instance_id, instances, changes, entry.map_from_odom,
+                       registered=entry.registered)
 
 
 def _rounded(value: float | None) -> float | None:
