@@ -91,4 +91,8 @@ class TsdfFusion:
         cloud = self.grid.extract_point_cloud()
         xyz = cloud.point.positions.numpy().astype(np.float32)
         rgb = (np.clip(cloud.point.colors.numpy(), 0, 1) * 255).round().astype(np.uint8)
-        return xyz, rgb
+        # the grid's blocks come out in the order parallel insertion left them,
+        # which differs from run to run; in a fixed order, everything downstream
+        # (sampling, clustering) gives the same map for the same frames
+        order = np.lexsort(xyz.T[::-1])
+        return xyz[order], rgb[order]
