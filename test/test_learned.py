@@ -112,7 +112,7 @@ def test_a_moved_object_is_linked_by_embedding_only_where_its_old_place_was_seen
 def test_a_move_is_linked_to_the_look_alike_of_the_right_size_and_colour():
     """Two boxes left their places and one box appeared: the embedding finds the
     small one a little more alike, but the new box has the big one's size and
-    colour, and takes its id."""
+    hue (under other light), and takes its id."""
     def box(x, y, sx, sy, sz):
         g = np.stack(np.meshgrid(range(sx), range(sy), range(sz), indexing="ij"), -1)
         return g.reshape(-1, 3) + np.array([x, y, 0])
@@ -129,7 +129,8 @@ def test_a_move_is_linked_to_the_look_alike_of_the_right_size_and_colour():
     emb[len(small):n_old, :2] = (0.9, 0.436)        # the big one: cosine 0.9
     emb[n_old:n_old + len(new), 0] = 1.0
     colour = np.zeros((len(coords), 3))
-    colour[:len(small)] = 0.4                       # a different colour, too
+    colour[:len(small)] = (0.4, 0.0, -0.2)          # another hue, too
+    colour[len(small):n_old] = 0.3                  # the big one, grey, in brighter light
     cls = np.array([29, 29, 29])
     rows = slice(n_old, n_old + len(new))
     assert (link_moved(track, epoch, emb, cls, 1, coords)[rows] == 0).all()   # embedding only

@@ -26,8 +26,9 @@
 3. Objects that moved are in different clusters before and after. Tracks seen
    only in the newest epoch are linked to tracks not seen in it whose place
    the newest epoch saw: by their mean embeddings (what the cross-time
-   contrastive loss trains), sizes and colours; same class, cosine similarity
-   above ``link_similarity``, shape difference under ``link_shape``, Hungarian.
+   contrastive loss trains), sizes and chromaticities; same class, cosine
+   similarity above ``link_similarity``, shape difference under
+   ``link_shape``, Hungarian.
 4. ``reconcile`` gives tracks the persistent ids of the object memory: a track
    takes the id most of its points carried in the stored past epochs, each id
    going to at most one track.
@@ -217,19 +218,26 @@ def place_seen(coords: np.ndarray, epoch: np.ndarray, rows: np.ndarray, newest: 
 
 def _box_and_colour(coords: np.ndarray, colour: np.ndarray, rows: np.ndarray) -> np.ndarray:
     """A track's footprint sides (long, short: along its principal axes, so a
-    turn does not change them), height, and mean colour, from its voxels."""
+    turn does not change them), height, and chromaticity (mean colour over its
+    sum), from its voxels. ``colour`` is the network's colour input, already
+    scaled to each scan's brightness; chromaticity also drops what is left of
+    the light on the object itself, which changes with the revisit's lighting
+    and with where the object now stands (a pillow's colour moved 0.16 between
+    two revisits of a generated room, its chromaticity 0.03)."""
     xy = coords[rows, :2].astype(float)
     xy -= xy.mean(axis=0)
     _, vectors = np.linalg.eigh(xy.T @ xy + np.eye(2) * 1e-9)
     sides = np.sort(np.ptp(xy @ vectors, axis=0) + 1.0)[::-1]
     height = float(np.ptp(coords[rows, 2]) + 1.0)
-    return np.concatenate([sides, [height], colour[rows].mean(axis=0)])
+    rgb = np.clip(colour[rows].mean(axis=0) + 0.5, 1e-3, None)     # network input back to >= 0
+    return np.concatenate([sides, [height], rgb / rgb.sum()])
 
 
 def shape_difference(a: np.ndarray, b: np.ndarray) -> float:
     """``_box_and_colour`` descriptors compared as the geometric association
     compares segments (``mapping.association.shape_distance``): the mean
-    relative difference of the three sizes plus twice the colour difference."""
+    relative difference of the three sizes plus twice the colour
+    (chromaticity) difference."""
     size = np.abs(a[:3] - b[:3]) / np.maximum(np.maximum(a[:3], b[:3]), 1.0)
     return float(size.mean() + np.abs(a[3:] - b[3:]).mean() * 2.0)
 
@@ -241,8 +249,8 @@ def link_moved(track: np.ndarray, epoch: np.ndarray, emb: np.ndarray, cls: np.nd
     """Join tracks seen only in epoch ``newest`` to tracks not seen in it whose
     place that epoch saw (so they left it: moved) when they agree: same class
     (``cls`` per track), cosine similarity of mean embeddings at least
-    ``link_similarity``, and, given ``colour`` per voxel, box sizes and colours
-    within ``link_shape`` of each other (as last seen). The pairs are chosen
+    ``link_similarity``, and, given ``colour`` per voxel, box sizes and
+    chromaticities within ``link_shape`` of each other (as last seen). The pairs are chosen
     one-to-one (Hungarian) by embedding dissimilarity plus shape difference,
     so two boxes that look alike to the embedding go to the one of the right
     size and colour. A track whose place was not seen may simply be out of
