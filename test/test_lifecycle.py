@@ -328,6 +328,40 @@ def test_a_mapper_process_without_autostart_stays_unconfigured_and_refuses_a_for
     assert "configure failed" in err and str(foreign) in err and "Traceback" not in err
 
 
+def test_a_stop_while_a_node_configures_ends_the_process_cleanly():
+    """Ctrl-C (or launch stopping the process) that arrives while an
+    autostarting node configures leaves the transition unfinished: the process
+    ends with code 0 and what configure made is released, not with a failed
+    start (a busy machine makes this window wide)."""
+    import rclpy
+    from std_msgs.msg import String
+
+    from stseg_ros.ros.executor import spin_nodes
+    from stseg_ros.ros.lifecycle import ManagedNode
+
+    released = []
+
+    class Interrupted(ManagedNode):
+        def configure(self) -> None:
+            self.create_publisher(String, "configured", 1)
+            rclpy.shutdown()                  # what the SIGINT handler does
+
+        def release(self) -> None:
+            released.append(True)
+            super().release()
+
+    def make():
+        node = Interrupted("interrupted_while_configuring")
+        node.start()
+        return node
+
+    try:
+        assert spin_nodes(make) == 0
+        assert released
+    finally:
+        rclpy.try_shutdown()
+
+
 def test_with_autostart_a_failed_configure_ends_the_process_with_the_reason(tmp_path):
     db = tmp_path / "new" / "memory.db"
     proc = _node_process("mapper_node", f"db_path:={db}", "segmentation.segmenter:=learned",

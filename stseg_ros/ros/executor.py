@@ -29,7 +29,11 @@ def spin_nodes(*factories) -> int:
     nodes = []
     try:
         for make in factories:
+            if not rclpy.ok():      # Ctrl-C while the nodes started: a clean exit
+                return 0
             nodes.append(make())
+        if not rclpy.ok():
+            return 0
         executor = SingleThreadedExecutor()
         for node in nodes:
             executor.add_node(node)

@@ -17,7 +17,8 @@ node lifecycle (unconfigured -> inactive -> active, and back).
   activates itself when created, so a process that starts it works at once,
   as an unmanaged node did; a failed transition then raises
   ``TransitionFailedError`` with the reason (``spin_nodes`` prints it and exits
-  with code 1). ``autostart:=false`` leaves it unconfigured for a lifecycle
+  with code 1), unless rclpy was shut down meanwhile (Ctrl-C during start-up:
+  a clean exit). ``autostart:=false`` leaves it unconfigured for a lifecycle
   manager (``ros2 lifecycle set``, nav2's lifecycle_manager).
 """
 
@@ -96,6 +97,11 @@ class ManagedNode(LifecycleNode):
             return
         for step in (self.trigger_configure, self.trigger_activate):
             if step() != TransitionCallbackReturn.SUCCESS:
+                if not self.context.ok():
+                    # Ctrl-C (or launch stopping the process) while the node
+                    # configured: the transition could not be completed, and
+                    # the process is to end anyway, which is not a failure
+                    return
                 raise TransitionFailedError(self.transition_error or
                                             f"{self.get_name()}: {step.__name__} failed")
 
