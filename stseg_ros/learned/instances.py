@@ -250,10 +250,10 @@ def link_moved(track: np.ndarray, epoch: np.ndarray, emb: np.ndarray, cls: np.nd
     place that epoch saw (so they left it: moved) when they agree: same class
     (``cls`` per track), cosine similarity of mean embeddings at least
     ``link_similarity``, and, given ``colour`` per voxel, box sizes and
-    chromaticities within ``link_shape`` of each other (as last seen). The pairs are chosen
-    one-to-one (Hungarian) by embedding dissimilarity plus shape difference,
-    so two boxes that look alike to the embedding go to the one of the right
-    size and colour. A track whose place was not seen may simply be out of
+    chromaticities within ``link_shape`` of each other (as last seen). The
+    pairs are chosen one-to-one (Hungarian) by embedding dissimilarity plus
+    shape difference, so two boxes that look alike to the embedding go to the
+    one of the right size and hue. A track whose place was not seen may simply be out of
     view, and is not a candidate."""
     ids = np.unique(track[track >= 0])
     if len(ids) < 2:

@@ -29,11 +29,9 @@ def spin_nodes(*factories) -> int:
     nodes = []
     try:
         for make in factories:
+            nodes.append(make())
             if not rclpy.ok():      # Ctrl-C while the nodes started: a clean exit
                 return 0
-            nodes.append(make())
-        if not rclpy.ok():
-            return 0
         executor = SingleThreadedExecutor()
         for node in nodes:
             executor.add_node(node)
