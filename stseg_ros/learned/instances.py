@@ -253,8 +253,8 @@ def link_moved(track: np.ndarray, epoch: np.ndarray, emb: np.ndarray, cls: np.nd
     chromaticities within ``link_shape`` of each other (as last seen). The
     pairs are chosen one-to-one (Hungarian) by embedding dissimilarity plus
     shape difference, so two boxes that look alike to the embedding go to the
-    one of the right size and hue. A track whose place was not seen may simply be out of
-    view, and is not a candidate."""
+    one of the right size and hue. A track whose place was not seen may simply
+    be out of view, and is not a candidate."""
     ids = np.unique(track[track >= 0])
     if len(ids) < 2:
         return track
