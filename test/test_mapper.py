@@ -365,6 +365,34 @@ def test_a_door_swung_open_keeps_its_id_though_the_segmenter_did_not_link_it():
     assert assoc.missing == [1] and not assoc.vacated
 
 
+def test_the_first_revisit_reports_no_addition_and_a_later_one_where_it_saw_floor(tmp_path):
+    """The revisit that defines the map sees every object for the first time,
+    in places nothing saw before: no event for a planner to act on. A box that
+    then appears on floor the first revisit saw empty is an addition."""
+    from stseg_ros.core.classes import class_id
+    from stseg_ros.core.records import ChangeKind
+    from stseg_ros.mapping.association import AssociationConfig
+
+    rng = np.random.default_rng(6)
+    walls = [((0.0, 2.5), (0.1, 5.0, 2.2), (200, 200, 190)),
+             ((2.5, 0.0), (5.0, 0.1, 2.2), (180, 190, 200)), ((4.0, 4.0), *TABLE),
+             ((1.0, 1.0), *CHAIR)]
+    box = ((2.5, 3.0), (0.5, 0.4, 0.45), (40, 60, 200))
+    seg = _ScriptedSegmenter()
+    cfg = AssociationConfig(min_change_confidence=0.0)     # every candidate event
+    with ObjectMemory(tmp_path / "m.db") as memory:
+        mapper = Mapper(memory, seg, association=cfg)
+        for objects in (walls, [*walls, box]):
+            xyz, rgb, members = _scene(objects, rng)
+            seg.script = [(m, class_id(name)) for m, name in
+                          zip(members[2:], ("table", "chair", "box"), strict=False)]
+            outcome = mapper.process(FusedScan.single(xyz, rgb))
+            assert outcome.registered, outcome.reason
+        assert memory.changes(0) == []
+        added = [c for c in memory.changes(1) if c.kind == ChangeKind.ADDED]
+        assert [c.class_name for c in added] == ["box"]
+
+
 @pytest.mark.parametrize("score, reported", [(0.95, True), (0.05, False)])
 def test_only_changes_likely_enough_are_reported(tmp_path, score, reported):
     """A chair gone from a place the scan saw empty: with strong evidence it is

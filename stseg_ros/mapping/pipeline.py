@@ -323,8 +323,9 @@ class Mapper:
                                                 epoch, before.pose, record.pose,
                                                 before.class_id, score))
             # an addition only where an earlier revisit saw the place empty; elsewhere
-            # the object is seen for the first time (or was missed before)
-            elif seen_before is None or seen_before.empty(segment, self.assoc_cfg):
+            # (and in the first revisit, which nothing came before) the object is
+            # seen for the first time, or was missed before
+            elif seen_before is not None and seen_before.empty(segment, self.assoc_cfg):
                 self._report(changes, ChangeRecord(ChangeKind.ADDED, oid, cid, name, epoch,
                                                    current_pose=record.pose), record)
             ids.append(oid)
