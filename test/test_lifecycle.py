@@ -362,6 +362,34 @@ def test_a_stop_while_a_node_configures_ends_the_process_cleanly():
         rclpy.try_shutdown()
 
 
+@pytest.mark.parametrize("stopped, code", [(True, 0), (False, 1)])
+def test_a_stop_as_the_executor_starts_is_a_clean_exit_but_a_failed_node_is_not(
+        monkeypatch, capsys, stopped, code):
+    """Ctrl-C landing between the last node's start and the executor's first
+    wait makes rclpy raise (its wait set finds the context shut down): the
+    process still ends with 0, as it did for a loaded machine's test
+    teardown. A node whose worker died still ends it with 1 and the reason."""
+    import rclpy
+
+    import stseg_ros.ros.executor as executor
+    from stseg_ros.ros.lifecycle import ManagedNode
+
+    class Starting(executor.SingleThreadedExecutor):
+        def spin(self) -> None:
+            if stopped:
+                rclpy.shutdown()                    # what the SIGINT handler does
+                raise RuntimeError("failed to initialize wait set: the given context "
+                                   "is not valid")
+            raise executor.NodeFailedError("the worker died: disk full")
+
+    monkeypatch.setattr(executor, "SingleThreadedExecutor", Starting)
+    try:
+        assert executor.spin_nodes(lambda: ManagedNode("starting_node")) == code
+        assert ("disk full" in capsys.readouterr().err) == (not stopped)
+    finally:
+        rclpy.try_shutdown()
+
+
 def test_with_autostart_a_failed_configure_ends_the_process_with_the_reason(tmp_path):
     db = tmp_path / "new" / "memory.db"
     proc = _node_process("mapper_node", f"db_path:={db}", "segmentation.segmenter:=learned",

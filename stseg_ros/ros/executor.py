@@ -24,7 +24,8 @@ class NodeFailedError(RuntimeError):
 def spin_nodes(*factories) -> int:
     """Run nodes in one process on one executor thread until Ctrl-C; a bad
     parameter or file, or a node whose worker died (``NodeFailedError``), ends it
-    with the reason and exit code 1."""
+    with the reason and exit code 1. A Ctrl-C that lands while the nodes or the
+    executor start is a clean exit (0), whatever rclpy raised for it."""
     rclpy.init(args=sys.argv)
     nodes = []
     try:
@@ -39,6 +40,8 @@ def spin_nodes(*factories) -> int:
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except (ValueError, RuntimeError) as err:   # a bad parameter or database: say why
+        if not rclpy.ok() and not isinstance(err, NodeFailedError):
+            return 0    # Ctrl-C shut rclpy down as the executor began: rclpy's error
         print(f"{err}", file=sys.stderr)
         return 1
     finally:
