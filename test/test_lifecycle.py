@@ -367,8 +367,9 @@ def test_a_stop_as_the_executor_starts_is_a_clean_exit_but_a_failed_node_is_not(
         monkeypatch, capsys, stopped, code):
     """Ctrl-C landing between the last node's start and the executor's first
     wait makes rclpy raise (its wait set finds the context shut down): the
-    process still ends with 0, as it did for a loaded machine's test
-    teardown. A node whose worker died still ends it with 1 and the reason."""
+    process still ends with 0 (at a test's teardown on a loaded machine it
+    ended with 1). A node whose worker died still ends it with 1 and the
+    reason."""
     import rclpy
 
     import stseg_ros.ros.executor as executor
