@@ -99,7 +99,6 @@ def test_a_restarted_mapper_answers_where_its_map_stands_at_once(mapper_on_a_sto
         replayer.destroy_node()
 
 
-
 def test_a_restarted_mapper_publishes_its_map_as_detections(mapper_on_a_stored_map,
                                                             rclpy_context):
     """~/detections comes from the mapper as from the map_server: the stored
@@ -125,6 +124,19 @@ def test_a_restarted_mapper_publishes_its_map_as_detections(mapper_on_a_stored_m
     assert chair.results[0].hypothesis.score == pytest.approx(0.9)
     assert chair.bbox.center.position.x == pytest.approx(1.0)
     assert (chair.bbox.size.x, chair.bbox.size.z) == pytest.approx((0.5, 0.9))
+
+
+def test_a_node_asked_where_it_is_prints_its_stacks_and_runs_on(mapper_on_a_stored_map):
+    """What ``stop_process`` does before it SIGKILLs a node that did not stop:
+    the log then says where every thread was (the fixture's stop asserts the
+    node still exits cleanly afterwards)."""
+    proc, log = mapper_on_a_stored_map
+    _wait_for_line(log, "object memory", proc)
+    proc.send_signal(signal.SIGUSR1)
+    _wait_for_line(log, "Current thread", proc)
+    _wait_for_line(log, "in _work", proc)           # the mapper's worker, waiting
+    assert proc.poll() is None
+
 
 def test_replay_notices_an_accumulator_that_died(tmp_path, rclpy_context):
     from stseg_ros.ros.replay import PeerLostError, Replayer, SpinThread

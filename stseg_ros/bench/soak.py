@@ -116,6 +116,11 @@ class _Nodes:
 
         return {name: stop_process(proc) for name, proc in self.procs.items()}
 
+    def log_tail(self, name: str, lines: int = 60) -> str:
+        """The end of the running (last started) process's log."""
+        log = self.tmp / f"{name}.{self.starts[name]}.log"
+        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+
 
 def _stored(db: Path) -> dict[str, int]:
     """label -> epoch of what the memory holds now (empty while it does not exist)."""
@@ -240,6 +245,7 @@ def bench_soak(cfg: SoakConfig = SoakConfig(), dataset: Path | None = None,
             camera.destroy_node()
             rclpy.try_shutdown()
             codes = nodes.stop()
+            unclean = {name: nodes.log_tail(name) for name, code in codes.items() if code}
         with ObjectMemory(db) as memory:
             integrity = memory.db.execute("PRAGMA integrity_check").fetchone()[0]
             stored = {e.label: e.index for e in memory.epochs()}
@@ -257,7 +263,7 @@ def bench_soak(cfg: SoakConfig = SoakConfig(), dataset: Path | None = None,
                           for o in outcomes if o.lost],
         "epochs": len(stored), "epochs_changed": changed, "closed_but_not_mapped": unmapped,
         "accounting_gaps": gaps, "images_missing": sum(o.images_missing for o in outcomes),
-        "integrity": integrity, "exit_codes": codes,
+        "integrity": integrity, "exit_codes": codes, "unclean_exit_logs": unclean,
         "nothing_lost": not changed and not unmapped and not gaps and integrity == "ok",
         "revisits": [asdict(o) for o in outcomes]}
 
@@ -281,4 +287,7 @@ def format_soak(result: dict) -> str:
         for key in ("epochs_changed", "closed_but_not_mapped", "accounting_gaps"):
             if result[key]:
                 lines.append(f"LOST: {key.replace('_', ' ')}: {result[key]}")
+    for name, tail in result["unclean_exit_logs"].items():
+        lines.append(f"{name} exited with {result['exit_codes'][name]} when stopped; "
+                     f"the end of its log:\n{tail}")
     return "\n".join(lines)

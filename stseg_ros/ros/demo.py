@@ -14,6 +14,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from stseg_ros.ros.env import localhost_ros_env
@@ -53,12 +54,16 @@ def start_node(module: str, *ros_args: str, env: dict[str, str] | None = None,
 
 
 def stop_process(proc: subprocess.Popen, timeout: float = 20.0) -> int:
-    """SIGINT (a clean rclpy shutdown), then SIGKILL if it does not exit."""
+    """SIGINT (a clean rclpy shutdown), then SIGKILL if it does not exit; before
+    the SIGKILL a node is asked (SIGUSR1) to print its threads' stacks to its
+    log, so a stop that hung says where."""
     if proc.poll() is None:
         proc.send_signal(signal.SIGINT)
         try:
             proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGUSR1)
+            time.sleep(1.0)
             proc.kill()
             proc.wait()
     return proc.returncode
