@@ -29,7 +29,8 @@ def spin_nodes(*factories) -> int:
     executor start is a clean exit (0), whatever rclpy raised for it.
     ``kill -USR1 PID`` prints every thread's stack to stderr: where a node that
     does not stop is stuck (``stop_process`` asks for it before a SIGKILL)."""
-    faulthandler.register(signal.SIGUSR1, all_threads=True)
+    if sys.__stderr__ is not None:      # the process's own stderr, even where it is captured
+        faulthandler.register(signal.SIGUSR1, file=sys.__stderr__, all_threads=True)
     rclpy.init(args=sys.argv)
     nodes = []
     try:
