@@ -214,13 +214,21 @@ class MapperNode(ManagedNode):
         if not outcome.registered:
             self.get_logger().warning(f"epoch {outcome.epoch}: NOT registered "
                                       f"({outcome.reason}); map unchanged ({times})")
-            self._publish(self.memory, outcome.epoch)    # the same objects, one epoch on
-            return
-        kinds = [c.kind.name.lower() for c in outcome.changes]
-        summary = ", ".join(f"{kinds.count(k)} {k}" for k in sorted(set(kinds))) or "no changes"
-        self.get_logger().info(f"epoch {outcome.epoch}: {outcome.reason}; "
-                               f"{len(outcome.objects)} objects, {summary} ({times})")
-        self._publish(self.memory, outcome.epoch)
+        else:
+            kinds = [c.kind.name.lower() for c in outcome.changes]
+            summary = ", ".join(f"{kinds.count(k)} {k}"
+                                for k in sorted(set(kinds))) or "no changes"
+            self.get_logger().info(f"epoch {outcome.epoch}: {outcome.reason}; "
+                                   f"{len(outcome.objects)} objects, {summary} ({times})")
+        try:            # unregistered: the same objects, one epoch on
+            self._publish(self.memory, outcome.epoch)
+        except Exception as err:            # noqa: BLE001 - the epoch is stored either way
+            if self.context.ok():
+                self.get_logger().error(f"epoch {outcome.epoch} is stored, but publishing "
+                                        f"it failed: {err}")
+            else:       # stopped while it was mapped: mapping finished, publishing cannot
+                self.get_logger().info(f"epoch {outcome.epoch} is stored; the node stopped "
+                                       "before publishing it (a restart publishes it)")
 
     def _publish(self, memory: ObjectMemory, epoch: int) -> None:
         self.publisher.publish(epoch_state(memory, epoch))
