@@ -36,8 +36,8 @@ def mapped(tmp_path_factory):
     generate_dataset(dataset, GenerateConfig(seed=43, revisits=3, rooms=1, frames=80),
                      progress=False)
     env = localhost_ros_env()
-    nodes = [start_node("accumulator_node", env=env, log=root / "accumulator.log"),
-             start_node("mapper_node", "-p", f"db_path:={db}", env=env,
+    nodes = [start_node("accumulator", env=env, log=root / "accumulator.log"),
+             start_node("mapper", "-p", f"db_path:={db}", env=env,
                         log=root / "mapper.log")]
     try:
         with cpu_hogs(2):       # the accounting must hold on a busy machine, not an idle one
@@ -183,7 +183,7 @@ def test_a_restarted_mapper_publishes_the_same_ids(mapped, rclpy_context):
 
     with ObjectMemory(db) as memory:
         stored = {o.id for o in memory.objects()}
-    proc = start_node("mapper_node", "-p", f"db_path:={db}")
+    proc = start_node("mapper", "-p", f"db_path:={db}")
     client = MapClient("/mapper", name="e2e_restart")
     try:
         assert client.spin_until(lambda: 2 in client.instances, 60.0)

@@ -293,8 +293,8 @@ def test_mapper_with_an_unusable_label_set_fails_configure_naming_it(tmp_path, r
         node.destroy_node()
 
 
-def _node_process(module: str, *params: str) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", f"stseg_ros.ros.{module}", "--ros-args"]
+def _node_process(executable: str, *params: str) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "stseg_ros.ros.entry", executable, "--ros-args"]
     for p in params:
         cmd += ["-p", p]
     return subprocess.Popen(cmd, env=localhost_ros_env(), stdout=subprocess.PIPE,
@@ -308,7 +308,7 @@ def test_a_mapper_process_without_autostart_stays_unconfigured_and_refuses_a_for
     foreign = tmp_path / "notes.db"
     foreign.write_bytes(b"not a memory" * 100)
     before = foreign.read_bytes()
-    proc = _node_process("mapper_node", "autostart:=false", f"db_path:={foreign}",
+    proc = _node_process("mapper", "autostart:=false", f"db_path:={foreign}",
                          "segmentation.segmenter:=geometric")
     peer = rclpy_context.create_node("lifecycle_manager")
     spin = SpinThread(peer)
@@ -326,6 +326,24 @@ def test_a_mapper_process_without_autostart_stays_unconfigured_and_refuses_a_for
     err = proc.stderr.read()
     assert code == 0, err
     assert "configure failed" in err and str(foreign) in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("after_s", [0.2, 0.8, 1.5])
+def test_a_stop_while_the_process_imports_ends_it_cleanly(tmp_path, after_s):
+    """Ctrl-C while the node process still imports rclpy, PyTorch and Open3D
+    (seconds on a busy machine; the three delays land in different imports, or
+    after them where the node itself starts): exit code 0 and no traceback, as
+    for a stop after the start. It printed the interrupted import and exited
+    with 1 or by the signal."""
+    from stseg_ros.ros.demo import stop_process
+
+    proc = _node_process("mapper", f"db_path:={tmp_path / 'memory.db'}",
+                         "segmentation.segmenter:=geometric")
+    time.sleep(after_s)
+    code = stop_process(proc)
+    err = proc.stderr.read()
+    assert code == 0, err
+    assert "Traceback" not in err and "Error" not in err, err
 
 
 def test_a_stop_while_a_node_configures_ends_the_process_cleanly():
@@ -393,7 +411,7 @@ def test_a_stop_as_the_executor_starts_is_a_clean_exit_but_a_failed_node_is_not(
 
 def test_with_autostart_a_failed_configure_ends_the_process_with_the_reason(tmp_path):
     db = tmp_path / "new" / "memory.db"
-    proc = _node_process("mapper_node", f"db_path:={db}", "segmentation.segmenter:=learned",
+    proc = _node_process("mapper", f"db_path:={db}", "segmentation.segmenter:=learned",
                          f"segmentation.weights:={tmp_path / 'missing.pt'}")
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 1, err

@@ -44,7 +44,7 @@ def test_a_mapper_whose_memory_breaks_stops_with_the_reason(tmp_path, rclpy_cont
 
     db, log = tmp_path / "memory.db", tmp_path / "mapper.log"
     _memory_with_one_epoch(db)
-    proc = start_node("mapper_node", "-p", f"db_path:={db}",
+    proc = start_node("mapper", "-p", f"db_path:={db}",
                       "-p", "segmentation.segmenter:=geometric", env=localhost_ros_env(), log=log)
     try:
         _wait_for_line(log, "object memory", proc)
@@ -78,7 +78,7 @@ def test_a_mapper_whose_memory_breaks_stops_with_the_reason(tmp_path, rclpy_cont
 def mapper_on_a_stored_map(tmp_path):
     db, log = tmp_path / "memory.db", tmp_path / "mapper.log"
     _memory_with_one_epoch(db)
-    proc = start_node("mapper_node", "-p", f"db_path:={db}",
+    proc = start_node("mapper", "-p", f"db_path:={db}",
                       "-p", "segmentation.segmenter:=geometric", env=localhost_ros_env(), log=log)
     yield proc, log
     assert stop_process(proc) == 0, log.read_text()
@@ -142,7 +142,7 @@ def test_replay_notices_an_accumulator_that_died(tmp_path, rclpy_context):
     from stseg_ros.ros.replay import PeerLostError, Replayer, SpinThread
 
     log = tmp_path / "accumulator.log"
-    proc = start_node("accumulator_node", env=localhost_ros_env(), log=log)
+    proc = start_node("accumulator", env=localhost_ros_env(), log=log)
     replayer = Replayer(clock=False)
     spin = SpinThread(replayer)
     try:

@@ -151,8 +151,8 @@ def bench_ingest(rate_hz: float = 30.0, seconds: float = 20.0, revisits: int = 3
         if labels:
             args += ["-p", f"labels.topic:={extra[0]}"]
             mapper_args += ["-p", f"labels.label_set:={dataset / 'label_set.yaml'}"]
-        accumulator = start_node("accumulator_node", *args, log=Path(tmp) / "accumulator.log")
-        mapper = start_node("mapper_node", *mapper_args, log=Path(tmp) / "mapper.log")
+        accumulator = start_node("accumulator", *args, log=Path(tmp) / "accumulator.log")
+        mapper = start_node("mapper", *mapper_args, log=Path(tmp) / "mapper.log")
         rclpy.init()
         camera = Replayer(clock=False)
         for topic, msgtype in cameras[0].types.items():

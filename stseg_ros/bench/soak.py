@@ -101,7 +101,7 @@ class _Nodes:
         args = (["-p", "status_period_s:=0.0"] if name == "accumulator" else
                 ["-p", f"db_path:={self.db}", "-p", f"segmentation.segmenter:={self.segmenter}"])
         self.starts[name] += 1
-        self.procs[name] = start_node(f"{name}_node", *args,
+        self.procs[name] = start_node(name, *args,
                                       log=self.tmp / f"{name}.{self.starts[name]}.log")
 
     def kill(self, name: str) -> None:

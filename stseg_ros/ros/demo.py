@@ -42,10 +42,11 @@ def demo_dataset(seed: int = DEMO_SEED, frames: int = DEMO_FRAMES,
     return root
 
 
-def start_node(module: str, *ros_args: str, env: dict[str, str] | None = None,
+def start_node(executable: str, *ros_args: str, env: dict[str, str] | None = None,
                log: Path | None = None) -> subprocess.Popen:
-    """Start one of the package's nodes as a child process."""
-    cmd = [sys.executable, "-m", f"stseg_ros.ros.{module}"]
+    """Start one of the package's node executables (``accumulator``, ``mapper``,
+    ``mapping``, ``map_server``: as ``ros2 run`` names them) as a child process."""
+    cmd = [sys.executable, "-m", "stseg_ros.ros.entry", executable]
     if ros_args:
         cmd += ["--ros-args", *ros_args]
     out = open(log, "w") if log else None      # noqa: SIM115 - the child owns it
@@ -92,8 +93,8 @@ def run_demo(out: Path = Path("stseg_demo"), rate: float = 2.0, timeout: float =
     out = Path(out)
     clear_demo_outputs(out)                        # every demo maps from scratch
     db = out / "memory.db"
-    nodes = [start_node("accumulator_node", log=out / "accumulator.log"),
-             start_node("mapper_node", "-p", f"db_path:={db.resolve()}", log=out / "mapper.log")]
+    nodes = [start_node("accumulator", log=out / "accumulator.log"),
+             start_node("mapper", "-p", f"db_path:={db.resolve()}", log=out / "mapper.log")]
     print(f"accumulator (pid {nodes[0].pid}) and mapper (pid {nodes[1].pid}) started; "
           f"logs in {out}/")
     try:
