@@ -294,9 +294,9 @@ def test_mapper_with_an_unusable_label_set_fails_configure_naming_it(tmp_path, r
 
 
 def _node_process(executable: str, *params: str) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "stseg_ros.ros.entry", executable, "--ros-args"]
-    for p in params:
-        cmd += ["-p", p]
+    from stseg_ros.ros.demo import node_command
+
+    cmd = node_command(executable, *[arg for p in params for arg in ("-p", p)])
     return subprocess.Popen(cmd, env=localhost_ros_env(), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
 

@@ -6,10 +6,14 @@ busy machine. A Ctrl-C in that time (a user changing their mind, launch
 stopping everything while a node still starts) ends the process with 0 and
 no traceback, as a Ctrl-C after the start does; without this it printed
 the interrupted import (Open3D turns it into "ImportError: initialization
-failed") and exited with 1 or by the signal."""
+failed") and exited with 1 or by the signal.
+
+``kill -USR1 PID`` prints every thread's stack to stderr: where a node that
+does not stop is stuck (``stop_process`` asks for it before a SIGKILL)."""
 
 from __future__ import annotations
 
+import faulthandler
 import importlib
 import signal
 import sys
@@ -31,6 +35,7 @@ def run(executable: str) -> int:
     """Import the node module of ``executable`` and run its ``main``. SIGINT
     waits (blocked) until the imports are done: a Ctrl-C in Open3D's import
     killed the process by the signal, with no word."""
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     try:
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         try:

@@ -10,7 +10,6 @@ the single-threaded executor (``stseg bench ingest``)."""
 
 from __future__ import annotations
 
-import faulthandler
 import signal
 import sys
 
@@ -26,11 +25,7 @@ def spin_nodes(*factories) -> int:
     """Run nodes in one process on one executor thread until Ctrl-C; a bad
     parameter or file, or a node whose worker died (``NodeFailedError``), ends it
     with the reason and exit code 1. A Ctrl-C that lands while the nodes or the
-    executor start is a clean exit (0), whatever rclpy raised for it.
-    ``kill -USR1 PID`` prints every thread's stack to stderr: where a node that
-    does not stop is stuck (``stop_process`` asks for it before a SIGKILL)."""
-    if sys.__stderr__ is not None:      # the process's own stderr, even where it is captured
-        faulthandler.register(signal.SIGUSR1, file=sys.__stderr__, all_threads=True)
+    executor start is a clean exit (0), whatever rclpy raised for it."""
     rclpy.init(args=sys.argv)
     nodes = []
     try:
