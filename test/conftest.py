@@ -12,7 +12,11 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 os.environ.setdefault("RMW_FASTRTPS_PUBLICATION_MODE", "ASYNCHRONOUS")
-os.environ.setdefault("ROS_DOMAIN_ID", str(20 + os.getpid() % 200))
+# A domain of its own, so concurrent runs on one machine do not see each other;
+# 1-100, which ROS advises on Linux: a domain's ports start at 7400 + 250 * id,
+# and above 101 they lie among the ephemeral ports (32768-60999) that any
+# process's sockets take
+os.environ.setdefault("ROS_DOMAIN_ID", str(1 + os.getpid() % 100))
 
 
 @pytest.fixture

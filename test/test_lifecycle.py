@@ -8,7 +8,7 @@ configure ends the process with the reason."""
 
 from __future__ import annotations
 
-import subprocess
+import contextlib
 import sys
 import time
 import types
@@ -24,7 +24,7 @@ from test_accumulator_node import H, S, W, _header, _transform, color_image, dep
 from tf2_msgs.msg import TFMessage
 
 from stseg_ros.msg import RevisitScan
-from stseg_ros.ros.env import localhost_ros_env
+from stseg_ros.ros.demo import start_node, stop_process
 from stseg_ros.ros.qos import REVISIT_QOS
 from stseg_ros.ros.replay import SpinThread
 from stseg_ros.srv import BeginRevisit, EndRevisit
@@ -293,39 +293,45 @@ def test_mapper_with_an_unusable_label_set_fails_configure_naming_it(tmp_path, r
         node.destroy_node()
 
 
-def _node_process(executable: str, *params: str) -> subprocess.Popen:
-    from stseg_ros.ros.demo import node_command
-
-    cmd = node_command(executable, *[arg for p in params for arg in ("-p", p)])
-    return subprocess.Popen(cmd, env=localhost_ros_env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+@contextlib.contextmanager
+def _node_process(executable: str, log, *params: str):
+    """A node executable as a child process writing to ``log``. A failure
+    inside carries how the process ended and the end of its log: a node that
+    never came up says why. The process is stopped on the way out."""
+    proc = start_node(executable, *[arg for p in params for arg in ("-p", p)], log=log)
+    try:
+        yield proc
+    except Exception as failure:
+        code = stop_process(proc)
+        tail = "\n".join(log.read_text(errors="replace").splitlines()[-150:])
+        raise AssertionError(f"{failure}\n{executable} process ended with {code}; "
+                             f"its log ends:\n{tail}") from None
+    finally:
+        stop_process(proc)
 
 
 def test_a_mapper_process_without_autostart_stays_unconfigured_and_refuses_a_foreign_db(
         tmp_path, rclpy_context):
-    from stseg_ros.ros.demo import stop_process
-
-    foreign = tmp_path / "notes.db"
+    foreign, log = tmp_path / "notes.db", tmp_path / "mapper.log"
     foreign.write_bytes(b"not a memory" * 100)
     before = foreign.read_bytes()
-    proc = _node_process("mapper", "autostart:=false", f"db_path:={foreign}",
-                         "segmentation.segmenter:=geometric")
-    peer = rclpy_context.create_node("lifecycle_manager")
-    spin = SpinThread(peer)
-    try:
-        manager = Manager(peer, "mapper")
-        assert manager.state() == "unconfigured"
-        assert not manager.change(Transition.TRANSITION_CONFIGURE)
-        assert manager.state() == "unconfigured"
-        assert proc.poll() is None                        # reported, not exited
-        assert foreign.read_bytes() == before
-    finally:
-        spin.stop()
-        peer.destroy_node()
-        code = stop_process(proc)
-    err = proc.stderr.read()
-    assert code == 0, err
-    assert "configure failed" in err and str(foreign) in err and "Traceback" not in err
+    with _node_process("mapper", log, "autostart:=false", f"db_path:={foreign}",
+                       "segmentation.segmenter:=geometric") as proc:
+        peer = rclpy_context.create_node("lifecycle_manager")
+        spin = SpinThread(peer)
+        try:
+            manager = Manager(peer, "mapper")
+            assert manager.state() == "unconfigured"
+            assert not manager.change(Transition.TRANSITION_CONFIGURE)
+            assert manager.state() == "unconfigured"
+            assert proc.poll() is None                        # reported, not exited
+            assert foreign.read_bytes() == before
+        finally:
+            spin.stop()
+            peer.destroy_node()
+        assert stop_process(proc) == 0, "stopped with an error"
+    out = log.read_text()
+    assert "configure failed" in out and str(foreign) in out and "Traceback" not in out
 
 
 @pytest.mark.parametrize("after_s", [0.2, 0.8, 1.5])
@@ -335,15 +341,13 @@ def test_a_stop_while_the_process_imports_ends_it_cleanly(tmp_path, after_s):
     after them where the node itself starts): exit code 0 and no traceback, as
     for a stop after the start. It printed the interrupted import and exited
     with 1 or by the signal."""
-    from stseg_ros.ros.demo import stop_process
-
-    proc = _node_process("mapper", f"db_path:={tmp_path / 'memory.db'}",
-                         "segmentation.segmenter:=geometric")
-    time.sleep(after_s)
-    code = stop_process(proc)
-    err = proc.stderr.read()
-    assert code == 0, err
-    assert "Traceback" not in err and "Error" not in err, err
+    log = tmp_path / "mapper.log"
+    with _node_process("mapper", log, f"db_path:={tmp_path / 'memory.db'}",
+                       "segmentation.segmenter:=geometric") as proc:
+        time.sleep(after_s)
+        assert stop_process(proc) == 0, "stopped with an error"
+    out = log.read_text()
+    assert "Traceback" not in out and "Error" not in out, out
 
 
 def test_a_stop_while_a_node_configures_ends_the_process_cleanly():
@@ -410,12 +414,12 @@ def test_a_stop_as_the_executor_starts_is_a_clean_exit_but_a_failed_node_is_not(
 
 
 def test_with_autostart_a_failed_configure_ends_the_process_with_the_reason(tmp_path):
-    db = tmp_path / "new" / "memory.db"
-    proc = _node_process("mapper", f"db_path:={db}", "segmentation.segmenter:=learned",
-                         f"segmentation.weights:={tmp_path / 'missing.pt'}")
-    out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 1, err
-    assert "missing.pt" in err.splitlines()[-1] and "Traceback" not in err
+    db, log = tmp_path / "new" / "memory.db", tmp_path / "mapper.log"
+    with _node_process("mapper", log, f"db_path:={db}", "segmentation.segmenter:=learned",
+                       f"segmentation.weights:={tmp_path / 'missing.pt'}") as proc:
+        assert proc.wait(timeout=120) == 1, "did not end with 1"
+    out = log.read_text()
+    assert "missing.pt" in out.splitlines()[-1] and "Traceback" not in out
     assert not db.parent.exists()
 
 

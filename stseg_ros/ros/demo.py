@@ -42,18 +42,14 @@ def demo_dataset(seed: int = DEMO_SEED, frames: int = DEMO_FRAMES,
     return root
 
 
-def node_command(executable: str, *ros_args: str) -> list[str]:
-    """The command line of one of the package's node executables
-    (``accumulator``, ``mapper``, ``mapping``, ``map_server``: as ``ros2 run``
-    names them) with these ROS arguments."""
-    cmd = [sys.executable, "-m", "stseg_ros.ros.entry", executable]
-    return cmd + ["--ros-args", *ros_args] if ros_args else cmd
-
-
 def start_node(executable: str, *ros_args: str, env: dict[str, str] | None = None,
                log: Path | None = None) -> subprocess.Popen:
-    """Start a node executable (``node_command``) as a child process."""
-    cmd = node_command(executable, *ros_args)
+    """Start one of the package's node executables (``accumulator``,
+    ``mapper``, ``mapping``, ``map_server``: as ``ros2 run`` names them) with
+    these ROS arguments as a child process, writing to ``log`` if given."""
+    cmd = [sys.executable, "-m", "stseg_ros.ros.entry", executable]
+    if ros_args:
+        cmd += ["--ros-args", *ros_args]
     out = open(log, "w") if log else None      # noqa: SIM115 - the child owns it
     return subprocess.Popen(cmd, env=env or localhost_ros_env(), stdout=out,
                             stderr=subprocess.STDOUT if out else None)
