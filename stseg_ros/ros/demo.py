@@ -55,10 +55,16 @@ def start_node(executable: str, *ros_args: str, env: dict[str, str] | None = Non
                             stderr=subprocess.STDOUT if out else None)
 
 
-def stop_process(proc: subprocess.Popen, timeout: float = 20.0) -> int:
-    """SIGINT (a clean rclpy shutdown), then SIGKILL if it does not exit; before
-    the SIGKILL a node is asked (SIGUSR1) to print its threads' stacks to its
-    log, so a stop that hung says where."""
+def stop_process(proc: subprocess.Popen, timeout: float | None = None) -> int:
+    """SIGINT (a clean rclpy shutdown), then SIGKILL if it does not exit within
+    ``timeout`` (default: the longest a node's clean stop may take, waiting for
+    the revisit it maps, and 15 s to close); before the SIGKILL a node is asked
+    (SIGUSR1) to print its threads' stacks to its log, so a stop that hung says
+    where."""
+    if timeout is None:
+        from stseg_ros.ros.lifecycle import RELEASE_WAIT_S
+
+        timeout = RELEASE_WAIT_S + 15.0
     if proc.poll() is None:
         proc.send_signal(signal.SIGINT)
         try:

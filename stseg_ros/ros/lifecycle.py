@@ -33,6 +33,10 @@ from rclpy.lifecycle import State, TransitionCallbackReturn
 AUTOSTART = ("Configure and activate the node as soon as it starts (false: stay "
              "unconfigured until a lifecycle manager moves it)")
 
+# the longest a node's cleanup (and so its stop) waits for its worker to finish
+# the job in hand, such as a revisit being mapped
+RELEASE_WAIT_S = 60.0
+
 # what a node owns, and how it is destroyed
 _KINDS = (("subscriptions", "destroy_subscription"), ("services", "destroy_service"),
           ("timers", "destroy_timer"), ("guards", "destroy_guard_condition"),

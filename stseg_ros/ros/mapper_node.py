@@ -33,7 +33,7 @@ from stseg_ros.memory import MemoryFileError, ObjectMemory
 from stseg_ros.msg import RevisitScan
 from stseg_ros.ros.conversions import scan_from_msg
 from stseg_ros.ros.executor import NodeFailedError, spin_nodes
-from stseg_ros.ros.lifecycle import ManagedNode
+from stseg_ros.ros.lifecycle import RELEASE_WAIT_S, ManagedNode
 from stseg_ros.ros.log_bridge import forward_logs
 from stseg_ros.ros.map_publisher import MapPublisher
 from stseg_ros.ros.params import declare_sections, read_sections
@@ -133,7 +133,7 @@ class MapperNode(ManagedNode):
             self._stopping = True
             self._queue.put(None)
             self._active.set()              # wake a worker waiting for activation
-            self._worker.join(timeout=60.0)
+            self._worker.join(timeout=RELEASE_WAIT_S)
             self._active.clear()
             self._worker = None
             dropped = sum(1 for m in self._drain() if m is not None)
