@@ -24,7 +24,7 @@ from test_accumulator_node import H, S, W, _header, _transform, color_image, dep
 from tf2_msgs.msg import TFMessage
 
 from stseg_ros.msg import RevisitScan
-from stseg_ros.ros.demo import start_node, stop_process
+from stseg_ros.ros.demo import log_tail, start_node, stop_process
 from stseg_ros.ros.qos import REVISIT_QOS
 from stseg_ros.ros.replay import SpinThread
 from stseg_ros.srv import BeginRevisit, EndRevisit
@@ -303,9 +303,8 @@ def _node_process(executable: str, log, *params: str):
         yield proc
     except Exception as failure:
         code = stop_process(proc)
-        tail = "\n".join(log.read_text(errors="replace").splitlines()[-150:])
         raise AssertionError(f"{failure}\n{executable} process ended with {code}; "
-                             f"its log ends:\n{tail}") from None
+                             f"its log ends:\n{log_tail(log, 150)}") from None
     finally:
         stop_process(proc)
 

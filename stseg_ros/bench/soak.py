@@ -118,8 +118,9 @@ class _Nodes:
 
     def log_tail(self, name: str, lines: int = 60) -> str:
         """The end of the running (last started) process's log."""
-        log = self.tmp / f"{name}.{self.starts[name]}.log"
-        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+        from stseg_ros.ros.demo import log_tail
+
+        return log_tail(self.tmp / f"{name}.{self.starts[name]}.log", lines)
 
 
 def _stored(db: Path) -> dict[str, int]:

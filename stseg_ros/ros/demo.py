@@ -55,6 +55,11 @@ def start_node(executable: str, *ros_args: str, env: dict[str, str] | None = Non
                             stderr=subprocess.STDOUT if out else None)
 
 
+def log_tail(log: Path, lines: int = 60) -> str:
+    """The last ``lines`` lines of a node's log (``start_node(..., log=)``)."""
+    return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+
+
 def stop_process(proc: subprocess.Popen, timeout: float | None = None) -> int:
     """SIGINT (a clean rclpy shutdown), then SIGKILL if it does not exit within
     ``timeout`` (default: the longest a node's clean stop may take, waiting for
